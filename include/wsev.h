@@ -1,0 +1,185 @@
+/*
+ * wsev: WebSocket servers and clients inside a libuv event loop.
+ *
+ * All network work (accept, HTTP upgrade, RFC 6455 framing, pings, closes) happens
+ * per connection inside the loop. The application sees one strictly serialized
+ * stream of events through the callbacks of a wsev_handler: a connection was
+ * accepted, a message arrived, a connection closed, the loop timed out. Every
+ * callback runs on the loop's thread, one after another, and never re-enters
+ * another: functions of this API called from inside a callback only queue work, and
+ * any event they cause is dispatched after the callback returns.
+ *
+ * Conventions (the same as libuv's):
+ * - Functions returning int return 0 (or a documented non-negative value) on success
+ *   and a negative error code on failure: a libuv code (UV_E*) where one fits, or a
+ *   WSEV_E* code below. wsev_strerror() and wsev_err_name() describe either kind.
+ * - Connection ids are uint64_t, never 0, unique for the context's lifetime and
+ *   never reused.
+ * - For every id handed to the application in conn_accepted, conn_closed is called
+ *   exactly once, after every message_received of that id.
+ * - The library never prints, and never exits or aborts on bad input.
+ * - Nothing here is thread-safe: call it from the loop's thread only.
+ */
+#ifndef WSEV_H
+#define WSEV_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(WSEV_BUILDING) && defined(__GNUC__)
+#define WSEV_EXPORT __attribute__((visibility("default")))
+#else
+#define WSEV_EXPORT
+#endif
+
+#define WSEV_VERSION_MAJOR 0
+#define WSEV_VERSION_MINOR 1
+#define WSEV_VERSION_PATCH 0
+
+/* wsev's own error codes, in a range far from libuv's (which are negated errnos
+ * and small negative numbers above -4096). */
+#define WSEV_ERRNO_MAP(XX)                                                              \
+  XX(ENOCONN, -30001, "no such connection (it closed, or never existed)")              \
+  XX(ECLOSING, -30002, "connection is closing")                                       \
+  XX(EMSGSIZE, -30003, "message larger than the configured maximum")                  \
+  XX(EBADPORT, -30004, "invalid port string")                                         \
+  XX(EINCALLBACK, -30005, "not allowed from inside a wsev callback")
+
+typedef enum {
+#define WSEV_ERRNO_ENUM(name, value, text) WSEV_##name = value,
+  WSEV_ERRNO_MAP(WSEV_ERRNO_ENUM)
+#undef WSEV_ERRNO_ENUM
+} wsev_errno;
+
+/* A human-readable description of any error code returned by this API (wsev's own
+ * or libuv's). Never NULL; the string is static. */
+WSEV_EXPORT const char *wsev_strerror(int err);
+/* The symbolic name of an error code ("WSEV_ENOCONN", "EADDRINUSE", ...). */
+WSEV_EXPORT const char *wsev_err_name(int err);
+
+/* The kind of a received message. */
+typedef enum { WSEV_BINARY = 0, WSEV_TEXT = 1 } wsev_msg_type;
+
+typedef struct wsev_ctx wsev_ctx;
+
+/*
+ * The application's callbacks. Any of them may be NULL (that event is then
+ * ignored). Each runs on the loop's thread, never concurrently with, and never
+ * inside, another one. From any callback the application may call wsev_write,
+ * wsev_write_text, wsev_close (on any connection), wsev_set_timeout and wsev_stop.
+ */
+typedef struct wsev_handler {
+  /* A client completed the WebSocket upgrade; `id` is new. */
+  void (*conn_accepted)(wsev_ctx *ctx, uint64_t id);
+  /* The connection is gone: closed by either side, failed, or dropped. `id` is
+   * never used again; wsev_write on it returns WSEV_ENOCONN from now on. */
+  void (*conn_closed)(wsev_ctx *ctx, uint64_t id);
+  /* No event was dispatched for the context's timeout (wsev_set_timeout). Fires
+   * again after each further timeout without events. */
+  void (*event_loop_timeout)(wsev_ctx *ctx);
+  /* A complete message arrived. `data` (not NUL-terminated; NULL or any pointer
+   * when len is 0) is valid only until the callback returns. A WSEV_TEXT message
+   * has been validated as UTF-8. */
+  void (*message_received)(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
+                           wsev_msg_type type);
+} wsev_handler;
+
+/*
+ * Create a context in *ctxp.
+ * - loop NULL: the context makes and owns a private loop; run it with
+ *   wsev_event_loop() or wsev_event_loop_iteration().
+ * - loop given: the context lives on the caller's loop (embedding); the caller runs
+ *   that loop as it pleases and wsev's callbacks fire from it.
+ * `handler` is copied. `data` is the application's, returned by wsev_ctx_data().
+ * Returns 0, UV_EINVAL (NULL ctxp or handler), UV_ENOMEM, or a libuv error.
+ */
+WSEV_EXPORT int wsev_ctx_new(wsev_ctx **ctxp, uv_loop_t *loop, const wsev_handler *handler,
+                             void *data);
+
+/*
+ * Release the context: listeners stop, every connection is dropped at once (no
+ * callbacks fire, not even conn_closed), and all memory is freed. ctx may be NULL.
+ * With a private loop everything is released before this returns. On a caller's
+ * loop the libuv handles finish closing, and the last memory is freed, the next
+ * time the caller's loop runs; the loop itself stays valid.
+ * Must not be called from inside a wsev callback.
+ */
+WSEV_EXPORT void wsev_ctx_free(wsev_ctx *ctx);
+
+/* The application data given to wsev_ctx_new (or set later). */
+WSEV_EXPORT void *wsev_ctx_data(const wsev_ctx *ctx);
+WSEV_EXPORT void wsev_ctx_set_data(wsev_ctx *ctx, void *data);
+/* The loop the context runs on (its private loop or the caller's). */
+WSEV_EXPORT uv_loop_t *wsev_ctx_loop(const wsev_ctx *ctx);
+
+/* The event-loop timeout in milliseconds (default 60000). Setting it restarts the
+ * count from now; 0 disables event_loop_timeout. */
+WSEV_EXPORT uint64_t wsev_get_timeout(const wsev_ctx *ctx);
+WSEV_EXPORT void wsev_set_timeout(wsev_ctx *ctx, uint64_t timeout_ms);
+
+/* Limits. A message (all fragments together) larger than max_message_size fails the
+ * connection with close code 1009 (default 16 MiB). An upgrade request whose header
+ * block is larger than max_header_size gets 431 (default 8 KiB). A client that has
+ * not completed the upgrade after handshake_timeout_ms is dropped (default 10 s);
+ * a peer that does not answer our close frame within close_timeout_ms is dropped
+ * (default 5 s). Values of 0 leave the setting unchanged. Apply to connections
+ * accepted afterwards. */
+WSEV_EXPORT void wsev_set_max_message_size(wsev_ctx *ctx, size_t bytes);
+WSEV_EXPORT size_t wsev_get_max_message_size(const wsev_ctx *ctx);
+WSEV_EXPORT void wsev_set_max_header_size(wsev_ctx *ctx, size_t bytes);
+WSEV_EXPORT void wsev_set_handshake_timeout(wsev_ctx *ctx, uint64_t ms);
+WSEV_EXPORT void wsev_set_close_timeout(wsev_ctx *ctx, uint64_t ms);
+
+/*
+ * Listen for WebSocket clients on every interface (IPv6 and IPv4 where available)
+ * at `port`, a decimal string ("9000"; "0" picks a free port). May be called many
+ * times for several ports. Returns the bound port (> 0) on success, or
+ * WSEV_EBADPORT for a malformed port string, or a libuv error such as
+ * UV_EADDRINUSE or UV_EACCES. Nothing is logged.
+ */
+WSEV_EXPORT int wsev_listen_and_serve(wsev_ctx *ctx, const char *port);
+/* The same, bound to one address (an IPv4 or IPv6 literal, e.g. "127.0.0.1"). */
+WSEV_EXPORT int wsev_listen_and_serve_addr(wsev_ctx *ctx, const char *host, const char *port);
+
+/*
+ * Run the loop once: wait for events (blocking until at least one arrives) and
+ * dispatch them. Returns 0, or non-zero if the loop still has active handles
+ * (uv_run's UV_RUN_ONCE result).
+ */
+WSEV_EXPORT int wsev_event_loop_iteration(wsev_ctx *ctx);
+/* Run the loop until wsev_stop() is called (or nothing is left to do). Returns 0,
+ * or WSEV_EINCALLBACK when called from inside a wsev callback. */
+WSEV_EXPORT int wsev_event_loop(wsev_ctx *ctx);
+/* Make wsev_event_loop() return after the current iteration. Safe from callbacks. */
+WSEV_EXPORT void wsev_stop(wsev_ctx *ctx);
+
+/*
+ * Send a binary (wsev_write) or text (wsev_write_text) message. The bytes are copied
+ * and queued; all messages queued for a connection during one loop iteration go out
+ * together at the end of it, in order. Text must be valid UTF-8 (not checked: it is
+ * the application's). Returns 0, WSEV_ENOCONN (unknown or closed id), WSEV_ECLOSING
+ * (a close was started), WSEV_EMSGSIZE (len too large to frame), or UV_ENOMEM.
+ */
+WSEV_EXPORT int wsev_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len);
+WSEV_EXPORT int wsev_write_text(wsev_ctx *ctx, uint64_t id, const char *text, size_t len);
+
+/*
+ * Start the closing handshake: send a close frame (1000, normal closure) and stop
+ * delivering that connection's messages. conn_closed fires once the peer answers
+ * with its close frame (or after the close timeout). Returns 0, WSEV_ENOCONN, or
+ * WSEV_ECLOSING (already closing).
+ */
+WSEV_EXPORT int wsev_close(wsev_ctx *ctx, uint64_t id);
+
+/* Bytes queued for `id` that the kernel has not accepted yet (0 for unknown ids). */
+WSEV_EXPORT size_t wsev_buffered_amount(const wsev_ctx *ctx, uint64_t id);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WSEV_H */
