@@ -95,7 +95,9 @@ typedef struct wsev_handler {
  *   wsev_event_loop() or wsev_event_loop_iteration().
  * - loop given: the context lives on the caller's loop (embedding); the caller runs
  *   that loop as it pleases and wsev's callbacks fire from it.
- * `handler` is copied. `data` is the application's, returned by wsev_ctx_data().
+ * `handler` is copied. If SIGPIPE still has its default disposition it is set to
+ * ignored, so that a peer resetting a connection cannot kill the process.
+ * `data` is the application's, returned by wsev_ctx_data().
  * Returns 0, UV_EINVAL (NULL ctxp or handler), UV_ENOMEM, or a libuv error.
  */
 WSEV_EXPORT int wsev_ctx_new(wsev_ctx **ctxp, uv_loop_t *loop, const wsev_handler *handler,

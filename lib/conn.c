@@ -1,0 +1,510 @@
+/* One connection: the upgrade, the RFC 6455 frame stream, corked output and the
+ * closing sequence.
+ *
+ * Life of a connection:
+ *   HANDSHAKE -> OPEN -> (CLOSING) -> DRAINING -> DEAD
+ * HANDSHAKE reads the upgrade request. OPEN exchanges frames. CLOSING means we sent
+ * a close frame and parse on for the peer's. DRAINING means the WebSocket is over
+ * (the application has been told): our last bytes are flushed, a FIN follows, and
+ * input is discarded until the peer's EOF or the close deadline. DEAD means the
+ * handle is closing; the memory goes in the close callback, never earlier, so
+ * nothing up the stack ever touches freed memory. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "internal.h"
+#include "utf8.h"
+
+typedef struct {
+  uv_write_t req;
+  wsev_conn *conn;
+  uint8_t *base; /* the buffer to release when written */
+  size_t cap;
+  size_t len; /* bytes in flight */
+} write_req;
+
+static void start_draining(wsev_conn *c);
+
+/* ---- output ------------------------------------------------------------------- */
+
+static int out_reserve(wsev_conn *c, size_t extra) {
+  wsev_buf *b = &c->out;
+  if (extra > SIZE_MAX / 2 - b->len) return WSEV_EMSGSIZE;
+  size_t need = b->len + extra;
+  if (need <= b->cap) return 0;
+  if (!b->data && need <= WSEV_POOL_BUFFER_SIZE) {
+    b->data = wsev__pool_get(c->ctx);
+    if (!b->data) return UV_ENOMEM;
+    b->cap = WSEV_POOL_BUFFER_SIZE;
+    return 0;
+  }
+  size_t cap = b->cap ? b->cap : WSEV_POOL_BUFFER_SIZE;
+  while (cap < need) cap *= 2;
+  uint8_t *grown = realloc(b->data, cap);
+  if (!grown) return UV_ENOMEM;
+  b->data = grown;
+  b->cap = cap;
+  return 0;
+}
+
+static int queue_bytes(wsev_conn *c, const void *data, size_t len) {
+  int rc = out_reserve(c, len);
+  if (rc) return rc;
+  memcpy(c->out.data + c->out.len, data, len);
+  c->out.len += len;
+  wsev__mark_dirty(c);
+  return 0;
+}
+
+static int queue_frame(wsev_conn *c, int opcode, const void *data, size_t len) {
+  int rc = out_reserve(c, WSEV_FRAME_MAX_HEADER + len);
+  if (rc) return rc;
+  c->out.len += wsev__frame_encode_header(c->out.data + c->out.len, 1, opcode, len, NULL);
+  if (len) memcpy(c->out.data + c->out.len, data, len);
+  c->out.len += len;
+  wsev__mark_dirty(c);
+  return 0;
+}
+
+/* A close frame with `code`; 1005 (no status) means an empty payload. */
+static void send_close(wsev_conn *c, unsigned code) {
+  uint8_t payload[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+  queue_frame(c, WSEV_OP_CLOSE, payload, code == WSEV_CLOSE_NO_STATUS ? 0 : 2);
+}
+
+int wsev__conn_send(wsev_conn *c, int opcode, const void *data, size_t len) {
+  if (c->state != WSEV_CONN_OPEN) return WSEV_ECLOSING;
+  return queue_frame(c, opcode, data, len);
+}
+
+/* ---- teardown ----------------------------------------------------------------- */
+
+static void on_conn_closed(uv_handle_t *h) {
+  wsev_conn *c = h->data;
+  wsev_ctx *ctx = c->ctx;
+  if (c->all_prev) c->all_prev->all_next = c->all_next;
+  else if (ctx->all_head == c) ctx->all_head = c->all_next;
+  if (c->all_next) c->all_next->all_prev = c->all_prev;
+  if (c->dirty) {
+    /* Rare: closed after being marked dirty in the same iteration. */
+    wsev_conn **pp = &ctx->dirty_head;
+    while (*pp && *pp != c) pp = &(*pp)->dirty_next;
+    if (*pp) *pp = c->dirty_next;
+  }
+  wsev__deadline_clear(c);
+  wsev__hs_free(c->hs);
+  wsev__pool_put(ctx, c->out.data, c->out.cap);
+  free(c->msg.data);
+  free(c->ctrl);
+  free(c);
+  wsev__handle_closed(ctx);
+}
+
+/* The WebSocket is over: forget the id and tell the application (at most once). */
+static void end_websocket(wsev_conn *c) {
+  uint64_t id = c->id;
+  if (!id) return;
+  c->id = 0;
+  wsev__idmap_del(&c->ctx->ids, id);
+  wsev__emit(c->ctx, WSEV_EV_CLOSED, id);
+}
+
+void wsev__conn_abort(wsev_conn *c) {
+  if (c->state == WSEV_CONN_DEAD) return;
+  c->state = WSEV_CONN_DEAD;
+  wsev__deadline_clear(c);
+  uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+  end_websocket(c);
+}
+
+static void start_draining(wsev_conn *c) {
+  c->state = WSEV_CONN_DRAINING;
+  wsev__deadline_set(c, WSEV_DEADLINE_CLOSE, c->ctx->close_timeout_ms);
+  wsev__mark_dirty(c); /* the flush sends what is queued, then the FIN */
+  end_websocket(c);
+}
+
+/* RFC 6455 section 7.1.7, "fail the WebSocket connection". */
+static void fail(wsev_conn *c, unsigned code) {
+  if (c->state == WSEV_CONN_OPEN) send_close(c, code);
+  start_draining(c);
+}
+
+int wsev__conn_close(wsev_conn *c, unsigned code) {
+  if (c->state != WSEV_CONN_OPEN) return WSEV_ECLOSING;
+  send_close(c, code);
+  c->state = WSEV_CONN_CLOSING;
+  wsev__deadline_set(c, WSEV_DEADLINE_CLOSE, c->ctx->close_timeout_ms);
+  return 0;
+}
+
+/* ---- flushing ----------------------------------------------------------------- */
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  wsev_conn *c = req->data;
+  free(req);
+  if (c->state == WSEV_CONN_DEAD) return;
+  c->shutdown_done = 1;
+  if (status < 0 || c->read_eof) wsev__conn_abort(c);
+}
+
+static void on_write(uv_write_t *req, int status) {
+  write_req *wr = (write_req *)req;
+  wsev_conn *c = wr->conn;
+  c->inflight -= wr->len;
+  wsev__pool_put(c->ctx, wr->base, wr->cap);
+  free(wr);
+  if (c->state == WSEV_CONN_DEAD) return;
+  if (status < 0) {
+    wsev__conn_abort(c);
+    return;
+  }
+  /* Output that waited behind this write goes out with the next flush. */
+  if (c->out.len || (c->state == WSEV_CONN_DRAINING && !c->shutdown_sent)) wsev__mark_dirty(c);
+}
+
+void wsev__conn_flush(wsev_conn *c) {
+  if (c->state == WSEV_CONN_DEAD || c->inflight) return;
+  if (c->out.len) {
+    uv_buf_t buf = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+    if (n == UV_EAGAIN) n = 0;
+    if (n < 0) {
+      wsev__conn_abort(c);
+      return;
+    }
+    if ((size_t)n == c->out.len) {
+      wsev__pool_put(c->ctx, c->out.data, c->out.cap);
+      memset(&c->out, 0, sizeof c->out);
+    } else {
+      /* The kernel took part: the rest waits in a write request that owns the buffer. */
+      write_req *wr = malloc(sizeof *wr);
+      if (!wr) {
+        wsev__conn_abort(c);
+        return;
+      }
+      wr->conn = c;
+      wr->base = c->out.data;
+      wr->cap = c->out.cap;
+      wr->len = c->out.len - (size_t)n;
+      buf = uv_buf_init((char *)c->out.data + n, (unsigned)wr->len);
+      memset(&c->out, 0, sizeof c->out);
+      if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
+        wsev__pool_put(c->ctx, wr->base, wr->cap);
+        free(wr);
+        wsev__conn_abort(c);
+        return;
+      }
+      c->inflight += wr->len;
+      return;
+    }
+  }
+  if (c->state == WSEV_CONN_DRAINING && !c->shutdown_sent) {
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (!req) {
+      wsev__conn_abort(c);
+      return;
+    }
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+      free(req);
+      wsev__conn_abort(c);
+      return;
+    }
+    c->shutdown_sent = 1;
+  }
+}
+
+/* ---- receiving frames ----------------------------------------------------------- */
+
+static int alive(const wsev_conn *c) {
+  return c->state == WSEV_CONN_OPEN || c->state == WSEV_CONN_CLOSING;
+}
+
+static void handle_control(wsev_conn *c, const uint8_t *p, size_t len) {
+  switch (c->frame_opcode) {
+  case WSEV_OP_PING:
+    if (c->state == WSEV_CONN_OPEN) queue_frame(c, WSEV_OP_PONG, p, len);
+    break;
+  case WSEV_OP_PONG:
+    break;
+  case WSEV_OP_CLOSE: {
+    unsigned code = 0;
+    int bad = wsev__close_payload_check(p, len, &code);
+    if (c->state == WSEV_CONN_CLOSING) {
+      start_draining(c); /* the answer to our close */
+    } else if (bad) {
+      fail(c, (unsigned)bad);
+    } else {
+      send_close(c, code); /* echo the peer's code, as RFC 6455 section 5.5.1 suggests */
+      start_draining(c);
+    }
+    break;
+  }
+  }
+}
+
+static void control_bytes(wsev_conn *c, const uint8_t *p, size_t n) {
+  if (c->payload_left == 0 && !c->ctrl) {
+    c->in_frame = 0;
+    handle_control(c, p, n); /* the whole payload is here */
+    return;
+  }
+  if (!c->ctrl) {
+    c->ctrl = malloc(WSEV_FRAME_MAX_CONTROL);
+    c->ctrl_len = 0;
+    if (!c->ctrl) {
+      wsev__conn_abort(c);
+      return;
+    }
+  }
+  memcpy(c->ctrl + c->ctrl_len, p, n);
+  c->ctrl_len += (uint8_t)n;
+  if (c->payload_left == 0) {
+    uint8_t *payload = c->ctrl;
+    c->ctrl = NULL;
+    c->in_frame = 0;
+    handle_control(c, payload, c->ctrl_len);
+    free(payload);
+  }
+}
+
+static void message_done(wsev_conn *c, const uint8_t *data, size_t len) {
+  int text = c->msg_opcode == WSEV_OP_TEXT;
+  c->msg_opcode = 0;
+  if (text && c->utf8_state != WSEV_UTF8_ACCEPT) {
+    fail(c, WSEV_CLOSE_INVALID_DATA); /* ended inside a code point */
+    return;
+  }
+  wsev__emit_message(c->ctx, c->id, data, len, text ? WSEV_TEXT : WSEV_BINARY);
+}
+
+static void data_bytes(wsev_conn *c, uint8_t *p, size_t n) {
+  int last = c->payload_left == 0 && c->frame_fin;
+  if (c->payload_left == 0) c->in_frame = 0;
+  if (c->state == WSEV_CONN_CLOSING) {
+    /* After our close frame, messages are no longer delivered. */
+    if (last) c->msg_opcode = 0;
+    return;
+  }
+  if (c->msg_opcode == WSEV_OP_TEXT && n) {
+    c->utf8_state = wsev__utf8_validate(c->utf8_state, p, n);
+    if (c->utf8_state == WSEV_UTF8_REJECT) {
+      fail(c, WSEV_CLOSE_INVALID_DATA);
+      return;
+    }
+  }
+  if (last && c->msg.len == 0 && c->msg_size == n) {
+    message_done(c, p, n); /* the whole message is in this read: no copy */
+    return;
+  }
+  if (n) {
+    wsev_buf *m = &c->msg;
+    if (m->len + n > m->cap) {
+      /* msg_size already counts the whole current frame: one allocation per frame
+       * at most, and geometric growth across many fragments. */
+      size_t cap = (size_t)c->msg_size;
+      if (cap < m->cap + m->cap / 2) cap = m->cap + m->cap / 2;
+      uint8_t *grown = realloc(m->data, cap);
+      if (!grown) {
+        fail(c, WSEV_CLOSE_INTERNAL_ERROR);
+        return;
+      }
+      m->data = grown;
+      m->cap = cap;
+    }
+    memcpy(m->data + m->len, p, n);
+    m->len += n;
+  }
+  if (last) {
+    message_done(c, c->msg.data, c->msg.len);
+    free(c->msg.data);
+    memset(&c->msg, 0, sizeof c->msg);
+  }
+}
+
+/* Returns 1 if parsing goes on. */
+static int start_frame(wsev_conn *c, const wsev_frame_header *h) {
+  int code = wsev__frame_check(h, c->msg_opcode != 0, 1);
+  if (code) {
+    fail(c, (unsigned)code);
+    return 0;
+  }
+  if (!(h->opcode & 0x8)) {
+    if (h->opcode != WSEV_OP_CONT) {
+      c->msg_opcode = h->opcode;
+      c->msg_size = 0;
+      c->utf8_state = WSEV_UTF8_ACCEPT;
+    }
+    if (h->payload_len > c->ctx->max_message_size - c->msg_size) {
+      fail(c, WSEV_CLOSE_TOO_BIG);
+      return 0;
+    }
+    c->msg_size += h->payload_len;
+  }
+  c->frame_opcode = h->opcode;
+  c->frame_fin = h->fin;
+  memcpy(c->mask, h->mask, 4);
+  c->mask_offset = 0;
+  c->payload_left = h->payload_len;
+  c->in_frame = 1;
+  if (h->payload_len == 0) {
+    if (h->opcode & 0x8) control_bytes(c, NULL, 0);
+    else data_bytes(c, NULL, 0);
+  }
+  return alive(c);
+}
+
+static void frame_bytes(wsev_conn *c, uint8_t *p, size_t n) {
+  while (n && alive(c)) {
+    if (!c->in_frame) {
+      wsev_frame_header h;
+      int hl;
+      size_t used;
+      if (c->hdr_len) {
+        size_t take = sizeof c->hdr - c->hdr_len;
+        if (take > n) take = n;
+        memcpy(c->hdr + c->hdr_len, p, take);
+        hl = wsev__frame_parse_header(c->hdr, c->hdr_len + take, &h);
+        if (hl == 0) {
+          c->hdr_len += (uint8_t)take;
+          return;
+        }
+        used = hl > 0 ? (size_t)hl - c->hdr_len : 0;
+      } else {
+        hl = wsev__frame_parse_header(p, n, &h);
+        if (hl == 0) {
+          memcpy(c->hdr, p, n); /* n < 14 here */
+          c->hdr_len = (uint8_t)n;
+          return;
+        }
+        used = hl > 0 ? (size_t)hl : 0;
+      }
+      if (hl < 0) {
+        fail(c, WSEV_CLOSE_PROTOCOL_ERROR);
+        return;
+      }
+      c->hdr_len = 0;
+      p += used;
+      n -= used;
+      if (!start_frame(c, &h)) return;
+      continue;
+    }
+    size_t take = n < c->payload_left ? n : (size_t)c->payload_left;
+    c->mask_offset = (uint8_t)wsev__frame_unmask(p, take, c->mask, c->mask_offset);
+    c->payload_left -= take;
+    if (c->frame_opcode & 0x8) control_bytes(c, p, take);
+    else data_bytes(c, p, take);
+    p += take;
+    n -= take;
+  }
+}
+
+/* ---- the upgrade ---------------------------------------------------------------- */
+
+static void handshake_bytes(wsev_conn *c, uint8_t *p, size_t n) {
+  wsev_ctx *ctx = c->ctx;
+  size_t used = 0;
+  int result = wsev__hs_feed(c->hs, (const char *)p, n, &used);
+  char response[512];
+  size_t len = 0;
+  if (result == WSEV_HS_MORE) return;
+  if (result == WSEV_HS_DONE) {
+    len = wsev__hs_response_101(c->hs, response, sizeof response);
+    if (!len) result = 500;
+  }
+  wsev__hs_free(c->hs);
+  c->hs = NULL;
+  if (result != WSEV_HS_DONE) {
+    len = wsev__hs_response_error(result, response, sizeof response);
+    queue_bytes(c, response, len);
+    start_draining(c);
+    return;
+  }
+  uint64_t id = ctx->next_id;
+  if (queue_bytes(c, response, len) != 0 || wsev__idmap_put(&ctx->ids, id, c) != 0) {
+    wsev__conn_abort(c);
+    return;
+  }
+  ctx->next_id++;
+  c->id = id;
+  c->state = WSEV_CONN_OPEN;
+  wsev__deadline_clear(c);
+  wsev__emit(ctx, WSEV_EV_ACCEPTED, id);
+  /* Bytes right behind the request are the first frames. */
+  if (used < n) frame_bytes(c, p + used, n - used);
+}
+
+/* ---- reading ------------------------------------------------------------------ */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  wsev_conn *c = h->data;
+  (void)suggested;
+  *buf = uv_buf_init((char *)c->ctx->read_buf, WSEV_READ_BUFFER_SIZE);
+}
+
+static void on_peer_eof(wsev_conn *c) {
+  c->read_eof = 1;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  if (c->state == WSEV_CONN_OPEN || c->state == WSEV_CONN_CLOSING) {
+    /* Gone without a closing handshake: send what is queued anyway. */
+    if (!c->out.len && !c->inflight) {
+      wsev__conn_abort(c);
+      return;
+    }
+    start_draining(c);
+  } else if (c->state != WSEV_CONN_DRAINING || c->shutdown_done) {
+    wsev__conn_abort(c);
+  }
+  /* Otherwise the shutdown callback closes the handle once our bytes are out. */
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  wsev_conn *c = s->data;
+  if (nread == 0) return;
+  if (nread == UV_EOF) {
+    on_peer_eof(c);
+    return;
+  }
+  if (nread < 0) {
+    wsev__conn_abort(c);
+    return;
+  }
+  uint8_t *p = (uint8_t *)buf->base;
+  switch (c->state) {
+  case WSEV_CONN_HANDSHAKE:
+    handshake_bytes(c, p, (size_t)nread);
+    break;
+  case WSEV_CONN_OPEN:
+  case WSEV_CONN_CLOSING:
+    frame_bytes(c, p, (size_t)nread);
+    break;
+  default:
+    break; /* draining: discarded */
+  }
+}
+
+void wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server) {
+  wsev_conn *c = calloc(1, sizeof *c);
+  if (!c) return;
+  c->ctx = ctx;
+  uv_tcp_init(ctx->loop, &c->tcp);
+  c->tcp.data = c;
+  wsev__handle_opened(ctx);
+  c->all_next = ctx->all_head;
+  if (ctx->all_head) ctx->all_head->all_prev = c;
+  ctx->all_head = c;
+  c->state = WSEV_CONN_HANDSHAKE;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    wsev__conn_abort(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  c->hs = wsev__hs_new(ctx->max_header_size);
+  if (!c->hs || uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+    wsev__conn_abort(c);
+    return;
+  }
+  wsev__deadline_set(c, WSEV_DEADLINE_HANDSHAKE, ctx->handshake_timeout_ms);
+}

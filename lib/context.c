@@ -1,0 +1,397 @@
+/* The context: settings, the master event queue and its dispatcher, the loop
+ * timeout, corked output flushing, deadlines and the output buffer pool. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define DEFAULT_TIMEOUT_MS 60000
+#define DEFAULT_MAX_MESSAGE (16u * 1024 * 1024)
+#define DEFAULT_MAX_HEADER (8u * 1024)
+#define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+#define DEFAULT_CLOSE_TIMEOUT_MS 5000
+
+static void maybe_release(wsev_ctx *ctx);
+
+void wsev__handle_opened(wsev_ctx *ctx) { ctx->open_handles++; }
+
+void wsev__handle_closed(wsev_ctx *ctx) {
+  ctx->open_handles--;
+  maybe_release(ctx);
+}
+
+static void on_ctx_handle_closed(uv_handle_t *h) { wsev__handle_closed(h->data); }
+
+/* ---- dispatch ---------------------------------------------------------------- */
+
+static void call_handler(wsev_ctx *ctx, const wsev_event *ev) {
+  const wsev_handler *h = &ctx->handler;
+  switch (ev->kind) {
+  case WSEV_EV_ACCEPTED:
+    if (h->conn_accepted) h->conn_accepted(ctx, ev->id);
+    break;
+  case WSEV_EV_MESSAGE:
+    if (h->message_received) h->message_received(ctx, ev->id, ev->data, ev->len, ev->msg_type);
+    break;
+  case WSEV_EV_CLOSED:
+    if (h->conn_closed) h->conn_closed(ctx, ev->id);
+    break;
+  case WSEV_EV_TIMEOUT:
+    if (h->event_loop_timeout) h->event_loop_timeout(ctx);
+    break;
+  }
+}
+
+/* Run one event's callback, then everything the callbacks queued, in order. */
+static void dispatch(wsev_ctx *ctx, const wsev_event *first) {
+  ctx->dispatching = 1;
+  ctx->last_dispatch = uv_now(ctx->loop);
+  call_handler(ctx, first);
+  while (ctx->queue_len && !ctx->freeing) {
+    wsev_event ev = ctx->queue[ctx->queue_head];
+    ctx->queue_head = (ctx->queue_head + 1) % ctx->queue_cap;
+    ctx->queue_len--;
+    call_handler(ctx, &ev);
+    free(ev.data);
+  }
+  ctx->dispatching = 0;
+}
+
+static int enqueue(wsev_ctx *ctx, const wsev_event *ev) {
+  if (ctx->queue_len == ctx->queue_cap) {
+    size_t cap = ctx->queue_cap ? ctx->queue_cap * 2 : 16;
+    wsev_event *q = malloc(cap * sizeof *q);
+    if (!q) return UV_ENOMEM;
+    for (size_t i = 0; i < ctx->queue_len; i++)
+      q[i] = ctx->queue[(ctx->queue_head + i) % ctx->queue_cap];
+    free(ctx->queue);
+    ctx->queue = q;
+    ctx->queue_head = 0;
+    ctx->queue_cap = cap;
+  }
+  ctx->queue[(ctx->queue_head + ctx->queue_len) % ctx->queue_cap] = *ev;
+  ctx->queue_len++;
+  return 0;
+}
+
+void wsev__emit(wsev_ctx *ctx, wsev_event_kind kind, uint64_t id) {
+  wsev_event ev = {.kind = (uint8_t)kind, .id = id};
+  if (ctx->freeing) return;
+  if (ctx->dispatching) {
+    /* A closed event must not be lost: on allocation failure it is delivered
+     * late rather than never (the queue only grows while callbacks run). */
+    if (enqueue(ctx, &ev) != 0) call_handler(ctx, &ev);
+    return;
+  }
+  dispatch(ctx, &ev);
+}
+
+void wsev__emit_message(wsev_ctx *ctx, uint64_t id, const uint8_t *data, size_t len,
+                        wsev_msg_type type) {
+  wsev_event ev = {.kind = WSEV_EV_MESSAGE, .msg_type = (uint8_t)type, .id = id,
+                   .data = (uint8_t *)data, .len = len};
+  if (ctx->freeing) return;
+  if (!ctx->dispatching) {
+    dispatch(ctx, &ev); /* zero-copy: the bytes live until we return */
+    return;
+  }
+  ev.data = malloc(len ? len : 1);
+  if (!ev.data) return;
+  memcpy(ev.data, data, len);
+  if (enqueue(ctx, &ev) != 0) free(ev.data);
+}
+
+/* ---- loop timeout -------------------------------------------------------------- */
+
+/* The timer is not restarted per event (that would cost on every message): when it
+ * fires it checks how long ago the last dispatch was, and sleeps the rest. */
+static void on_timeout_timer(uv_timer_t *t) {
+  wsev_ctx *ctx = t->data;
+  uint64_t now = uv_now(ctx->loop);
+  uint64_t idle = now - ctx->last_dispatch;
+  if (ctx->timeout_ms == 0) return;
+  if (idle >= ctx->timeout_ms) {
+    wsev__emit(ctx, WSEV_EV_TIMEOUT, 0);
+    ctx->last_dispatch = now;
+    uv_timer_start(t, on_timeout_timer, ctx->timeout_ms, 0);
+  } else {
+    uv_timer_start(t, on_timeout_timer, ctx->timeout_ms - idle, 0);
+  }
+}
+
+uint64_t wsev_get_timeout(const wsev_ctx *ctx) { return ctx->timeout_ms; }
+
+void wsev_set_timeout(wsev_ctx *ctx, uint64_t timeout_ms) {
+  ctx->timeout_ms = timeout_ms;
+  ctx->last_dispatch = uv_now(ctx->loop);
+  if (timeout_ms)
+    uv_timer_start(&ctx->timeout_timer, on_timeout_timer, timeout_ms, 0);
+  else
+    uv_timer_stop(&ctx->timeout_timer);
+}
+
+/* ---- corked output ------------------------------------------------------------ */
+
+/* Nothing to do: an active idle handle only makes the poll phase not block, so the
+ * check phase after it flushes writes made outside I/O callbacks (timers, or the
+ * application before the loop runs). */
+static void on_flush_idle(uv_idle_t *h) { (void)h; }
+
+void wsev__mark_dirty(wsev_conn *c) {
+  wsev_ctx *ctx = c->ctx;
+  if (c->dirty) return;
+  c->dirty = 1;
+  if (!ctx->dirty_head) uv_idle_start(&ctx->flush_idle, on_flush_idle);
+  c->dirty_next = ctx->dirty_head;
+  ctx->dirty_head = c;
+}
+
+static void on_flush_check(uv_check_t *h) {
+  wsev_ctx *ctx = h->data;
+  /* Flushing may fail a connection, whose conn_closed callback may write to
+   * others: keep taking the list until it stays empty. */
+  while (ctx->dirty_head) {
+    wsev_conn *c = ctx->dirty_head;
+    ctx->dirty_head = NULL;
+    while (c) {
+      wsev_conn *next = c->dirty_next;
+      c->dirty = 0;
+      c->dirty_next = NULL;
+      wsev__conn_flush(c);
+      c = next;
+    }
+  }
+  uv_idle_stop(&ctx->flush_idle);
+}
+
+/* ---- deadlines ---------------------------------------------------------------- */
+
+static void on_deadline_timer(uv_timer_t *t);
+
+static void schedule_deadlines(wsev_ctx *ctx) {
+  uint64_t next = UINT64_MAX;
+  for (int k = 0; k < WSEV_DEADLINE_KINDS; k++)
+    if (ctx->dl_head[k] && ctx->dl_head[k]->deadline < next) next = ctx->dl_head[k]->deadline;
+  if (next == UINT64_MAX) {
+    uv_timer_stop(&ctx->deadline_timer);
+    return;
+  }
+  uint64_t now = uv_now(ctx->loop);
+  uv_timer_start(&ctx->deadline_timer, on_deadline_timer, next > now ? next - now : 0, 0);
+}
+
+static void on_deadline_timer(uv_timer_t *t) {
+  wsev_ctx *ctx = t->data;
+  uint64_t now = uv_now(ctx->loop);
+  for (int k = 0; k < WSEV_DEADLINE_KINDS; k++) {
+    /* Aborting raises conn_closed, whose callback may change the lists: always
+     * look at the current head. */
+    while (ctx->dl_head[k] && ctx->dl_head[k]->deadline <= now) {
+      wsev_conn *c = ctx->dl_head[k];
+      wsev__deadline_clear(c);
+      wsev__conn_abort(c);
+    }
+  }
+  schedule_deadlines(ctx);
+}
+
+void wsev__deadline_clear(wsev_conn *c) {
+  wsev_ctx *ctx = c->ctx;
+  if (!c->in_deadline) return;
+  int k = c->deadline_kind;
+  if (c->dl_prev) c->dl_prev->dl_next = c->dl_next;
+  else ctx->dl_head[k] = c->dl_next;
+  if (c->dl_next) c->dl_next->dl_prev = c->dl_prev;
+  else ctx->dl_tail[k] = c->dl_prev;
+  c->dl_prev = c->dl_next = NULL;
+  c->in_deadline = 0;
+}
+
+void wsev__deadline_set(wsev_conn *c, int kind, uint64_t ms) {
+  wsev_ctx *ctx = c->ctx;
+  wsev__deadline_clear(c);
+  c->deadline = uv_now(ctx->loop) + ms;
+  c->deadline_kind = (uint8_t)kind;
+  c->in_deadline = 1;
+  c->dl_prev = ctx->dl_tail[kind];
+  c->dl_next = NULL;
+  if (c->dl_prev) c->dl_prev->dl_next = c;
+  else ctx->dl_head[kind] = c;
+  ctx->dl_tail[kind] = c;
+  if (!uv_is_active((uv_handle_t *)&ctx->deadline_timer) ||
+      uv_timer_get_due_in(&ctx->deadline_timer) > ms)
+    schedule_deadlines(ctx);
+}
+
+/* ---- output buffer pool ------------------------------------------------------- */
+
+uint8_t *wsev__pool_get(wsev_ctx *ctx) {
+  if (ctx->pool) {
+    uint8_t *buf = ctx->pool;
+    memcpy(&ctx->pool, buf, sizeof(void *));
+    ctx->pool_count--;
+    return buf;
+  }
+  return malloc(WSEV_POOL_BUFFER_SIZE);
+}
+
+void wsev__pool_put(wsev_ctx *ctx, uint8_t *buf, size_t cap) {
+  if (!buf) return;
+  if (cap != WSEV_POOL_BUFFER_SIZE || ctx->pool_count >= WSEV_POOL_MAX || ctx->freeing) {
+    free(buf);
+    return;
+  }
+  memcpy(buf, &ctx->pool, sizeof(void *));
+  ctx->pool = buf;
+  ctx->pool_count++;
+}
+
+/* ---- lifetime ----------------------------------------------------------------- */
+
+/* libuv writes with write(2): a peer that resets the connection would otherwise
+ * kill the process with SIGPIPE. Only the default disposition is changed, so an
+ * application's own handler stays. */
+static void ignore_sigpipe(void) {
+  struct sigaction old;
+  if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
+}
+
+int wsev_ctx_new(wsev_ctx **ctxp, uv_loop_t *loop, const wsev_handler *handler, void *data) {
+  if (!ctxp || !handler) return UV_EINVAL;
+  *ctxp = NULL;
+  ignore_sigpipe();
+  wsev_ctx *ctx = calloc(1, sizeof *ctx);
+  if (!ctx) return UV_ENOMEM;
+  ctx->read_buf = malloc(WSEV_READ_BUFFER_SIZE);
+  if (!ctx->read_buf) {
+    free(ctx);
+    return UV_ENOMEM;
+  }
+  if (!loop) {
+    int rc = uv_loop_init(&ctx->own_loop);
+    if (rc) {
+      free(ctx->read_buf);
+      free(ctx);
+      return rc;
+    }
+    loop = &ctx->own_loop;
+    ctx->owns_loop = 1;
+  }
+  ctx->loop = loop;
+  ctx->handler = *handler;
+  ctx->data = data;
+  ctx->timeout_ms = DEFAULT_TIMEOUT_MS;
+  ctx->max_message_size = DEFAULT_MAX_MESSAGE;
+  ctx->max_header_size = DEFAULT_MAX_HEADER;
+  ctx->handshake_timeout_ms = DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  ctx->close_timeout_ms = DEFAULT_CLOSE_TIMEOUT_MS;
+  ctx->next_id = 1;
+  wsev__idmap_init(&ctx->ids);
+
+  /* These cannot fail on a valid loop. */
+  uv_timer_init(loop, &ctx->timeout_timer);
+  uv_timer_init(loop, &ctx->deadline_timer);
+  uv_check_init(loop, &ctx->flush_check);
+  uv_idle_init(loop, &ctx->flush_idle);
+  ctx->timeout_timer.data = ctx->deadline_timer.data = ctx;
+  ctx->flush_check.data = ctx->flush_idle.data = ctx;
+  ctx->open_handles = 4;
+  uv_check_start(&ctx->flush_check, on_flush_check);
+  uv_unref((uv_handle_t *)&ctx->flush_check);
+  uv_unref((uv_handle_t *)&ctx->deadline_timer);
+  wsev_set_timeout(ctx, ctx->timeout_ms);
+  *ctxp = ctx;
+  return 0;
+}
+
+static void release(wsev_ctx *ctx) {
+  while (ctx->queue_len) {
+    free(ctx->queue[ctx->queue_head].data);
+    ctx->queue_head = (ctx->queue_head + 1) % ctx->queue_cap;
+    ctx->queue_len--;
+  }
+  free(ctx->queue);
+  while (ctx->pool) {
+    void *buf = ctx->pool;
+    memcpy(&ctx->pool, buf, sizeof(void *));
+    free(buf);
+  }
+  wsev__idmap_free(&ctx->ids);
+  free(ctx->read_buf);
+  free(ctx);
+}
+
+/* On a caller's loop the context is released by the last close callback. */
+static void maybe_release(wsev_ctx *ctx) {
+  if (ctx->freeing && ctx->open_handles == 0 && !ctx->owns_loop) release(ctx);
+}
+
+void wsev_ctx_free(wsev_ctx *ctx) {
+  if (!ctx || ctx->freeing) return;
+  ctx->freeing = 1;
+  wsev__listeners_close(ctx);
+  for (wsev_conn *c = ctx->all_head; c; c = c->all_next) wsev__conn_abort(c);
+  uv_close((uv_handle_t *)&ctx->timeout_timer, on_ctx_handle_closed);
+  uv_close((uv_handle_t *)&ctx->deadline_timer, on_ctx_handle_closed);
+  uv_close((uv_handle_t *)&ctx->flush_check, on_ctx_handle_closed);
+  uv_close((uv_handle_t *)&ctx->flush_idle, on_ctx_handle_closed);
+  if (ctx->owns_loop) {
+    /* Let every close callback (and cancelled write) run, then the loop is empty. */
+    uv_run(&ctx->own_loop, UV_RUN_DEFAULT);
+    uv_loop_close(&ctx->own_loop);
+    release(ctx);
+  }
+}
+
+void *wsev_ctx_data(const wsev_ctx *ctx) { return ctx->data; }
+void wsev_ctx_set_data(wsev_ctx *ctx, void *data) { ctx->data = data; }
+uv_loop_t *wsev_ctx_loop(const wsev_ctx *ctx) { return ctx->loop; }
+
+void wsev_set_max_message_size(wsev_ctx *ctx, size_t bytes) {
+  if (bytes) ctx->max_message_size = bytes;
+}
+size_t wsev_get_max_message_size(const wsev_ctx *ctx) { return ctx->max_message_size; }
+void wsev_set_max_header_size(wsev_ctx *ctx, size_t bytes) {
+  if (bytes) ctx->max_header_size = bytes;
+}
+void wsev_set_handshake_timeout(wsev_ctx *ctx, uint64_t ms) {
+  if (ms) ctx->handshake_timeout_ms = ms;
+}
+void wsev_set_close_timeout(wsev_ctx *ctx, uint64_t ms) {
+  if (ms) ctx->close_timeout_ms = ms;
+}
+
+int wsev_event_loop_iteration(wsev_ctx *ctx) { return uv_run(ctx->loop, UV_RUN_ONCE); }
+
+int wsev_event_loop(wsev_ctx *ctx) {
+  if (ctx->dispatching) return WSEV_EINCALLBACK;
+  uv_run(ctx->loop, UV_RUN_DEFAULT);
+  return 0;
+}
+
+void wsev_stop(wsev_ctx *ctx) { uv_stop(ctx->loop); }
+
+/* ---- the per-connection API ------------------------------------------------------ */
+
+static wsev_conn *find(const wsev_ctx *ctx, uint64_t id) { return wsev__idmap_get(&ctx->ids, id); }
+
+int wsev_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len) {
+  wsev_conn *c = find(ctx, id);
+  return c ? wsev__conn_send(c, 0x2, data, len) : WSEV_ENOCONN;
+}
+
+int wsev_write_text(wsev_ctx *ctx, uint64_t id, const char *text, size_t len) {
+  wsev_conn *c = find(ctx, id);
+  return c ? wsev__conn_send(c, 0x1, text, len) : WSEV_ENOCONN;
+}
+
+int wsev_close(wsev_ctx *ctx, uint64_t id) {
+  wsev_conn *c = find(ctx, id);
+  return c ? wsev__conn_close(c, 1000) : WSEV_ENOCONN;
+}
+
+size_t wsev_buffered_amount(const wsev_ctx *ctx, uint64_t id) {
+  const wsev_conn *c = find(ctx, id);
+  return c ? c->out.len + c->inflight : 0;
+}

@@ -1,0 +1,173 @@
+/* Private structures shared by the context, listener and connection layers. Never
+ * installed. */
+#ifndef WSEV_INTERNAL_H
+#define WSEV_INTERNAL_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "handshake.h"
+#include "idmap.h"
+#include "wsev.h"
+
+#define WSEV_READ_BUFFER_SIZE (64 * 1024)
+/* Output buffers of this capacity are recycled through the context's pool, so a
+ * connection holds no output buffer while idle and steady traffic allocates none. */
+#define WSEV_POOL_BUFFER_SIZE (16 * 1024)
+#define WSEV_POOL_MAX 256
+
+typedef struct wsev_conn wsev_conn;
+typedef struct wsev_listener wsev_listener;
+
+typedef enum {
+  WSEV_EV_ACCEPTED,
+  WSEV_EV_MESSAGE,
+  WSEV_EV_CLOSED,
+  WSEV_EV_TIMEOUT,
+} wsev_event_kind;
+
+/* One entry of the master queue. Only events raised while a callback runs wait
+ * here; the rest are dispatched as soon as they happen. */
+typedef struct {
+  uint8_t kind;
+  uint8_t msg_type;
+  uint64_t id;
+  uint8_t *data; /* owned copy of a message */
+  size_t len;
+} wsev_event;
+
+/* Lists of connections waiting on a deadline: the handshake, or the end of closing.
+ * Each list has one duration, so appending at the tail keeps it sorted. */
+enum { WSEV_DEADLINE_HANDSHAKE, WSEV_DEADLINE_CLOSE, WSEV_DEADLINE_KINDS };
+
+typedef struct {
+  uint8_t *data;
+  size_t len;
+  size_t cap;
+} wsev_buf;
+
+typedef enum {
+  WSEV_CONN_HANDSHAKE, /* reading the upgrade request */
+  WSEV_CONN_OPEN,      /* WebSocket frames both ways */
+  WSEV_CONN_CLOSING,   /* we sent a close frame and wait for the peer's */
+  WSEV_CONN_DRAINING,  /* the WebSocket is over: flush, send FIN, wait for EOF */
+  WSEV_CONN_DEAD,      /* uv_close called; freed in its callback */
+} wsev_conn_state;
+
+struct wsev_conn {
+  uv_tcp_t tcp; /* tcp.data points back here */
+  wsev_ctx *ctx;
+  uint64_t id; /* 0 until the upgrade succeeds */
+  wsev_conn *all_prev, *all_next;
+  wsev_conn *dl_prev, *dl_next; /* deadline list, when in_deadline */
+  wsev_conn *dirty_next;
+  uint64_t deadline;
+  wsev_hs *hs; /* only during the handshake */
+  wsev_buf out; /* framed bytes not yet handed to the kernel */
+  size_t inflight; /* bytes in uv_write requests not completed yet */
+
+  /* Frame parser. */
+  uint64_t payload_left; /* of the current frame */
+  uint64_t msg_size;     /* bytes of the current message so far */
+  wsev_buf msg;          /* reassembly, only when a message spans reads or frames */
+  uint8_t *ctrl;         /* control payload split across reads */
+  uint32_t utf8_state;
+  uint8_t ctrl_len;
+  uint8_t hdr[14]; /* a frame header split across reads */
+  uint8_t hdr_len;
+  uint8_t mask[4];
+  uint8_t mask_offset;
+  uint8_t in_frame;
+  uint8_t frame_opcode;
+  uint8_t frame_fin;
+  uint8_t msg_opcode; /* WSEV_OP_TEXT/BINARY while a message is in progress, else 0 */
+
+  uint8_t state;
+  uint8_t dirty;
+  uint8_t in_deadline;
+  uint8_t deadline_kind;
+  uint8_t shutdown_sent;
+  uint8_t shutdown_done;
+  uint8_t read_eof;
+};
+
+struct wsev_listener {
+  uv_tcp_t tcp;
+  wsev_ctx *ctx;
+  wsev_listener *next;
+};
+
+struct wsev_ctx {
+  uv_loop_t *loop;
+  uv_loop_t own_loop;
+  int owns_loop;
+  wsev_handler handler;
+  void *data;
+
+  /* Settings. */
+  uint64_t timeout_ms;
+  size_t max_message_size;
+  size_t max_header_size;
+  uint64_t handshake_timeout_ms;
+  uint64_t close_timeout_ms;
+
+  /* The master event queue (a ring) and its dispatcher. */
+  wsev_event *queue;
+  size_t queue_head, queue_len, queue_cap;
+  int dispatching;
+  uint64_t last_dispatch;
+  uv_timer_t timeout_timer;
+
+  /* Corked output: connections written to during this iteration, flushed in the
+   * check phase; the idle handle keeps poll from blocking while any are dirty. */
+  wsev_conn *dirty_head;
+  uv_check_t flush_check;
+  uv_idle_t flush_idle;
+
+  /* Deadlines. */
+  wsev_conn *dl_head[WSEV_DEADLINE_KINDS], *dl_tail[WSEV_DEADLINE_KINDS];
+  uv_timer_t deadline_timer;
+
+  /* Connections and listeners. */
+  wsev_idmap ids;
+  uint64_t next_id;
+  wsev_conn *all_head;
+  wsev_listener *listeners;
+
+  /* One read buffer shared by every connection: libuv reads one stream at a time
+   * and we consume the bytes before returning from the read callback. */
+  uint8_t *read_buf;
+  /* Recycled output buffers (a stack linked through their first bytes). */
+  void *pool;
+  size_t pool_count;
+
+  unsigned open_handles; /* ours still to be closed; the context dies at 0 */
+  int freeing;
+};
+
+/* context.c */
+void wsev__handle_opened(wsev_ctx *ctx);
+void wsev__handle_closed(wsev_ctx *ctx);
+/* Raise an event: dispatched at once, or queued if a callback is running. */
+void wsev__emit(wsev_ctx *ctx, wsev_event_kind kind, uint64_t id);
+/* Deliver a message; `data` is only borrowed (copied if it must wait). */
+void wsev__emit_message(wsev_ctx *ctx, uint64_t id, const uint8_t *data, size_t len,
+                        wsev_msg_type type);
+void wsev__mark_dirty(wsev_conn *c);
+void wsev__deadline_set(wsev_conn *c, int kind, uint64_t ms);
+void wsev__deadline_clear(wsev_conn *c);
+uint8_t *wsev__pool_get(wsev_ctx *ctx);
+void wsev__pool_put(wsev_ctx *ctx, uint8_t *buf, size_t cap);
+
+/* conn.c */
+void wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server);
+void wsev__conn_flush(wsev_conn *c);
+/* Drop the connection now (deadline passed, or the context is freed). */
+void wsev__conn_abort(wsev_conn *c);
+int wsev__conn_send(wsev_conn *c, int opcode, const void *data, size_t len);
+int wsev__conn_close(wsev_conn *c, unsigned code);
+
+/* listener.c */
+void wsev__listeners_close(wsev_ctx *ctx);
+
+#endif

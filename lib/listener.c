@@ -1,0 +1,92 @@
+/* Listening sockets: each accepted socket becomes a connection in the handshake
+ * state. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void on_listener_closed(uv_handle_t *h) {
+  wsev_listener *l = h->data;
+  wsev_ctx *ctx = l->ctx;
+  free(l);
+  wsev__handle_closed(ctx);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  wsev_listener *l = server->data;
+  if (status < 0) return;
+  wsev__conn_start(l->ctx, server);
+}
+
+/* A decimal port 0..65535, digits only. */
+static int parse_port(const char *s, int *port) {
+  long v = 0;
+  size_t n = 0;
+  if (!s) return WSEV_EBADPORT;
+  for (; s[n]; n++) {
+    if (s[n] < '0' || s[n] > '9' || n >= 5) return WSEV_EBADPORT;
+    v = v * 10 + (s[n] - '0');
+  }
+  if (n == 0 || v > 65535) return WSEV_EBADPORT;
+  *port = (int)v;
+  return 0;
+}
+
+static int listen_on(wsev_ctx *ctx, const struct sockaddr *addr) {
+  wsev_listener *l = calloc(1, sizeof *l);
+  if (!l) return UV_ENOMEM;
+  l->ctx = ctx;
+  int rc = uv_tcp_init(ctx->loop, &l->tcp);
+  if (rc) {
+    free(l);
+    return rc;
+  }
+  l->tcp.data = l;
+  wsev__handle_opened(ctx);
+  rc = uv_tcp_bind(&l->tcp, addr, 0);
+  if (!rc) rc = uv_listen((uv_stream_t *)&l->tcp, SOMAXCONN, on_connection);
+  struct sockaddr_storage bound;
+  int len = sizeof bound;
+  if (!rc) rc = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &len);
+  if (rc) {
+    uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+    return rc;
+  }
+  l->next = ctx->listeners;
+  ctx->listeners = l;
+  return bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                     : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+}
+
+int wsev_listen_and_serve_addr(wsev_ctx *ctx, const char *host, const char *port) {
+  int port_num, rc;
+  struct sockaddr_storage addr;
+  if (!ctx || !host) return UV_EINVAL;
+  if (ctx->freeing) return UV_EINVAL;
+  rc = parse_port(port, &port_num);
+  if (rc) return rc;
+  if (strchr(host, ':'))
+    rc = uv_ip6_addr(host, port_num, (struct sockaddr_in6 *)&addr);
+  else
+    rc = uv_ip4_addr(host, port_num, (struct sockaddr_in *)&addr);
+  if (rc) return UV_EINVAL;
+  return listen_on(ctx, (const struct sockaddr *)&addr);
+}
+
+int wsev_listen_and_serve(wsev_ctx *ctx, const char *port) {
+  /* "::" accepts IPv4 too (dual stack); fall back where IPv6 is missing. */
+  int rc = wsev_listen_and_serve_addr(ctx, "::", port);
+  if (rc == UV_EAFNOSUPPORT || rc == UV_EADDRNOTAVAIL)
+    rc = wsev_listen_and_serve_addr(ctx, "0.0.0.0", port);
+  return rc;
+}
+
+void wsev__listeners_close(wsev_ctx *ctx) {
+  wsev_listener *l = ctx->listeners;
+  ctx->listeners = NULL;
+  while (l) {
+    wsev_listener *next = l->next;
+    uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+    l = next;
+  }
+}
