@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what building and testing wsev needs on Debian 12, only what is missing.
+# Idempotent and non-interactive. Usage: scripts/deps.sh [--test]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(gcc pkg-config meson ninja-build libuv1-dev libmbedtls-dev node-llhttp)
+if [ "${1:-}" = "--test" ]; then
+  packages+=(python3 python3-websockets valgrind)
+  command -v node >/dev/null 2>&1 || packages+=(nodejs)
+  command -v npm >/dev/null 2>&1 || packages+=(npm)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ "${1:-}" = "--test" ]; then
+  # Node peers, pinned by the lockfile.
+  if [ ! -d test/node/node_modules/ws ]; then
+    npm ci --prefix test/node --no-audit --no-fund
+  fi
+fi
