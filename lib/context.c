@@ -258,8 +258,9 @@ static void ignore_sigpipe(void) {
 }
 
 int wsev_ctx_new(wsev_ctx **ctxp, uv_loop_t *loop, const wsev_handler *handler, void *data) {
-  if (!ctxp || !handler) return UV_EINVAL;
+  if (!ctxp) return UV_EINVAL;
   *ctxp = NULL;
+  if (!handler) return UV_EINVAL;
   ignore_sigpipe();
   wsev_ctx *ctx = calloc(1, sizeof *ctx);
   if (!ctx) return UV_ENOMEM;

@@ -1,0 +1,366 @@
+/* The public API, end to end in one process: the application's loop runs in the
+ * main thread (embedding), and scripted clients with blocking sockets run in a
+ * second thread. Checks callbacks, ordering, ids, errors, timeouts, multi-port
+ * listening, writes and closes from callbacks, and that freeing leaves the
+ * caller's loop with no handle of ours. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <wsev.h>
+
+static int failures, checks;
+#define CHECK(cond)                                                      \
+  do {                                                                   \
+    checks++;                                                            \
+    if (!(cond)) {                                                       \
+      failures++;                                                        \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                    \
+  } while (0)
+
+/* ---- events seen by the application (loop thread only) ------------------------- */
+
+enum { MAX_EVENTS = 4096 };
+typedef struct {
+  char kind; /* 'A' accepted, 'M' message, 'C' closed, 'T' timeout */
+  uint64_t id;
+  wsev_msg_type type;
+  size_t len;
+  char text[64];
+} event;
+
+static event events[MAX_EVENTS];
+static int n_events;
+static int in_callback; /* to catch re-entrance */
+static int reentered;
+static uint64_t last_closed_id;
+static int write_after_close_rc = 1;
+
+static void record(char kind, uint64_t id, wsev_msg_type type, const void *data, size_t len) {
+  if (n_events >= MAX_EVENTS) return;
+  event *e = &events[n_events++];
+  e->kind = kind;
+  e->id = id;
+  e->type = type;
+  e->len = len;
+  size_t n = len < sizeof e->text - 1 ? len : sizeof e->text - 1;
+  if (data) memcpy(e->text, data, n);
+  e->text[n] = 0;
+}
+
+#define ENTER()                   \
+  do {                            \
+    if (in_callback) reentered++; \
+    in_callback = 1;              \
+  } while (0)
+#define LEAVE() in_callback = 0
+
+static void on_accepted(wsev_ctx *ctx, uint64_t id) {
+  ENTER();
+  record('A', id, 0, NULL, 0);
+  /* A write from inside conn_accepted goes out after the 101. */
+  CHECK(wsev_write_text(ctx, id, "welcome", 7) == 0);
+  LEAVE();
+}
+
+static void on_closed(wsev_ctx *ctx, uint64_t id) {
+  ENTER();
+  record('C', id, 0, NULL, 0);
+  last_closed_id = id;
+  write_after_close_rc = wsev_write(ctx, id, "x", 1);
+  LEAVE();
+}
+
+static void on_message(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
+                       wsev_msg_type type) {
+  ENTER();
+  record('M', id, type, data, len);
+  if (len == 5 && memcmp(data, "close", 5) == 0) {
+    CHECK(wsev_close(ctx, id) == 0);
+    CHECK(wsev_close(ctx, id) == WSEV_ECLOSING);
+    CHECK(wsev_write(ctx, id, "late", 4) == WSEV_ECLOSING);
+  } else if (len > 4 && memcmp(data, "all:", 4) == 0) {
+    /* Write to every connection seen so far, from one callback. */
+    for (int i = 0; i < n_events; i++)
+      if (events[i].kind == 'A') wsev_write_text(ctx, events[i].id, data, len);
+  } else if (type == WSEV_TEXT) {
+    CHECK(wsev_write_text(ctx, id, data, len) == 0);
+  } else {
+    CHECK(wsev_write(ctx, id, data, len) == 0);
+  }
+  LEAVE();
+}
+
+static int timeouts;
+static void on_timeout(wsev_ctx *ctx) {
+  ENTER();
+  (void)ctx;
+  timeouts++;
+  LEAVE();
+}
+
+/* ---- a blocking client with our own framing ------------------------------------- */
+
+typedef struct {
+  int fd;
+} client;
+
+static int client_connect(int port, client *cl) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  struct timeval tv = {.tv_sec = 5};
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    perror("connect");
+    close(fd);
+    return -1;
+  }
+  cl->fd = fd;
+  const char *req = "GET /chat?x=1 HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    "Sec-WebSocket-Version: 13\r\n\r\n";
+  if (write(fd, req, strlen(req)) < 0) return -1;
+  /* Read the response up to the blank line, one byte at a time so no frame byte is
+   * consumed. */
+  char resp[1024];
+  size_t n = 0;
+  while (n < sizeof resp - 1) {
+    if (read(fd, resp + n, 1) != 1) {
+      perror("read response");
+      return -1;
+    }
+    n++;
+    if (n >= 4 && memcmp(resp + n - 4, "\r\n\r\n", 4) == 0) break;
+  }
+  resp[n] = 0;
+  if (strncmp(resp, "HTTP/1.1 101", 12) != 0) {
+    fprintf(stderr, "unexpected response: %s\n", resp);
+    return -1;
+  }
+  if (!strstr(resp, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")) {
+    fprintf(stderr, "bad accept: %s\n", resp);
+    return -1;
+  }
+  return 0;
+}
+
+static void client_send(client *cl, int opcode, const void *data, size_t len) {
+  uint8_t frame[256];
+  const uint8_t mask[4] = {1, 2, 3, 4};
+  size_t h = 0;
+  frame[h++] = (uint8_t)(0x80 | opcode);
+  frame[h++] = (uint8_t)(0x80 | len); /* short payloads only */
+  memcpy(frame + h, mask, 4);
+  h += 4;
+  for (size_t i = 0; i < len; i++) frame[h + i] = ((const uint8_t *)data)[i] ^ mask[i % 4];
+  if (write(cl->fd, frame, h + len) < 0) perror("write");
+}
+
+static int read_full(int fd, void *buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, (char *)buf + got, n - got);
+    if (r <= 0) return -1;
+    got += (size_t)r;
+  }
+  return 0;
+}
+
+/* Reads one (short, unmasked) frame; returns its opcode, or -1. */
+static int client_recv(client *cl, char *payload, size_t *len) {
+  uint8_t h[2];
+  if (read_full(cl->fd, h, 2)) return -1;
+  if (h[1] & 0x80 || (h[1] & 0x7f) > 125) return -1;
+  *len = h[1] & 0x7f;
+  if (read_full(cl->fd, payload, *len)) return -1;
+  payload[*len] = 0;
+  return h[0] & 0x0f;
+}
+
+static int expect_text(client *cl, const char *want) {
+  char buf[128];
+  size_t len;
+  int op = client_recv(cl, buf, &len);
+  return op == 1 && len == strlen(want) && memcmp(buf, want, len) == 0;
+}
+
+/* ---- the scripted clients --------------------------------------------------------- */
+
+static int port_a, port_b;
+static uv_async_t done_async;
+static volatile int client_ok;
+
+static void *client_script(void *arg) {
+  (void)arg;
+  client c1 = {-1}, c2 = {-1};
+  int ok = 1;
+  char buf[128];
+  size_t len;
+#define STEP(cond)                                                  \
+  do {                                                              \
+    if (!(cond)) {                                                  \
+      fprintf(stderr, "client step failed at line %d: %s\n", __LINE__, #cond); \
+      ok = 0;                                                       \
+      goto out;                                                     \
+    }                                                               \
+  } while (0)
+  STEP(client_connect(port_a, &c1) == 0);
+  STEP(expect_text(&c1, "welcome"));
+  STEP(client_connect(port_b, &c2) == 0); /* the second listener */
+  STEP(expect_text(&c2, "welcome"));
+  client_send(&c1, 1, "hello", 5);
+  STEP(expect_text(&c1, "hello"));
+  client_send(&c2, 2, "\x01\x02", 2);
+  STEP(client_recv(&c2, buf, &len) == 2 && len == 2);
+  client_send(&c1, 1, "all:fanout", 10);
+  STEP(expect_text(&c1, "all:fanout"));
+  STEP(expect_text(&c2, "all:fanout"));
+  /* The server closes c1 on request: close 1000, we answer, then EOF. */
+  client_send(&c1, 1, "close", 5);
+  STEP(client_recv(&c1, buf, &len) == 8 && len == 2 && (uint8_t)buf[0] == 0x03 &&
+       (uint8_t)buf[1] == 0xE8);
+  client_send(&c1, 8, "\x03\xe8", 2);
+  STEP(read(c1.fd, buf, 1) == 0);
+  /* c2 closes from its side with 4000 "bye": the code is echoed. */
+  client_send(&c2, 8, "\x0f\xa0" "bye", 5);
+  STEP(client_recv(&c2, buf, &len) == 8 && len == 2 && (uint8_t)buf[0] == 0x0f &&
+       (uint8_t)buf[1] == 0xa0);
+  STEP(read(c2.fd, buf, 1) == 0);
+out:
+  close(c1.fd);
+  close(c2.fd);
+  client_ok = ok;
+  uv_async_send(&done_async);
+  return NULL;
+}
+
+static void on_done(uv_async_t *a) { uv_close((uv_handle_t *)a, NULL); }
+
+static void test_embedded(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  wsev_handler h = {.conn_accepted = on_accepted,
+                    .conn_closed = on_closed,
+                    .message_received = on_message,
+                    .event_loop_timeout = on_timeout};
+  wsev_ctx *ctx = NULL;
+  int app_data = 42;
+  CHECK(wsev_ctx_new(&ctx, &loop, &h, &app_data) == 0);
+  CHECK(wsev_ctx_data(ctx) == &app_data);
+  CHECK(wsev_ctx_loop(ctx) == &loop);
+  CHECK(wsev_get_timeout(ctx) == 60000);
+
+  /* Bad ports are refused at once. */
+  const char *bad[] = {"", "abc", "70000", "-1", "123456", "80a", " 80"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    CHECK(wsev_listen_and_serve_addr(ctx, "127.0.0.1", bad[i]) == WSEV_EBADPORT);
+  CHECK(wsev_listen_and_serve_addr(ctx, "not-an-ip", "0") == UV_EINVAL);
+
+  port_a = wsev_listen_and_serve_addr(ctx, "127.0.0.1", "0");
+  port_b = wsev_listen_and_serve(ctx, "0");
+  CHECK(port_a > 0 && port_b > 0 && port_a != port_b);
+  char in_use[16];
+  snprintf(in_use, sizeof in_use, "%d", port_a);
+  CHECK(wsev_listen_and_serve_addr(ctx, "127.0.0.1", in_use) == UV_EADDRINUSE);
+
+  uv_async_init(&loop, &done_async, on_done);
+  pthread_t t;
+  pthread_create(&t, NULL, client_script, NULL);
+  /* The caller runs its own loop; wsev's callbacks fire from it. The async
+   * handle closes when the client is done; wsev's handles keep the loop alive,
+   * so run until the client finished and the events settled. */
+  while (uv_is_active((uv_handle_t *)&done_async) || !uv_is_closing((uv_handle_t *)&done_async))
+    uv_run(&loop, UV_RUN_ONCE);
+  pthread_join(t, NULL);
+  for (int i = 0; i < 20 && n_events < 7; i++) uv_run(&loop, UV_RUN_NOWAIT);
+  CHECK(client_ok);
+  CHECK(!reentered);
+
+  /* Ordering per id: A, then its messages, then exactly one C. */
+  uint64_t ids[2] = {0, 0};
+  int n_ids = 0;
+  for (int i = 0; i < n_events; i++)
+    if (events[i].kind == 'A' && n_ids < 2) ids[n_ids++] = events[i].id;
+  CHECK(n_ids == 2);
+  CHECK(ids[0] != 0 && ids[1] > ids[0]);
+  for (int k = 0; k < n_ids; k++) {
+    int phase = 0, closes = 0;
+    for (int i = 0; i < n_events; i++) {
+      if (events[i].id != ids[k]) continue;
+      if (events[i].kind == 'A') { CHECK(phase == 0); phase = 1; }
+      if (events[i].kind == 'M') CHECK(phase == 1);
+      if (events[i].kind == 'C') { CHECK(phase == 1); phase = 2; closes++; }
+    }
+    CHECK(closes == 1);
+  }
+  /* Message types reached the application. */
+  int saw_text = 0, saw_binary = 0;
+  for (int i = 0; i < n_events; i++) {
+    if (events[i].kind != 'M') continue;
+    if (events[i].type == WSEV_TEXT && strcmp(events[i].text, "hello") == 0) saw_text = 1;
+    if (events[i].type == WSEV_BINARY && events[i].len == 2) saw_binary = 1;
+  }
+  CHECK(saw_text && saw_binary);
+  CHECK(last_closed_id != 0);
+  CHECK(write_after_close_rc == WSEV_ENOCONN);
+  CHECK(wsev_write(ctx, ids[0], "x", 1) == WSEV_ENOCONN);
+  CHECK(wsev_close(ctx, ids[1]) == WSEV_ENOCONN);
+  CHECK(wsev_write(ctx, 0, "x", 1) == WSEV_ENOCONN);
+  CHECK(wsev_buffered_amount(ctx, ids[0]) == 0);
+
+  /* Freeing on the caller's loop: after one more run nothing of ours is left, so
+   * the loop ends and closes cleanly. */
+  wsev_ctx_free(ctx);
+  CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
+/* ---- the loop timeout on a private loop ------------------------------------------ */
+
+static int private_timeouts;
+static void on_private_timeout(wsev_ctx *ctx) {
+  if (++private_timeouts == 3) wsev_stop(ctx);
+}
+
+static void test_timeout_private_loop(void) {
+  wsev_handler h = {.event_loop_timeout = on_private_timeout};
+  wsev_ctx *ctx;
+  CHECK(wsev_ctx_new(&ctx, NULL, &h, NULL) == 0);
+  wsev_set_timeout(ctx, 30);
+  CHECK(wsev_get_timeout(ctx) == 30);
+  uint64_t start = uv_hrtime();
+  CHECK(wsev_event_loop(ctx) == 0);
+  uint64_t ms = (uv_hrtime() - start) / 1000000;
+  CHECK(private_timeouts == 3);
+  CHECK(ms >= 85); /* three timeouts of 30 ms, each re-armed (with 1 ms timer slack) */
+  wsev_ctx_free(ctx);
+  wsev_ctx_free(NULL);
+}
+
+static void test_errors(void) {
+  wsev_handler h = {0};
+  wsev_ctx *ctx = (wsev_ctx *)1;
+  CHECK(wsev_ctx_new(NULL, NULL, &h, NULL) == UV_EINVAL);
+  CHECK(wsev_ctx_new(&ctx, NULL, NULL, NULL) == UV_EINVAL);
+  CHECK(ctx == NULL);
+  CHECK(strcmp(wsev_err_name(WSEV_ENOCONN), "WSEV_ENOCONN") == 0);
+  CHECK(strstr(wsev_strerror(WSEV_EBADPORT), "port") != NULL);
+  CHECK(strcmp(wsev_err_name(UV_EADDRINUSE), "EADDRINUSE") == 0);
+  CHECK(strcmp(wsev_strerror(UV_EADDRINUSE), uv_strerror(UV_EADDRINUSE)) == 0);
+}
+
+int main(void) {
+  test_errors();
+  test_timeout_private_loop();
+  test_embedded();
+  printf("%d checks, %d failed\n", checks, failures);
+  return failures ? 1 : 0;
+}
