@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Install what is missing, build, and run every test:
+#   1. the whole suite on a normal build (build/);
+#   2. the same suite on an AddressSanitizer + UndefinedBehaviorSanitizer build
+#      (build-asan/);
+#   3. memcheck: the C tests under valgrind, and the echo and pubsub servers under
+#      valgrind while real clients drive them.
+# Ends with one line "N passed, N failed" and exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh --test || { echo "0 passed, 1 failed"; exit 1; }
+
+total_passed=0
+total_failed=0
+
+# Adds the results of the last `meson test` in build dir $1 to the totals.
+count() {
+  local counts
+  counts=$(/usr/bin/python3 - "$1/meson-logs/testlog.json" <<'PY'
+import json, sys
+ok = bad = 0
+try:
+    for line in open(sys.argv[1]):
+        r = json.loads(line).get("result")
+        if r in ("OK", "EXPECTEDFAIL"):
+            ok += 1
+        elif r != "SKIP":
+            bad += 1
+except FileNotFoundError:
+    bad = 1
+print(ok, bad)
+PY
+)
+  total_passed=$((total_passed + ${counts% *}))
+  total_failed=$((total_failed + ${counts#* }))
+}
+
+setup() { # dir [meson options...]
+  local dir=$1; shift
+  if [ -d "$dir" ]; then
+    meson setup --reconfigure "$dir" "$@" >/dev/null
+  else
+    meson setup "$dir" "$@" >/dev/null
+  fi && ninja -C "$dir"
+}
+
+run() { # dir [meson test options...]
+  local dir=$1; shift
+  rm -f "$dir/meson-logs/testlog.json"
+  meson test -C "$dir" --print-errorlogs "$@"
+  count "$dir"
+}
+
+echo "== build and test (build/)"
+if setup build; then
+  run build --no-suite valgrind
+else
+  total_failed=$((total_failed + 1))
+fi
+
+echo "== AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=23
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=24
+if setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug; then
+  run build-asan --no-suite valgrind --timeout-multiplier 3
+else
+  total_failed=$((total_failed + 1))
+fi
+unset ASAN_OPTIONS UBSAN_OPTIONS
+
+echo "== valgrind (build/)"
+run build --suite vgwrap --timeout-multiplier 10 \
+  --wrap='valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect'
+run build --suite valgrind
+
+echo "${total_passed} passed, ${total_failed} failed"
+[ "$total_failed" -eq 0 ]
