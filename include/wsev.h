@@ -43,11 +43,11 @@ extern "C" {
 
 /* wsev's own error codes, in a range far from libuv's (which are negated errnos
  * and small negative numbers above -4096). */
-#define WSEV_ERRNO_MAP(XX)                                                              \
-  XX(ENOCONN, -30001, "no such connection (it closed, or never existed)")              \
-  XX(ECLOSING, -30002, "connection is closing")                                       \
-  XX(EMSGSIZE, -30003, "message larger than the configured maximum")                  \
-  XX(EBADPORT, -30004, "invalid port string")                                         \
+#define WSEV_ERRNO_MAP(XX)                                                                         \
+  XX(ENOCONN, -30001, "no such connection (it closed, or never existed)")                          \
+  XX(ECLOSING, -30002, "connection is closing")                                                    \
+  XX(EMSGSIZE, -30003, "message larger than the configured maximum")                               \
+  XX(EBADPORT, -30004, "invalid port string")                                                      \
   XX(EINCALLBACK, -30005, "not allowed from inside a wsev callback")
 
 typedef enum {

@@ -40,7 +40,8 @@ static int out_reserve(wsev_conn *c, size_t extra) {
     return 0;
   }
   size_t cap = b->cap ? b->cap : WSEV_POOL_BUFFER_SIZE;
-  while (cap < need) cap *= 2;
+  while (cap < need)
+    cap *= 2;
   uint8_t *grown = realloc(b->data, cap);
   if (!grown) return UV_ENOMEM;
   b->data = grown;
@@ -83,13 +84,16 @@ int wsev__conn_send(wsev_conn *c, int opcode, const void *data, size_t len) {
 static void on_conn_closed(uv_handle_t *h) {
   wsev_conn *c = h->data;
   wsev_ctx *ctx = c->ctx;
-  if (c->all_prev) c->all_prev->all_next = c->all_next;
-  else if (ctx->all_head == c) ctx->all_head = c->all_next;
+  if (c->all_prev)
+    c->all_prev->all_next = c->all_next;
+  else if (ctx->all_head == c)
+    ctx->all_head = c->all_next;
   if (c->all_next) c->all_next->all_prev = c->all_prev;
   if (c->dirty) {
     /* Rare: closed after being marked dirty in the same iteration. */
     wsev_conn **pp = &ctx->dirty_head;
-    while (*pp && *pp != c) pp = &(*pp)->dirty_next;
+    while (*pp && *pp != c)
+      pp = &(*pp)->dirty_next;
     if (*pp) *pp = c->dirty_next;
   }
   wsev__deadline_clear(c);
@@ -227,8 +231,7 @@ static void handle_control(wsev_conn *c, const uint8_t *p, size_t len) {
   case WSEV_OP_PING:
     if (c->state == WSEV_CONN_OPEN) queue_frame(c, WSEV_OP_PONG, p, len);
     break;
-  case WSEV_OP_PONG:
-    break;
+  case WSEV_OP_PONG: break;
   case WSEV_OP_CLOSE: {
     unsigned code = 0;
     int bad = wsev__close_payload_check(p, len, &code);
@@ -350,8 +353,10 @@ static int start_frame(wsev_conn *c, const wsev_frame_header *h) {
   c->payload_left = h->payload_len;
   c->in_frame = 1;
   if (h->payload_len == 0) {
-    if (h->opcode & 0x8) control_bytes(c, NULL, 0);
-    else data_bytes(c, NULL, 0);
+    if (h->opcode & 0x8)
+      control_bytes(c, NULL, 0);
+    else
+      data_bytes(c, NULL, 0);
   }
   return alive(c);
 }
@@ -394,8 +399,10 @@ static void frame_bytes(wsev_conn *c, uint8_t *p, size_t n) {
     size_t take = n < c->payload_left ? n : (size_t)c->payload_left;
     c->mask_offset = (uint8_t)wsev__frame_unmask(p, take, c->mask, c->mask_offset);
     c->payload_left -= take;
-    if (c->frame_opcode & 0x8) control_bytes(c, p, take);
-    else data_bytes(c, p, take);
+    if (c->frame_opcode & 0x8)
+      control_bytes(c, p, take);
+    else
+      data_bytes(c, p, take);
     p += take;
     n -= take;
   }
@@ -473,15 +480,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   uint8_t *p = (uint8_t *)buf->base;
   switch (c->state) {
-  case WSEV_CONN_HANDSHAKE:
-    handshake_bytes(c, p, (size_t)nread);
-    break;
+  case WSEV_CONN_HANDSHAKE: handshake_bytes(c, p, (size_t)nread); break;
   case WSEV_CONN_OPEN:
-  case WSEV_CONN_CLOSING:
-    frame_bytes(c, p, (size_t)nread);
-    break;
-  default:
-    break; /* draining: discarded */
+  case WSEV_CONN_CLOSING: frame_bytes(c, p, (size_t)nread); break;
+  default: break; /* draining: discarded */
   }
 }
 

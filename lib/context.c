@@ -89,8 +89,11 @@ void wsev__emit(wsev_ctx *ctx, wsev_event_kind kind, uint64_t id) {
 
 void wsev__emit_message(wsev_ctx *ctx, uint64_t id, const uint8_t *data, size_t len,
                         wsev_msg_type type) {
-  wsev_event ev = {.kind = WSEV_EV_MESSAGE, .msg_type = (uint8_t)type, .id = id,
-                   .data = (uint8_t *)data, .len = len};
+  wsev_event ev = {.kind = WSEV_EV_MESSAGE,
+                   .msg_type = (uint8_t)type,
+                   .id = id,
+                   .data = (uint8_t *)data,
+                   .len = len};
   if (ctx->freeing) return;
   if (!ctx->dispatching) {
     dispatch(ctx, &ev); /* zero-copy: the bytes live until we return */
@@ -98,7 +101,7 @@ void wsev__emit_message(wsev_ctx *ctx, uint64_t id, const uint8_t *data, size_t 
   }
   ev.data = malloc(len ? len : 1);
   if (!ev.data) return;
-  memcpy(ev.data, data, len);
+  if (len) memcpy(ev.data, data, len);
   if (enqueue(ctx, &ev) != 0) free(ev.data);
 }
 
@@ -200,10 +203,14 @@ void wsev__deadline_clear(wsev_conn *c) {
   wsev_ctx *ctx = c->ctx;
   if (!c->in_deadline) return;
   int k = c->deadline_kind;
-  if (c->dl_prev) c->dl_prev->dl_next = c->dl_next;
-  else ctx->dl_head[k] = c->dl_next;
-  if (c->dl_next) c->dl_next->dl_prev = c->dl_prev;
-  else ctx->dl_tail[k] = c->dl_prev;
+  if (c->dl_prev)
+    c->dl_prev->dl_next = c->dl_next;
+  else
+    ctx->dl_head[k] = c->dl_next;
+  if (c->dl_next)
+    c->dl_next->dl_prev = c->dl_prev;
+  else
+    ctx->dl_tail[k] = c->dl_prev;
   c->dl_prev = c->dl_next = NULL;
   c->in_deadline = 0;
 }
@@ -216,8 +223,10 @@ void wsev__deadline_set(wsev_conn *c, int kind, uint64_t ms) {
   c->in_deadline = 1;
   c->dl_prev = ctx->dl_tail[kind];
   c->dl_next = NULL;
-  if (c->dl_prev) c->dl_prev->dl_next = c;
-  else ctx->dl_head[kind] = c;
+  if (c->dl_prev)
+    c->dl_prev->dl_next = c;
+  else
+    ctx->dl_head[kind] = c;
   ctx->dl_tail[kind] = c;
   if (!uv_is_active((uv_handle_t *)&ctx->deadline_timer) ||
       uv_timer_get_due_in(&ctx->deadline_timer) > ms)
@@ -332,7 +341,8 @@ void wsev_ctx_free(wsev_ctx *ctx) {
   if (!ctx || ctx->freeing) return;
   ctx->freeing = 1;
   wsev__listeners_close(ctx);
-  for (wsev_conn *c = ctx->all_head; c; c = c->all_next) wsev__conn_abort(c);
+  for (wsev_conn *c = ctx->all_head; c; c = c->all_next)
+    wsev__conn_abort(c);
   uv_close((uv_handle_t *)&ctx->timeout_timer, on_ctx_handle_closed);
   uv_close((uv_handle_t *)&ctx->deadline_timer, on_ctx_handle_closed);
   uv_close((uv_handle_t *)&ctx->flush_check, on_ctx_handle_closed);

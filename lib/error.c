@@ -2,9 +2,8 @@
 
 const char *wsev_strerror(int err) {
   switch (err) {
-#define WSEV_STRERROR_CASE(name, value, text) \
-  case WSEV_##name:                           \
-    return text;
+#define WSEV_STRERROR_CASE(name, value, text)                                                      \
+  case WSEV_##name: return text;
     WSEV_ERRNO_MAP(WSEV_STRERROR_CASE)
 #undef WSEV_STRERROR_CASE
   }
@@ -13,9 +12,8 @@ const char *wsev_strerror(int err) {
 
 const char *wsev_err_name(int err) {
   switch (err) {
-#define WSEV_ERR_NAME_CASE(name, value, text) \
-  case WSEV_##name:                           \
-    return "WSEV_" #name;
+#define WSEV_ERR_NAME_CASE(name, value, text)                                                      \
+  case WSEV_##name: return "WSEV_" #name;
     WSEV_ERRNO_MAP(WSEV_ERR_NAME_CASE)
 #undef WSEV_ERR_NAME_CASE
   }

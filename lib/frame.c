@@ -20,7 +20,8 @@ int wsev__frame_parse_header(const uint8_t *p, size_t n, wsev_frame_header *h) {
   } else if (len == 127) {
     if (n < 10) return 0;
     len = 0;
-    for (int i = 0; i < 8; i++) len = (len << 8) | p[2 + i];
+    for (int i = 0; i < 8; i++)
+      len = (len << 8) | p[2 + i];
     if (len >> 63) return -1;
     size = 10;
   }
@@ -33,23 +34,19 @@ int wsev__frame_parse_header(const uint8_t *p, size_t n, wsev_frame_header *h) {
   return (int)size;
 }
 
-int wsev__frame_check(const wsev_frame_header *h, int in_fragmented_message,
-                      int must_be_masked) {
+int wsev__frame_check(const wsev_frame_header *h, int in_fragmented_message, int must_be_masked) {
   if (h->rsv) return WSEV_CLOSE_PROTOCOL_ERROR; /* no extension was negotiated */
   if (h->masked != (must_be_masked ? 1 : 0)) return WSEV_CLOSE_PROTOCOL_ERROR;
   switch (h->opcode) {
-  case WSEV_OP_CONT:
-    return in_fragmented_message ? 0 : WSEV_CLOSE_PROTOCOL_ERROR;
+  case WSEV_OP_CONT: return in_fragmented_message ? 0 : WSEV_CLOSE_PROTOCOL_ERROR;
   case WSEV_OP_TEXT:
-  case WSEV_OP_BINARY:
-    return in_fragmented_message ? WSEV_CLOSE_PROTOCOL_ERROR : 0;
+  case WSEV_OP_BINARY: return in_fragmented_message ? WSEV_CLOSE_PROTOCOL_ERROR : 0;
   case WSEV_OP_CLOSE:
   case WSEV_OP_PING:
   case WSEV_OP_PONG:
     if (!h->fin || h->payload_len > WSEV_FRAME_MAX_CONTROL) return WSEV_CLOSE_PROTOCOL_ERROR;
     return 0;
-  default:
-    return WSEV_CLOSE_PROTOCOL_ERROR;
+  default: return WSEV_CLOSE_PROTOCOL_ERROR;
   }
 }
 
@@ -67,7 +64,8 @@ size_t wsev__frame_encode_header(uint8_t *out, int fin, int opcode, uint64_t pay
     size = 4;
   } else {
     out[1] = mask_bit | 127;
-    for (int i = 0; i < 8; i++) out[2 + i] = (uint8_t)(payload_len >> (56 - 8 * i));
+    for (int i = 0; i < 8; i++)
+      out[2 + i] = (uint8_t)(payload_len >> (56 - 8 * i));
     size = 10;
   }
   if (mask) {

@@ -53,8 +53,7 @@ int wsev__frame_parse_header(const uint8_t *p, size_t n, wsev_frame_header *h);
  * in progress and whether frames must be masked (server side) or must not be
  * (client side). Returns 0 when acceptable, else the close code to fail with (1002).
  * Size limits are not checked here. */
-int wsev__frame_check(const wsev_frame_header *h, int in_fragmented_message,
-                      int must_be_masked);
+int wsev__frame_check(const wsev_frame_header *h, int in_fragmented_message, int must_be_masked);
 
 /* Write a header for a frame with the shortest length encoding into out (room for
  * WSEV_FRAME_MAX_HEADER bytes); mask NULL means unmasked. Returns its size. */

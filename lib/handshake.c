@@ -13,17 +13,17 @@
 #include <strings.h>
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define NAME_MAX_LEN 32    /* longer header names are none of ours */
-#define VALUE_MAX_LEN 256  /* longer values of our headers are rejected */
+#define NAME_MAX_LEN 32   /* longer header names are none of ours */
+#define VALUE_MAX_LEN 256 /* longer values of our headers are rejected */
 
 enum header_id { H_OTHER, H_HOST, H_UPGRADE, H_CONNECTION, H_KEY, H_VERSION };
 
 struct wsev_hs {
   llhttp_t parser;
   size_t max_header;
-  size_t seen;   /* bytes of the header block consumed so far */
-  int result;    /* sticky once not WSEV_HS_MORE */
-  int bad;       /* a reason for 400 was seen while parsing */
+  size_t seen; /* bytes of the header block consumed so far */
+  int result;  /* sticky once not WSEV_HS_MORE */
+  int bad;     /* a reason for 400 was seen while parsing */
   enum header_id current;
   size_t name_len;
   size_t value_len;
@@ -41,19 +41,24 @@ struct wsev_hs {
 static int has_token(const char *v, size_t n, const char *token) {
   size_t tlen = strlen(token), i = 0;
   while (i < n) {
-    while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
+    while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+      i++;
     size_t start = i;
-    while (i < n && v[i] != ',') i++;
+    while (i < n && v[i] != ',')
+      i++;
     size_t end = i;
-    while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t')) end--;
+    while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+      end--;
     if (end - start == tlen && strncasecmp(v + start, token, tlen) == 0) return 1;
   }
   return 0;
 }
 
 static void trim(const char **v, size_t *n) {
-  while (*n && (**v == ' ' || **v == '\t')) (*v)++, (*n)--;
-  while (*n && ((*v)[*n - 1] == ' ' || (*v)[*n - 1] == '\t')) (*n)--;
+  while (*n && (**v == ' ' || **v == '\t'))
+    (*v)++, (*n)--;
+  while (*n && ((*v)[*n - 1] == ' ' || (*v)[*n - 1] == '\t'))
+    (*n)--;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t len) {
@@ -123,22 +128,16 @@ static int on_header_value_complete(llhttp_t *p) {
   size_t n = hs->value_len;
   trim(&v, &n);
   switch (hs->current) {
-  case H_OTHER:
-    break;
-  case H_HOST:
-    hs->host_count++;
-    break;
-  case H_UPGRADE:
-    hs->upgrade_websocket |= has_token(v, n, "websocket");
-    break;
-  case H_CONNECTION:
-    hs->connection_upgrade |= has_token(v, n, "upgrade");
-    break;
+  case H_OTHER: break;
+  case H_HOST: hs->host_count++; break;
+  case H_UPGRADE: hs->upgrade_websocket |= has_token(v, n, "websocket"); break;
+  case H_CONNECTION: hs->connection_upgrade |= has_token(v, n, "upgrade"); break;
   case H_KEY: {
     unsigned char raw[32];
     size_t raw_len = 0;
     hs->key_count++;
-    if (n != 24 || mbedtls_base64_decode(raw, sizeof raw, &raw_len, (const unsigned char *)v, n) != 0 ||
+    if (n != 24 ||
+        mbedtls_base64_decode(raw, sizeof raw, &raw_len, (const unsigned char *)v, n) != 0 ||
         raw_len != 16) {
       hs->bad = 1;
     } else {
@@ -226,7 +225,8 @@ int wsev__hs_accept_key(const char *key, size_t key_len, char out[29]) {
   int rc;
   mbedtls_sha1_init(&sha);
 #if defined(MBEDTLS_VERSION_NUMBER) && MBEDTLS_VERSION_NUMBER >= 0x03000000
-  rc = mbedtls_sha1_starts(&sha) || mbedtls_sha1_update(&sha, (const unsigned char *)key, key_len) ||
+  rc = mbedtls_sha1_starts(&sha) ||
+       mbedtls_sha1_update(&sha, (const unsigned char *)key, key_len) ||
        mbedtls_sha1_update(&sha, (const unsigned char *)WS_GUID, sizeof WS_GUID - 1) ||
        mbedtls_sha1_finish(&sha, digest);
 #else
@@ -237,7 +237,8 @@ int wsev__hs_accept_key(const char *key, size_t key_len, char out[29]) {
 #endif
   mbedtls_sha1_free(&sha);
   if (rc) return -1;
-  if (mbedtls_base64_encode((unsigned char *)out, 29, &olen, digest, sizeof digest) != 0 || olen != 28)
+  if (mbedtls_base64_encode((unsigned char *)out, 29, &olen, digest, sizeof digest) != 0 ||
+      olen != 28)
     return -1;
   out[28] = 0;
   return 0;

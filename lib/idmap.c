@@ -21,7 +21,8 @@ void wsev__idmap_free(wsev_idmap *m) {
 
 static void insert(wsev_idmap *m, uint64_t id, void *value) {
   size_t i = slot_of(m, id);
-  while (m->slots[i].id) i = (i + 1) & m->mask;
+  while (m->slots[i].id)
+    i = (i + 1) & m->mask;
   m->slots[i].id = id;
   m->slots[i].value = value;
   m->count++;

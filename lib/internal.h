@@ -62,8 +62,8 @@ struct wsev_conn {
   wsev_conn *dl_prev, *dl_next; /* deadline list, when in_deadline */
   wsev_conn *dirty_next;
   uint64_t deadline;
-  wsev_hs *hs; /* only during the handshake */
-  wsev_buf out; /* framed bytes not yet handed to the kernel */
+  wsev_hs *hs;     /* only during the handshake */
+  wsev_buf out;    /* framed bytes not yet handed to the kernel */
   size_t inflight; /* bytes in uv_write requests not completed yet */
 
   /* Frame parser. */

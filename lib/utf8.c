@@ -9,9 +9,9 @@
  * expected, and for the second byte of some lead bytes, a narrower range that rules
  * out overlongs (E0, F0), surrogates (ED) and code points above U+10FFFF (F4). */
 enum {
-  NEED1 = 2,  /* one more 80..BF */
-  NEED2 = 3,  /* two more 80..BF */
-  NEED3 = 4,  /* three more 80..BF */
+  NEED1 = 2,    /* one more 80..BF */
+  NEED2 = 3,    /* two more 80..BF */
+  NEED3 = 4,    /* three more 80..BF */
   AFTER_E0 = 5, /* A0..BF, then one more */
   AFTER_ED = 6, /* 80..9F, then one more */
   AFTER_F0 = 7, /* 90..BF, then two more */
@@ -38,10 +38,22 @@ static uint32_t continuation(uint32_t state, uint8_t b) {
   case NEED1: next = WSEV_UTF8_ACCEPT; break;
   case NEED2: next = NEED1; break;
   case NEED3: next = NEED2; break;
-  case AFTER_E0: lo = 0xA0; next = NEED1; break;
-  case AFTER_ED: hi = 0x9F; next = NEED1; break;
-  case AFTER_F0: lo = 0x90; next = NEED2; break;
-  case AFTER_F4: hi = 0x8F; next = NEED2; break;
+  case AFTER_E0:
+    lo = 0xA0;
+    next = NEED1;
+    break;
+  case AFTER_ED:
+    hi = 0x9F;
+    next = NEED1;
+    break;
+  case AFTER_F0:
+    lo = 0x90;
+    next = NEED2;
+    break;
+  case AFTER_F4:
+    hi = 0x8F;
+    next = NEED2;
+    break;
   default: return WSEV_UTF8_REJECT;
   }
   return (b >= lo && b <= hi) ? next : WSEV_UTF8_REJECT;
@@ -59,7 +71,8 @@ uint32_t wsev__utf8_validate(uint32_t state, const uint8_t *p, size_t n) {
         if (w & UINT64_C(0x8080808080808080)) break;
         i += 8;
       }
-      while (i < n && p[i] < 0x80) i++;
+      while (i < n && p[i] < 0x80)
+        i++;
       if (i == n) break;
       state = lead_byte(p[i++]);
     } else {

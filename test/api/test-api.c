@@ -16,13 +16,13 @@
 #include <wsev.h>
 
 static int failures, checks;
-#define CHECK(cond)                                                      \
-  do {                                                                   \
-    checks++;                                                            \
-    if (!(cond)) {                                                       \
-      failures++;                                                        \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-    }                                                                    \
+#define CHECK(cond)                                                                                \
+  do {                                                                                             \
+    checks++;                                                                                      \
+    if (!(cond)) {                                                                                 \
+      failures++;                                                                                  \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                     \
+    }                                                                                              \
   } while (0)
 
 /* ---- events seen by the application (loop thread only) ------------------------- */
@@ -55,10 +55,10 @@ static void record(char kind, uint64_t id, wsev_msg_type type, const void *data,
   e->text[n] = 0;
 }
 
-#define ENTER()                   \
-  do {                            \
-    if (in_callback) reentered++; \
-    in_callback = 1;              \
+#define ENTER()                                                                                    \
+  do {                                                                                             \
+    if (in_callback) reentered++;                                                                  \
+    in_callback = 1;                                                                               \
   } while (0)
 #define LEAVE() in_callback = 0
 
@@ -160,7 +160,8 @@ static void client_send(client *cl, int opcode, const void *data, size_t len) {
   frame[h++] = (uint8_t)(0x80 | len); /* short payloads only */
   memcpy(frame + h, mask, 4);
   h += 4;
-  for (size_t i = 0; i < len; i++) frame[h + i] = ((const uint8_t *)data)[i] ^ mask[i % 4];
+  for (size_t i = 0; i < len; i++)
+    frame[h + i] = ((const uint8_t *)data)[i] ^ mask[i % 4];
   if (write(cl->fd, frame, h + len) < 0) perror("write");
 }
 
@@ -204,13 +205,13 @@ static void *client_script(void *arg) {
   int ok = 1;
   char buf[128];
   size_t len;
-#define STEP(cond)                                                  \
-  do {                                                              \
-    if (!(cond)) {                                                  \
-      fprintf(stderr, "client step failed at line %d: %s\n", __LINE__, #cond); \
-      ok = 0;                                                       \
-      goto out;                                                     \
-    }                                                               \
+#define STEP(cond)                                                                                 \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      fprintf(stderr, "client step failed at line %d: %s\n", __LINE__, #cond);                     \
+      ok = 0;                                                                                      \
+      goto out;                                                                                    \
+    }                                                                                              \
   } while (0)
   STEP(client_connect(port_a, &c1) == 0);
   STEP(expect_text(&c1, "welcome"));
@@ -230,7 +231,10 @@ static void *client_script(void *arg) {
   client_send(&c1, 8, "\x03\xe8", 2);
   STEP(read(c1.fd, buf, 1) == 0);
   /* c2 closes from its side with 4000 "bye": the code is echoed. */
-  client_send(&c2, 8, "\x0f\xa0" "bye", 5);
+  client_send(&c2, 8,
+              "\x0f\xa0"
+              "bye",
+              5);
   STEP(client_recv(&c2, buf, &len) == 8 && len == 2 && (uint8_t)buf[0] == 0x0f &&
        (uint8_t)buf[1] == 0xa0);
   STEP(read(c2.fd, buf, 1) == 0);
@@ -280,7 +284,8 @@ static void test_embedded(void) {
   while (uv_is_active((uv_handle_t *)&done_async) || !uv_is_closing((uv_handle_t *)&done_async))
     uv_run(&loop, UV_RUN_ONCE);
   pthread_join(t, NULL);
-  for (int i = 0; i < 20 && n_events < 7; i++) uv_run(&loop, UV_RUN_NOWAIT);
+  for (int i = 0; i < 20 && n_events < 7; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
   CHECK(client_ok);
   CHECK(!reentered);
 
@@ -295,9 +300,16 @@ static void test_embedded(void) {
     int phase = 0, closes = 0;
     for (int i = 0; i < n_events; i++) {
       if (events[i].id != ids[k]) continue;
-      if (events[i].kind == 'A') { CHECK(phase == 0); phase = 1; }
+      if (events[i].kind == 'A') {
+        CHECK(phase == 0);
+        phase = 1;
+      }
       if (events[i].kind == 'M') CHECK(phase == 1);
-      if (events[i].kind == 'C') { CHECK(phase == 1); phase = 2; closes++; }
+      if (events[i].kind == 'C') {
+        CHECK(phase == 1);
+        phase = 2;
+        closes++;
+      }
     }
     CHECK(closes == 1);
   }
