@@ -13,8 +13,7 @@
 #include <strings.h>
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define NAME_MAX_LEN 32   /* longer header names are none of ours */
-#define VALUE_MAX_LEN 256 /* longer values of our headers are rejected */
+#define NAME_MAX_LEN 32 /* longer header names are none of ours */
 
 enum header_id { H_OTHER, H_HOST, H_UPGRADE, H_CONNECTION, H_KEY, H_VERSION };
 
@@ -29,7 +28,8 @@ struct wsev_hs {
   size_t value_len;
   int name_too_long;
   char name[NAME_MAX_LEN];
-  char value[VALUE_MAX_LEN];
+  char *value; /* a value of one of our headers; grows, bounded by max_header */
+  size_t value_cap;
   unsigned host_count, key_count, version_count;
   int upgrade_websocket, connection_upgrade, version_13;
   char key[25]; /* base64 of 16 bytes: 24 characters */
@@ -111,11 +111,16 @@ static int on_header_field_complete(llhttp_t *p) {
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   wsev_hs *hs = p->data;
-  if (hs->current == H_OTHER) return 0;
-  if (hs->value_len + len > VALUE_MAX_LEN) {
-    hs->bad = 1;
-    hs->current = H_OTHER;
-    return 0;
+  /* Host is only counted; other headers are none of ours. */
+  if (hs->current == H_OTHER || hs->current == H_HOST) return 0;
+  if (hs->value_len + len > hs->value_cap) {
+    size_t cap = hs->value_cap ? hs->value_cap : 128;
+    while (cap < hs->value_len + len)
+      cap *= 2;
+    char *grown = realloc(hs->value, cap);
+    if (!grown) return -1;
+    hs->value = grown;
+    hs->value_cap = cap;
   }
   memcpy(hs->value + hs->value_len, at, len);
   hs->value_len += len;
@@ -185,6 +190,7 @@ wsev_hs *wsev__hs_new(size_t max_header) {
 void wsev__hs_free(wsev_hs *hs) {
   if (!hs) return;
   free(hs->path);
+  free(hs->value);
   free(hs);
 }
 
