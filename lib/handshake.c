@@ -112,7 +112,7 @@ static int on_header_field_complete(llhttp_t *p) {
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   wsev_hs *hs = p->data;
   /* Host is only counted; other headers are none of ours. */
-  if (hs->current == H_OTHER || hs->current == H_HOST) return 0;
+  if (hs->current == H_OTHER || hs->current == H_HOST || len == 0) return 0;
   if (hs->value_len + len > hs->value_cap) {
     size_t cap = hs->value_cap ? hs->value_cap : 128;
     while (cap < hs->value_len + len)

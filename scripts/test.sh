@@ -17,10 +17,13 @@ total_failed=0
 # Adds the results of the last `meson test` in build dir $1 to the totals.
 count() {
   local counts
-  counts=$(/usr/bin/python3 - "$1/meson-logs/testlog.json" <<'PY'
+  counts=$(/usr/bin/python3 - "$1"/meson-logs/testlog*.json <<'PY'
 import json, sys
 ok = bad = 0
 try:
+    # meson names the log after the wrapper when --wrap is used.
+    if len(sys.argv) != 2:
+        raise FileNotFoundError
     for line in open(sys.argv[1]):
         r = json.loads(line).get("result")
         if r in ("OK", "EXPECTEDFAIL"):
@@ -47,7 +50,7 @@ setup() { # dir [meson options...]
 
 run() { # dir [meson test options...]
   local dir=$1; shift
-  rm -f "$dir/meson-logs/testlog.json"
+  rm -f "$dir"/meson-logs/testlog*.json
   meson test -C "$dir" --print-errorlogs "$@"
   count "$dir"
 }
