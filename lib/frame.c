@@ -102,7 +102,8 @@ size_t wsev__frame_unmask(uint8_t *p, size_t n, const uint8_t mask[4], size_t of
 }
 
 int wsev__close_code_is_valid(unsigned code) {
-  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+  /* 1012-1014 were registered with IANA after RFC 6455. */
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
          (code >= 3000 && code <= 4999);
 }
 

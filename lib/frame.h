@@ -65,7 +65,7 @@ size_t wsev__frame_encode_header(uint8_t *out, int fin, int opcode, uint64_t pay
 size_t wsev__frame_unmask(uint8_t *p, size_t n, const uint8_t mask[4], size_t offset);
 
 /* 1 if `code` may appear in a close frame received from a peer (1000-1003,
- * 1007-1011, 3000-4999), else 0. */
+ * 1007-1014, 3000-4999), else 0. */
 int wsev__close_code_is_valid(unsigned code);
 
 /* Validate a received close payload. Returns 0 when valid (len 0, or len >= 2 with a

@@ -43,7 +43,8 @@ static int ref_parse(const uint8_t *p, size_t n, wsev_frame_header *h) {
 }
 
 static int ref_close_code_valid(unsigned c) {
-  return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1011) || (c >= 3000 && c <= 4999);
+  /* RFC 6455 section 7.4 plus the codes IANA registered since (1012-1014). */
+  return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
 }
 
 static int ref_check(const wsev_frame_header *h, int in_frag, int must_be_masked) {
@@ -637,11 +638,10 @@ static void test_check(void) {
 
 static void test_close_codes(void) {
   TEST_CASE("close code table");
-  static const unsigned valid[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009,
-                                   1010, 1011, 3000, 3999, 4000, 4999};
-  static const unsigned invalid[] = {0,    1,     999,   1004,  1005,       1006, 1012,
-                                     1013, 1014,  1015,  1016,  1100,       2000, 2999,
-                                     5000, 65535, 65536, 69000, 0xFFFFFFFFu};
+  static const unsigned valid[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010,
+                                   1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999};
+  static const unsigned invalid[] = {0,    1,    999,  1004, 1005,  1006,  1015,  1016,
+                                     1100, 2000, 2999, 5000, 65535, 65536, 69000, 0xFFFFFFFFu};
   for (size_t i = 0; i < sizeof valid / sizeof valid[0]; i++)
     CHECKF(wsev__close_code_is_valid(valid[i]) == 1, "code %u", valid[i]);
   for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++)
