@@ -181,6 +181,19 @@ WSEV_EXPORT int wsev_close(wsev_ctx *ctx, uint64_t id);
 /* Bytes queued for `id` that the kernel has not accepted yet (0 for unknown ids). */
 WSEV_EXPORT size_t wsev_buffered_amount(const wsev_ctx *ctx, uint64_t id);
 
+/* Replace the allocator used for all of wsev's own memory (libuv has its own:
+ * uv_replace_allocator). Call it before creating any context; the functions must
+ * behave like their standard counterparts, and free must accept what the others
+ * return. Returns 0, or UV_EINVAL if any function is NULL. When an allocation fails,
+ * only the call or the connection that needed the memory fails. */
+typedef void *(*wsev_malloc_func)(size_t size);
+typedef void *(*wsev_realloc_func)(void *ptr, size_t size);
+typedef void *(*wsev_calloc_func)(size_t count, size_t size);
+typedef void (*wsev_free_func)(void *ptr);
+WSEV_EXPORT int wsev_replace_allocator(wsev_malloc_func malloc_func,
+                                       wsev_realloc_func realloc_func,
+                                       wsev_calloc_func calloc_func, wsev_free_func free_func);
+
 #ifdef __cplusplus
 }
 #endif

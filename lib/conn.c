@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "frame.h"
 #include "internal.h"
 #include "utf8.h"
@@ -42,7 +43,7 @@ static int out_reserve(wsev_conn *c, size_t extra) {
   size_t cap = b->cap ? b->cap : WSEV_POOL_BUFFER_SIZE;
   while (cap < need)
     cap *= 2;
-  uint8_t *grown = realloc(b->data, cap);
+  uint8_t *grown = wsev__realloc(b->data, cap);
   if (!grown) return UV_ENOMEM;
   b->data = grown;
   b->cap = cap;
@@ -99,9 +100,9 @@ static void on_conn_closed(uv_handle_t *h) {
   wsev__deadline_clear(c);
   wsev__hs_free(c->hs);
   wsev__pool_put(ctx, c->out.data, c->out.cap);
-  free(c->msg.data);
-  free(c->ctrl);
-  free(c);
+  wsev__free(c->msg.data);
+  wsev__free(c->ctrl);
+  wsev__free(c);
   wsev__handle_closed(ctx);
 }
 
@@ -147,7 +148,7 @@ int wsev__conn_close(wsev_conn *c, unsigned code) {
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
   wsev_conn *c = req->data;
-  free(req);
+  wsev__free(req);
   if (c->state == WSEV_CONN_DEAD) return;
   c->shutdown_done = 1;
   if (status < 0 || c->read_eof) wsev__conn_abort(c);
@@ -158,7 +159,7 @@ static void on_write(uv_write_t *req, int status) {
   wsev_conn *c = wr->conn;
   c->inflight -= wr->len;
   wsev__pool_put(c->ctx, wr->base, wr->cap);
-  free(wr);
+  wsev__free(wr);
   if (c->state == WSEV_CONN_DEAD) return;
   if (status < 0) {
     wsev__conn_abort(c);
@@ -183,7 +184,7 @@ void wsev__conn_flush(wsev_conn *c) {
       memset(&c->out, 0, sizeof c->out);
     } else {
       /* The kernel took part: the rest waits in a write request that owns the buffer. */
-      write_req *wr = malloc(sizeof *wr);
+      write_req *wr = wsev__malloc(sizeof *wr);
       if (!wr) {
         wsev__conn_abort(c);
         return;
@@ -196,7 +197,7 @@ void wsev__conn_flush(wsev_conn *c) {
       memset(&c->out, 0, sizeof c->out);
       if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
         wsev__pool_put(c->ctx, wr->base, wr->cap);
-        free(wr);
+        wsev__free(wr);
         wsev__conn_abort(c);
         return;
       }
@@ -205,14 +206,14 @@ void wsev__conn_flush(wsev_conn *c) {
     }
   }
   if (c->state == WSEV_CONN_DRAINING && !c->shutdown_sent) {
-    uv_shutdown_t *req = malloc(sizeof *req);
+    uv_shutdown_t *req = wsev__malloc(sizeof *req);
     if (!req) {
       wsev__conn_abort(c);
       return;
     }
     req->data = c;
     if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
-      free(req);
+      wsev__free(req);
       wsev__conn_abort(c);
       return;
     }
@@ -255,7 +256,7 @@ static void control_bytes(wsev_conn *c, const uint8_t *p, size_t n) {
     return;
   }
   if (!c->ctrl) {
-    c->ctrl = malloc(WSEV_FRAME_MAX_CONTROL);
+    c->ctrl = wsev__malloc(WSEV_FRAME_MAX_CONTROL);
     c->ctrl_len = 0;
     if (!c->ctrl) {
       wsev__conn_abort(c);
@@ -269,7 +270,7 @@ static void control_bytes(wsev_conn *c, const uint8_t *p, size_t n) {
     c->ctrl = NULL;
     c->in_frame = 0;
     handle_control(c, payload, c->ctrl_len);
-    free(payload);
+    wsev__free(payload);
   }
 }
 
@@ -309,7 +310,7 @@ static void data_bytes(wsev_conn *c, uint8_t *p, size_t n) {
        * at most, and geometric growth across many fragments. */
       size_t cap = (size_t)c->msg_size;
       if (cap < m->cap + m->cap / 2) cap = m->cap + m->cap / 2;
-      uint8_t *grown = realloc(m->data, cap);
+      uint8_t *grown = wsev__realloc(m->data, cap);
       if (!grown) {
         fail(c, WSEV_CLOSE_INTERNAL_ERROR);
         return;
@@ -322,7 +323,7 @@ static void data_bytes(wsev_conn *c, uint8_t *p, size_t n) {
   }
   if (last) {
     message_done(c, c->msg.data, c->msg.len);
-    free(c->msg.data);
+    wsev__free(c->msg.data);
     memset(&c->msg, 0, sizeof c->msg);
   }
 }
@@ -488,7 +489,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 }
 
 void wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server) {
-  wsev_conn *c = calloc(1, sizeof *c);
+  wsev_conn *c = wsev__calloc(1, sizeof *c);
   if (!c) return;
   c->ctx = ctx;
   uv_tcp_init(ctx->loop, &c->tcp);

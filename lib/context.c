@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "internal.h"
 
 #define DEFAULT_TIMEOUT_MS 60000
@@ -53,7 +54,7 @@ static void dispatch(wsev_ctx *ctx, const wsev_event *first) {
     ctx->queue_head = (ctx->queue_head + 1) % ctx->queue_cap;
     ctx->queue_len--;
     call_handler(ctx, &ev);
-    free(ev.data);
+    wsev__free(ev.data);
   }
   ctx->dispatching = 0;
 }
@@ -61,11 +62,11 @@ static void dispatch(wsev_ctx *ctx, const wsev_event *first) {
 static int enqueue(wsev_ctx *ctx, const wsev_event *ev) {
   if (ctx->queue_len == ctx->queue_cap) {
     size_t cap = ctx->queue_cap ? ctx->queue_cap * 2 : 16;
-    wsev_event *q = malloc(cap * sizeof *q);
+    wsev_event *q = wsev__malloc(cap * sizeof *q);
     if (!q) return UV_ENOMEM;
     for (size_t i = 0; i < ctx->queue_len; i++)
       q[i] = ctx->queue[(ctx->queue_head + i) % ctx->queue_cap];
-    free(ctx->queue);
+    wsev__free(ctx->queue);
     ctx->queue = q;
     ctx->queue_head = 0;
     ctx->queue_cap = cap;
@@ -99,10 +100,10 @@ void wsev__emit_message(wsev_ctx *ctx, uint64_t id, const uint8_t *data, size_t 
     dispatch(ctx, &ev); /* zero-copy: the bytes live until we return */
     return;
   }
-  ev.data = malloc(len ? len : 1);
+  ev.data = wsev__malloc(len ? len : 1);
   if (!ev.data) return;
   if (len) memcpy(ev.data, data, len);
-  if (enqueue(ctx, &ev) != 0) free(ev.data);
+  if (enqueue(ctx, &ev) != 0) wsev__free(ev.data);
 }
 
 /* ---- loop timeout -------------------------------------------------------------- */
@@ -242,13 +243,13 @@ uint8_t *wsev__pool_get(wsev_ctx *ctx) {
     ctx->pool_count--;
     return buf;
   }
-  return malloc(WSEV_POOL_BUFFER_SIZE);
+  return wsev__malloc(WSEV_POOL_BUFFER_SIZE);
 }
 
 void wsev__pool_put(wsev_ctx *ctx, uint8_t *buf, size_t cap) {
   if (!buf) return;
   if (cap != WSEV_POOL_BUFFER_SIZE || ctx->pool_count >= WSEV_POOL_MAX || ctx->freeing) {
-    free(buf);
+    wsev__free(buf);
     return;
   }
   memcpy(buf, &ctx->pool, sizeof(void *));
@@ -271,18 +272,18 @@ int wsev_ctx_new(wsev_ctx **ctxp, uv_loop_t *loop, const wsev_handler *handler, 
   *ctxp = NULL;
   if (!handler) return UV_EINVAL;
   ignore_sigpipe();
-  wsev_ctx *ctx = calloc(1, sizeof *ctx);
+  wsev_ctx *ctx = wsev__calloc(1, sizeof *ctx);
   if (!ctx) return UV_ENOMEM;
-  ctx->read_buf = malloc(WSEV_READ_BUFFER_SIZE);
+  ctx->read_buf = wsev__malloc(WSEV_READ_BUFFER_SIZE);
   if (!ctx->read_buf) {
-    free(ctx);
+    wsev__free(ctx);
     return UV_ENOMEM;
   }
   if (!loop) {
     int rc = uv_loop_init(&ctx->own_loop);
     if (rc) {
-      free(ctx->read_buf);
-      free(ctx);
+      wsev__free(ctx->read_buf);
+      wsev__free(ctx);
       return rc;
     }
     loop = &ctx->own_loop;
@@ -317,19 +318,19 @@ int wsev_ctx_new(wsev_ctx **ctxp, uv_loop_t *loop, const wsev_handler *handler, 
 
 static void release(wsev_ctx *ctx) {
   while (ctx->queue_len) {
-    free(ctx->queue[ctx->queue_head].data);
+    wsev__free(ctx->queue[ctx->queue_head].data);
     ctx->queue_head = (ctx->queue_head + 1) % ctx->queue_cap;
     ctx->queue_len--;
   }
-  free(ctx->queue);
+  wsev__free(ctx->queue);
   while (ctx->pool) {
     void *buf = ctx->pool;
     memcpy(&ctx->pool, buf, sizeof(void *));
-    free(buf);
+    wsev__free(buf);
   }
   wsev__idmap_free(&ctx->ids);
-  free(ctx->read_buf);
-  free(ctx);
+  wsev__free(ctx->read_buf);
+  wsev__free(ctx);
 }
 
 /* On a caller's loop the context is released by the last close callback. */

@@ -3,6 +3,7 @@
  * names and values may arrive in pieces), and the request is judged once the header
  * block is complete. */
 #include "handshake.h"
+#include "alloc.h"
 
 #include <llhttp.h>
 #include <mbedtls/base64.h>
@@ -63,7 +64,7 @@ static void trim(const char **v, size_t *n) {
 
 static int on_url(llhttp_t *p, const char *at, size_t len) {
   wsev_hs *hs = p->data;
-  char *grown = realloc(hs->path, hs->path_len + len + 1);
+  char *grown = wsev__realloc(hs->path, hs->path_len + len + 1);
   if (!grown) return -1;
   memcpy(grown + hs->path_len, at, len);
   hs->path = grown;
@@ -117,7 +118,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
     size_t cap = hs->value_cap ? hs->value_cap : 128;
     while (cap < hs->value_len + len)
       cap *= 2;
-    char *grown = realloc(hs->value, cap);
+    char *grown = wsev__realloc(hs->value, cap);
     if (!grown) return -1;
     hs->value = grown;
     hs->value_cap = cap;
@@ -178,7 +179,7 @@ static const llhttp_settings_t settings = {
 };
 
 wsev_hs *wsev__hs_new(size_t max_header) {
-  wsev_hs *hs = calloc(1, sizeof *hs);
+  wsev_hs *hs = wsev__calloc(1, sizeof *hs);
   if (!hs) return NULL;
   llhttp_init(&hs->parser, HTTP_REQUEST, &settings);
   hs->parser.data = hs;
@@ -189,9 +190,9 @@ wsev_hs *wsev__hs_new(size_t max_header) {
 
 void wsev__hs_free(wsev_hs *hs) {
   if (!hs) return;
-  free(hs->path);
-  free(hs->value);
-  free(hs);
+  wsev__free(hs->path);
+  wsev__free(hs->value);
+  wsev__free(hs);
 }
 
 /* The verdict on a complete header block. */

@@ -1,4 +1,5 @@
 #include "idmap.h"
+#include "alloc.h"
 
 #include <stdlib.h>
 #include <uv.h>
@@ -15,7 +16,7 @@ void wsev__idmap_init(wsev_idmap *m) {
 }
 
 void wsev__idmap_free(wsev_idmap *m) {
-  free(m->slots);
+  wsev__free(m->slots);
   wsev__idmap_init(m);
 }
 
@@ -32,7 +33,7 @@ static int grow(wsev_idmap *m) {
   size_t old_cap = m->slots ? m->mask + 1 : 0;
   size_t cap = old_cap ? old_cap * 2 : 64;
   wsev_idmap_slot *old = m->slots;
-  m->slots = calloc(cap, sizeof *m->slots);
+  m->slots = wsev__calloc(cap, sizeof *m->slots);
   if (!m->slots) {
     m->slots = old;
     return UV_ENOMEM;
@@ -41,7 +42,7 @@ static int grow(wsev_idmap *m) {
   m->count = 0;
   for (size_t i = 0; i < old_cap; i++)
     if (old[i].id) insert(m, old[i].id, old[i].value);
-  free(old);
+  wsev__free(old);
   return 0;
 }
 

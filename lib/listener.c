@@ -4,11 +4,12 @@
 #include <string.h>
 
 #include "internal.h"
+#include "alloc.h"
 
 static void on_listener_closed(uv_handle_t *h) {
   wsev_listener *l = h->data;
   wsev_ctx *ctx = l->ctx;
-  free(l);
+  wsev__free(l);
   wsev__handle_closed(ctx);
 }
 
@@ -33,12 +34,12 @@ static int parse_port(const char *s, int *port) {
 }
 
 static int listen_on(wsev_ctx *ctx, const struct sockaddr *addr) {
-  wsev_listener *l = calloc(1, sizeof *l);
+  wsev_listener *l = wsev__calloc(1, sizeof *l);
   if (!l) return UV_ENOMEM;
   l->ctx = ctx;
   int rc = uv_tcp_init(ctx->loop, &l->tcp);
   if (rc) {
-    free(l);
+    wsev__free(l);
     return rc;
   }
   l->tcp.data = l;
