@@ -48,7 +48,8 @@ extern "C" {
   XX(ECLOSING, -30002, "connection is closing")                                                    \
   XX(EMSGSIZE, -30003, "message larger than the configured maximum")                               \
   XX(EBADPORT, -30004, "invalid port string")                                                      \
-  XX(EINCALLBACK, -30005, "not allowed from inside a wsev callback")
+  XX(EINCALLBACK, -30005, "not allowed from inside a wsev callback")                               \
+  XX(EBACKPRESSURE, -30006, "send buffer limit reached: the connection is closing (1008)")
 
 typedef enum {
 #define WSEV_ERRNO_ENUM(name, value, text) WSEV_##name = value,
@@ -87,6 +88,9 @@ typedef struct wsev_handler {
    * has been validated as UTF-8. */
   void (*message_received)(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
                            wsev_msg_type type);
+  /* Optional. The bytes waiting to be sent to `id` fell to the low-water mark
+   * (wsev_set_send_limits) after having been above it: a good time to write more. */
+  void (*conn_drained)(wsev_ctx *ctx, uint64_t id);
 } wsev_handler;
 
 /*
@@ -138,6 +142,31 @@ WSEV_EXPORT void wsev_set_handshake_timeout(wsev_ctx *ctx, uint64_t ms);
 WSEV_EXPORT void wsev_set_close_timeout(wsev_ctx *ctx, uint64_t ms);
 
 /*
+ * Backpressure. wsev_write never blocks: bytes the kernel does not take wait in the
+ * connection's send buffer (see wsev_buffered_amount). If a write would take the
+ * buffer over `max_buffered` bytes while bytes are already waiting, the peer is not
+ * keeping up: the message is refused with WSEV_EBACKPRESSURE, the connection is
+ * closed with 1008 (policy violation) and conn_closed follows, so memory stays
+ * bounded (a single message larger than the limit is still accepted into an empty
+ * buffer). conn_drained fires when a buffer that went above `low_water` drains to
+ * it. Defaults: 16 MiB and 64 KiB. Zeros leave a value unchanged.
+ */
+WSEV_EXPORT void wsev_set_send_limits(wsev_ctx *ctx, size_t max_buffered, size_t low_water);
+
+/*
+ * Keepalive. An open connection from which nothing arrived for `interval_ms` is sent
+ * a ping; if still nothing arrives within `timeout_ms`, the connection is dropped
+ * and conn_closed fires. Traffic in either direction of the peer's making counts, so
+ * busy connections are never pinged. Defaults: 30000 and 30000; interval 0 turns
+ * keepalive off.
+ */
+WSEV_EXPORT void wsev_set_keepalive(wsev_ctx *ctx, uint64_t interval_ms, uint64_t timeout_ms);
+
+/* At most `max` connections at once (upgrading, open or closing); a client over it
+ * gets 503 and is disconnected. 0 (the default) means no limit. */
+WSEV_EXPORT void wsev_set_max_connections(wsev_ctx *ctx, size_t max);
+
+/*
  * Listen for WebSocket clients on every interface (IPv6 and IPv4 where available)
  * at `port`, a decimal string ("9000"; "0" picks a free port). May be called many
  * times for several ports. Returns the bound port (> 0) on success, or
@@ -161,11 +190,24 @@ WSEV_EXPORT int wsev_event_loop(wsev_ctx *ctx);
 WSEV_EXPORT void wsev_stop(wsev_ctx *ctx);
 
 /*
+ * Graceful shutdown: stop listening, answer clients still upgrading with 503, start
+ * the closing handshake (1001, going away) on every open connection, and stop the
+ * loop timeout and keepalive. conn_closed fires for each connection as its
+ * handshake completes; whatever is still open after `timeout_ms` is dropped (its
+ * conn_closed fires then). Once the last connection is gone the context holds no
+ * active handle, so wsev_event_loop() (or the caller's uv_run) returns; then call
+ * wsev_ctx_free(). Safe from callbacks. Returns 0, or UV_EINVAL if already freed.
+ */
+WSEV_EXPORT int wsev_shutdown(wsev_ctx *ctx, uint64_t timeout_ms);
+
+/*
  * Send a binary (wsev_write) or text (wsev_write_text) message. The bytes are copied
  * and queued; all messages queued for a connection during one loop iteration go out
  * together at the end of it, in order. Text must be valid UTF-8 (not checked: it is
  * the application's). Returns 0, WSEV_ENOCONN (unknown or closed id), WSEV_ECLOSING
- * (a close was started), WSEV_EMSGSIZE (len too large to frame), or UV_ENOMEM.
+ * (a close was started), WSEV_EBACKPRESSURE (see wsev_set_send_limits: the
+ * connection is now closing), WSEV_EMSGSIZE (len too large to frame), or UV_ENOMEM
+ * (this message only; the connection goes on). A failed write queues nothing.
  */
 WSEV_EXPORT int wsev_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len);
 WSEV_EXPORT int wsev_write_text(wsev_ctx *ctx, uint64_t id, const char *text, size_t len);
@@ -190,8 +232,7 @@ typedef void *(*wsev_malloc_func)(size_t size);
 typedef void *(*wsev_realloc_func)(void *ptr, size_t size);
 typedef void *(*wsev_calloc_func)(size_t count, size_t size);
 typedef void (*wsev_free_func)(void *ptr);
-WSEV_EXPORT int wsev_replace_allocator(wsev_malloc_func malloc_func,
-                                       wsev_realloc_func realloc_func,
+WSEV_EXPORT int wsev_replace_allocator(wsev_malloc_func malloc_func, wsev_realloc_func realloc_func,
                                        wsev_calloc_func calloc_func, wsev_free_func free_func);
 
 #ifdef __cplusplus

@@ -75,9 +75,29 @@ static void send_close(wsev_conn *c, unsigned code) {
   queue_frame(c, WSEV_OP_CLOSE, payload, code == WSEV_CLOSE_NO_STATUS ? 0 : 2);
 }
 
+static void fail(wsev_conn *c, unsigned code);
+
+static size_t buffered(const wsev_conn *c) { return c->out.len + c->inflight; }
+
 int wsev__conn_send(wsev_conn *c, int opcode, const void *data, size_t len) {
+  wsev_ctx *ctx = c->ctx;
   if (c->state != WSEV_CONN_OPEN) return WSEV_ECLOSING;
-  return queue_frame(c, opcode, data, len);
+  size_t waiting = buffered(c);
+  if (waiting && (len > ctx->max_buffered || waiting > ctx->max_buffered - len)) {
+    fail(c, WSEV_CLOSE_POLICY); /* the peer does not keep up */
+    return WSEV_EBACKPRESSURE;
+  }
+  int rc = queue_frame(c, opcode, data, len);
+  if (rc == 0 && buffered(c) > ctx->low_water) c->above_low_water = 1;
+  return rc;
+}
+
+/* conn_drained is due once a buffer that went above the low-water mark is back. */
+static void check_drained(wsev_conn *c) {
+  if (c->above_low_water && buffered(c) <= c->ctx->low_water && c->state == WSEV_CONN_OPEN) {
+    c->above_low_water = 0;
+    wsev__emit(c->ctx, WSEV_EV_DRAINED, c->id);
+  }
 }
 
 /* ---- teardown ----------------------------------------------------------------- */
@@ -109,6 +129,10 @@ static void on_conn_closed(uv_handle_t *h) {
 /* The WebSocket is over: forget the id and tell the application (at most once). */
 static void end_websocket(wsev_conn *c) {
   uint64_t id = c->id;
+  if (c->counted) {
+    c->counted = 0;
+    c->ctx->n_active--;
+  }
   if (!id) return;
   c->id = 0;
   wsev__idmap_del(&c->ctx->ids, id);
@@ -167,6 +191,7 @@ static void on_write(uv_write_t *req, int status) {
   }
   /* Output that waited behind this write goes out with the next flush. */
   if (c->out.len || (c->state == WSEV_CONN_DRAINING && !c->shutdown_sent)) wsev__mark_dirty(c);
+  check_drained(c);
 }
 
 void wsev__conn_flush(wsev_conn *c) {
@@ -182,6 +207,7 @@ void wsev__conn_flush(wsev_conn *c) {
     if ((size_t)n == c->out.len) {
       wsev__pool_put(c->ctx, c->out.data, c->out.cap);
       memset(&c->out, 0, sizeof c->out);
+      check_drained(c);
     } else {
       /* The kernel took part: the rest waits in a write request that owns the buffer. */
       write_req *wr = wsev__malloc(sizeof *wr);
@@ -218,6 +244,34 @@ void wsev__conn_flush(wsev_conn *c) {
       return;
     }
     c->shutdown_sent = 1;
+  }
+}
+
+/* ---- keepalive and shutdown --------------------------------------------------- */
+
+void wsev__conn_keepalive(wsev_conn *c, uint64_t now) {
+  wsev_ctx *ctx = c->ctx;
+  if (c->state != WSEV_CONN_OPEN || c->in_deadline) return; /* a ping is out already */
+  if (now - c->last_rx < ctx->ping_interval_ms) return;
+  queue_frame(c, WSEV_OP_PING, NULL, 0);
+  wsev__deadline_set(c, WSEV_DEADLINE_PONG, ctx->ping_timeout_ms);
+}
+
+/* Answer an HTTP client with an error status and close. */
+static void reject(wsev_conn *c, int status) {
+  char response[256];
+  size_t len = wsev__hs_response_error(status, response, sizeof response);
+  wsev__hs_free(c->hs);
+  c->hs = NULL;
+  queue_bytes(c, response, len);
+  start_draining(c);
+}
+
+void wsev__conn_shutdown(wsev_conn *c) {
+  if (c->state == WSEV_CONN_HANDSHAKE) {
+    reject(c, 503);
+  } else if (c->state == WSEV_CONN_OPEN) {
+    wsev__conn_close(c, WSEV_CLOSE_GOING_AWAY);
   }
 }
 
@@ -422,22 +476,23 @@ static void handshake_bytes(wsev_conn *c, uint8_t *p, size_t n) {
     len = wsev__hs_response_101(c->hs, response, sizeof response);
     if (!len) result = 500;
   }
-  wsev__hs_free(c->hs);
-  c->hs = NULL;
   if (result != WSEV_HS_DONE) {
-    len = wsev__hs_response_error(result, response, sizeof response);
-    queue_bytes(c, response, len);
-    start_draining(c);
+    reject(c, result);
     return;
   }
+  wsev__hs_free(c->hs);
+  c->hs = NULL;
   uint64_t id = ctx->next_id;
-  if (queue_bytes(c, response, len) != 0 || wsev__idmap_put(&ctx->ids, id, c) != 0) {
+  /* Room for this id's closed event, so that it can never be lost. */
+  if (wsev__reserve_events(ctx, ctx->ids.count + 1) != 0 || queue_bytes(c, response, len) != 0 ||
+      wsev__idmap_put(&ctx->ids, id, c) != 0) {
     wsev__conn_abort(c);
     return;
   }
   ctx->next_id++;
   c->id = id;
   c->state = WSEV_CONN_OPEN;
+  c->last_rx = uv_now(ctx->loop);
   wsev__deadline_clear(c);
   wsev__emit(ctx, WSEV_EV_ACCEPTED, id);
   /* Bytes right behind the request are the first frames. */
@@ -480,6 +535,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   uint8_t *p = (uint8_t *)buf->base;
+  c->last_rx = uv_now(c->ctx->loop);
+  if (c->in_deadline && c->deadline_kind == WSEV_DEADLINE_PONG) wsev__deadline_clear(c);
   switch (c->state) {
   case WSEV_CONN_HANDSHAKE: handshake_bytes(c, p, (size_t)nread); break;
   case WSEV_CONN_OPEN:
@@ -488,9 +545,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
 }
 
-void wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server) {
+int wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server) {
   wsev_conn *c = wsev__calloc(1, sizeof *c);
-  if (!c) return;
+  if (!c) return UV_ENOMEM;
   c->ctx = ctx;
   uv_tcp_init(ctx->loop, &c->tcp);
   c->tcp.data = c;
@@ -501,13 +558,24 @@ void wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server) {
   c->state = WSEV_CONN_HANDSHAKE;
   if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
     wsev__conn_abort(c);
-    return;
+    return 0;
   }
   uv_tcp_nodelay(&c->tcp, 1);
-  c->hs = wsev__hs_new(ctx->max_header_size);
-  if (!c->hs || uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
     wsev__conn_abort(c);
-    return;
+    return 0;
   }
+  if (ctx->max_connections && ctx->n_active >= ctx->max_connections) {
+    reject(c, 503);
+    return 0;
+  }
+  c->hs = wsev__hs_new(ctx->max_header_size);
+  if (!c->hs) {
+    wsev__conn_abort(c);
+    return 0;
+  }
+  c->counted = 1;
+  ctx->n_active++;
   wsev__deadline_set(c, WSEV_DEADLINE_HANDSHAKE, ctx->handshake_timeout_ms);
+  return 0;
 }

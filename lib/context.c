@@ -12,6 +12,10 @@
 #define DEFAULT_MAX_HEADER (8u * 1024)
 #define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
 #define DEFAULT_CLOSE_TIMEOUT_MS 5000
+#define DEFAULT_MAX_BUFFERED (16u * 1024 * 1024)
+#define DEFAULT_LOW_WATER (64u * 1024)
+#define DEFAULT_PING_INTERVAL_MS 30000
+#define DEFAULT_PING_TIMEOUT_MS 30000
 
 static void maybe_release(wsev_ctx *ctx);
 
@@ -41,14 +45,17 @@ static void call_handler(wsev_ctx *ctx, const wsev_event *ev) {
   case WSEV_EV_TIMEOUT:
     if (h->event_loop_timeout) h->event_loop_timeout(ctx);
     break;
+  case WSEV_EV_DRAINED:
+    if (h->conn_drained) h->conn_drained(ctx, ev->id);
+    break;
   }
 }
 
-/* Run one event's callback, then everything the callbacks queued, in order. */
+/* Run one event's callback (if any), then everything queued, in order. */
 static void dispatch(wsev_ctx *ctx, const wsev_event *first) {
   ctx->dispatching = 1;
   ctx->last_dispatch = uv_now(ctx->loop);
-  call_handler(ctx, first);
+  if (first) call_handler(ctx, first);
   while (ctx->queue_len && !ctx->freeing) {
     wsev_event ev = ctx->queue[ctx->queue_head];
     ctx->queue_head = (ctx->queue_head + 1) % ctx->queue_cap;
@@ -59,9 +66,11 @@ static void dispatch(wsev_ctx *ctx, const wsev_event *first) {
   ctx->dispatching = 0;
 }
 
-static int enqueue(wsev_ctx *ctx, const wsev_event *ev) {
-  if (ctx->queue_len == ctx->queue_cap) {
-    size_t cap = ctx->queue_cap ? ctx->queue_cap * 2 : 16;
+int wsev__reserve_events(wsev_ctx *ctx, size_t n) {
+  if (ctx->queue_cap - ctx->queue_len < n) {
+    size_t cap = ctx->queue_cap ? ctx->queue_cap : 16;
+    while (cap - ctx->queue_len < n)
+      cap *= 2;
     wsev_event *q = wsev__malloc(cap * sizeof *q);
     if (!q) return UV_ENOMEM;
     for (size_t i = 0; i < ctx->queue_len; i++)
@@ -71,18 +80,27 @@ static int enqueue(wsev_ctx *ctx, const wsev_event *ev) {
     ctx->queue_head = 0;
     ctx->queue_cap = cap;
   }
+  return 0;
+}
+
+static int enqueue(wsev_ctx *ctx, const wsev_event *ev) {
+  if (wsev__reserve_events(ctx, 1) != 0) return UV_ENOMEM;
   ctx->queue[(ctx->queue_head + ctx->queue_len) % ctx->queue_cap] = *ev;
   ctx->queue_len++;
   return 0;
 }
 
+static void on_flush_idle(uv_idle_t *h);
+
 void wsev__emit(wsev_ctx *ctx, wsev_event_kind kind, uint64_t id) {
   wsev_event ev = {.kind = (uint8_t)kind, .id = id};
   if (ctx->freeing) return;
-  if (ctx->dispatching) {
-    /* A closed event must not be lost: on allocation failure it is delivered
-     * late rather than never (the queue only grows while callbacks run). */
-    if (enqueue(ctx, &ev) != 0) call_handler(ctx, &ev);
+  if (ctx->dispatching || ctx->in_api) {
+    /* Room for this was reserved when the id was handed out (one closed event per
+     * id at most), so a closed event is never lost. Events raised inside an API
+     * call outside any callback go out from the next flush. */
+    enqueue(ctx, &ev);
+    if (!ctx->dispatching) uv_idle_start(&ctx->flush_idle, on_flush_idle);
     return;
   }
   dispatch(ctx, &ev);
@@ -153,6 +171,7 @@ void wsev__mark_dirty(wsev_conn *c) {
 
 static void on_flush_check(uv_check_t *h) {
   wsev_ctx *ctx = h->data;
+  if (ctx->queue_len && !ctx->dispatching) dispatch(ctx, NULL);
   /* Flushing may fail a connection, whose conn_closed callback may write to
    * others: keep taking the list until it stays empty. */
   while (ctx->dirty_head) {
@@ -174,7 +193,7 @@ static void on_flush_check(uv_check_t *h) {
 static void on_deadline_timer(uv_timer_t *t);
 
 static void schedule_deadlines(wsev_ctx *ctx) {
-  uint64_t next = UINT64_MAX;
+  uint64_t next = ctx->shutting_down ? ctx->shutdown_deadline : UINT64_MAX;
   for (int k = 0; k < WSEV_DEADLINE_KINDS; k++)
     if (ctx->dl_head[k] && ctx->dl_head[k]->deadline < next) next = ctx->dl_head[k]->deadline;
   if (next == UINT64_MAX) {
@@ -196,6 +215,13 @@ static void on_deadline_timer(uv_timer_t *t) {
       wsev__deadline_clear(c);
       wsev__conn_abort(c);
     }
+  }
+  if (ctx->shutting_down && now >= ctx->shutdown_deadline) {
+    /* The bounded wait of wsev_shutdown is over. */
+    for (wsev_conn *c = ctx->all_head; c; c = c->all_next)
+      wsev__conn_abort(c);
+    ctx->shutting_down = 2; /* done: no more deadline for it */
+    ctx->shutdown_deadline = UINT64_MAX;
   }
   schedule_deadlines(ctx);
 }
@@ -232,6 +258,33 @@ void wsev__deadline_set(wsev_conn *c, int kind, uint64_t ms) {
   if (!uv_is_active((uv_handle_t *)&ctx->deadline_timer) ||
       uv_timer_get_due_in(&ctx->deadline_timer) > ms)
     schedule_deadlines(ctx);
+}
+
+/* ---- keepalive ----------------------------------------------------------------- */
+
+/* One timer sweeps all connections (instead of a timer per connection); a silent
+ * peer is pinged between one interval and one interval plus a sweep period after
+ * its last bytes. */
+static uint64_t keepalive_period(const wsev_ctx *ctx) {
+  uint64_t period = ctx->ping_interval_ms / 4;
+  return period < 10 ? 10 : period;
+}
+
+static void on_keepalive_timer(uv_timer_t *t) {
+  wsev_ctx *ctx = t->data;
+  uint64_t now = uv_now(ctx->loop);
+  for (wsev_conn *c = ctx->all_head; c; c = c->all_next)
+    wsev__conn_keepalive(c, now);
+}
+
+void wsev_set_keepalive(wsev_ctx *ctx, uint64_t interval_ms, uint64_t timeout_ms) {
+  ctx->ping_interval_ms = interval_ms;
+  if (timeout_ms) ctx->ping_timeout_ms = timeout_ms;
+  if (interval_ms && !ctx->shutting_down)
+    uv_timer_start(&ctx->keepalive_timer, on_keepalive_timer, keepalive_period(ctx),
+                   keepalive_period(ctx));
+  else
+    uv_timer_stop(&ctx->keepalive_timer);
 }
 
 /* ---- output buffer pool ------------------------------------------------------- */
@@ -297,6 +350,9 @@ int wsev_ctx_new(wsev_ctx **ctxp, uv_loop_t *loop, const wsev_handler *handler, 
   ctx->max_header_size = DEFAULT_MAX_HEADER;
   ctx->handshake_timeout_ms = DEFAULT_HANDSHAKE_TIMEOUT_MS;
   ctx->close_timeout_ms = DEFAULT_CLOSE_TIMEOUT_MS;
+  ctx->max_buffered = DEFAULT_MAX_BUFFERED;
+  ctx->low_water = DEFAULT_LOW_WATER;
+  ctx->ping_timeout_ms = DEFAULT_PING_TIMEOUT_MS;
   ctx->next_id = 1;
   wsev__idmap_init(&ctx->ids);
 
@@ -305,13 +361,16 @@ int wsev_ctx_new(wsev_ctx **ctxp, uv_loop_t *loop, const wsev_handler *handler, 
   uv_timer_init(loop, &ctx->deadline_timer);
   uv_check_init(loop, &ctx->flush_check);
   uv_idle_init(loop, &ctx->flush_idle);
-  ctx->timeout_timer.data = ctx->deadline_timer.data = ctx;
+  uv_timer_init(loop, &ctx->keepalive_timer);
+  ctx->timeout_timer.data = ctx->deadline_timer.data = ctx->keepalive_timer.data = ctx;
   ctx->flush_check.data = ctx->flush_idle.data = ctx;
-  ctx->open_handles = 4;
+  ctx->open_handles = 5;
   uv_check_start(&ctx->flush_check, on_flush_check);
   uv_unref((uv_handle_t *)&ctx->flush_check);
   uv_unref((uv_handle_t *)&ctx->deadline_timer);
+  uv_unref((uv_handle_t *)&ctx->keepalive_timer);
   wsev_set_timeout(ctx, ctx->timeout_ms);
+  wsev_set_keepalive(ctx, DEFAULT_PING_INTERVAL_MS, DEFAULT_PING_TIMEOUT_MS);
   *ctxp = ctx;
   return 0;
 }
@@ -348,6 +407,7 @@ void wsev_ctx_free(wsev_ctx *ctx) {
   uv_close((uv_handle_t *)&ctx->deadline_timer, on_ctx_handle_closed);
   uv_close((uv_handle_t *)&ctx->flush_check, on_ctx_handle_closed);
   uv_close((uv_handle_t *)&ctx->flush_idle, on_ctx_handle_closed);
+  uv_close((uv_handle_t *)&ctx->keepalive_timer, on_ctx_handle_closed);
   if (ctx->owns_loop) {
     /* Let every close callback (and cancelled write) run, then the loop is empty. */
     uv_run(&ctx->own_loop, UV_RUN_DEFAULT);
@@ -373,6 +433,11 @@ void wsev_set_handshake_timeout(wsev_ctx *ctx, uint64_t ms) {
 void wsev_set_close_timeout(wsev_ctx *ctx, uint64_t ms) {
   if (ms) ctx->close_timeout_ms = ms;
 }
+void wsev_set_send_limits(wsev_ctx *ctx, size_t max_buffered, size_t low_water) {
+  if (max_buffered) ctx->max_buffered = max_buffered;
+  if (low_water) ctx->low_water = low_water;
+}
+void wsev_set_max_connections(wsev_ctx *ctx, size_t max) { ctx->max_connections = max; }
 
 int wsev_event_loop_iteration(wsev_ctx *ctx) { return uv_run(ctx->loop, UV_RUN_ONCE); }
 
@@ -384,18 +449,42 @@ int wsev_event_loop(wsev_ctx *ctx) {
 
 void wsev_stop(wsev_ctx *ctx) { uv_stop(ctx->loop); }
 
+int wsev_shutdown(wsev_ctx *ctx, uint64_t timeout_ms) {
+  if (!ctx || ctx->freeing) return UV_EINVAL;
+  if (ctx->shutting_down) return 0;
+  ctx->shutting_down = 1;
+  ctx->shutdown_deadline = uv_now(ctx->loop) + timeout_ms;
+  wsev__listeners_close(ctx);
+  /* Nothing of ours but the connections may keep the loop alive now. */
+  uv_timer_stop(&ctx->timeout_timer);
+  uv_timer_stop(&ctx->keepalive_timer);
+  for (wsev_conn *c = ctx->all_head; c; c = c->all_next)
+    wsev__conn_shutdown(c);
+  schedule_deadlines(ctx);
+  return 0;
+}
+
 /* ---- the per-connection API ------------------------------------------------------ */
 
 static wsev_conn *find(const wsev_ctx *ctx, uint64_t id) { return wsev__idmap_get(&ctx->ids, id); }
 
-int wsev_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len) {
+static int send_message(wsev_ctx *ctx, uint64_t id, int opcode, const void *data, size_t len) {
   wsev_conn *c = find(ctx, id);
-  return c ? wsev__conn_send(c, 0x2, data, len) : WSEV_ENOCONN;
+  if (!c) return WSEV_ENOCONN;
+  /* A write can close the connection (backpressure): its closed event must wait
+   * until the caller is out of this function. */
+  ctx->in_api++;
+  int rc = wsev__conn_send(c, opcode, data, len);
+  ctx->in_api--;
+  return rc;
+}
+
+int wsev_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len) {
+  return send_message(ctx, id, 0x2, data, len);
 }
 
 int wsev_write_text(wsev_ctx *ctx, uint64_t id, const char *text, size_t len) {
-  wsev_conn *c = find(ctx, id);
-  return c ? wsev__conn_send(c, 0x1, text, len) : WSEV_ENOCONN;
+  return send_message(ctx, id, 0x1, text, len);
 }
 
 int wsev_close(wsev_ctx *ctx, uint64_t id) {

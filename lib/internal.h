@@ -24,6 +24,7 @@ typedef enum {
   WSEV_EV_MESSAGE,
   WSEV_EV_CLOSED,
   WSEV_EV_TIMEOUT,
+  WSEV_EV_DRAINED,
 } wsev_event_kind;
 
 /* One entry of the master queue. Only events raised while a callback runs wait
@@ -36,9 +37,10 @@ typedef struct {
   size_t len;
 } wsev_event;
 
-/* Lists of connections waiting on a deadline: the handshake, or the end of closing.
- * Each list has one duration, so appending at the tail keeps it sorted. */
-enum { WSEV_DEADLINE_HANDSHAKE, WSEV_DEADLINE_CLOSE, WSEV_DEADLINE_KINDS };
+/* Lists of connections waiting on a deadline: the handshake, the end of closing, or
+ * the answer to a keepalive ping. Each list has one duration, so appending at the
+ * tail keeps it sorted (if a setting changes meanwhile, a few expire late). */
+enum { WSEV_DEADLINE_HANDSHAKE, WSEV_DEADLINE_CLOSE, WSEV_DEADLINE_PONG, WSEV_DEADLINE_KINDS };
 
 typedef struct {
   uint8_t *data;
@@ -62,9 +64,10 @@ struct wsev_conn {
   wsev_conn *dl_prev, *dl_next; /* deadline list, when in_deadline */
   wsev_conn *dirty_next;
   uint64_t deadline;
-  wsev_hs *hs;     /* only during the handshake */
-  wsev_buf out;    /* framed bytes not yet handed to the kernel */
-  size_t inflight; /* bytes in uv_write requests not completed yet */
+  uint64_t last_rx; /* loop time of the last bytes received, for keepalive */
+  wsev_hs *hs;      /* only during the handshake */
+  wsev_buf out;     /* framed bytes not yet handed to the kernel */
+  size_t inflight;  /* bytes in uv_write requests not completed yet */
 
   /* Frame parser. */
   uint64_t payload_left; /* of the current frame */
@@ -89,12 +92,21 @@ struct wsev_conn {
   uint8_t shutdown_sent;
   uint8_t shutdown_done;
   uint8_t read_eof;
+  uint8_t counted;         /* in ctx->n_active */
+  uint8_t above_low_water; /* conn_drained is due when the buffer drains */
 };
 
 struct wsev_listener {
   uv_tcp_t tcp;
+  /* Accepts and closes a client when there is no memory for a connection: libuv
+   * stops polling a listener whose pending client was not accepted. */
+  uv_tcp_t reject;
   wsev_ctx *ctx;
   wsev_listener *next;
+  uint8_t handles;        /* of tcp and reject still open; freed at 0 */
+  uint8_t reject_busy;    /* reject is closing */
+  uint8_t accept_waiting; /* a client is pending while reject was busy */
+  uint8_t closing;
 };
 
 struct wsev_ctx {
@@ -110,11 +122,17 @@ struct wsev_ctx {
   size_t max_header_size;
   uint64_t handshake_timeout_ms;
   uint64_t close_timeout_ms;
+  size_t max_buffered;
+  size_t low_water;
+  uint64_t ping_interval_ms;
+  uint64_t ping_timeout_ms;
+  size_t max_connections;
 
   /* The master event queue (a ring) and its dispatcher. */
   wsev_event *queue;
   size_t queue_head, queue_len, queue_cap;
   int dispatching;
+  int in_api; /* events raised inside an API call wait for the next flush */
   uint64_t last_dispatch;
   uv_timer_t timeout_timer;
 
@@ -127,11 +145,15 @@ struct wsev_ctx {
   /* Deadlines. */
   wsev_conn *dl_head[WSEV_DEADLINE_KINDS], *dl_tail[WSEV_DEADLINE_KINDS];
   uv_timer_t deadline_timer;
+  uv_timer_t keepalive_timer;
+  int shutting_down;
+  uint64_t shutdown_deadline;
 
   /* Connections and listeners. */
   wsev_idmap ids;
   uint64_t next_id;
   wsev_conn *all_head;
+  size_t n_active; /* connections in the handshake, open or closing */
   wsev_listener *listeners;
 
   /* One read buffer shared by every connection: libuv reads one stream at a time
@@ -156,11 +178,19 @@ void wsev__emit_message(wsev_ctx *ctx, uint64_t id, const uint8_t *data, size_t 
 void wsev__mark_dirty(wsev_conn *c);
 void wsev__deadline_set(wsev_conn *c, int kind, uint64_t ms);
 void wsev__deadline_clear(wsev_conn *c);
+/* Make room in the event queue for n more events (0 or UV_ENOMEM). */
+int wsev__reserve_events(wsev_ctx *ctx, size_t n);
 uint8_t *wsev__pool_get(wsev_ctx *ctx);
 void wsev__pool_put(wsev_ctx *ctx, uint8_t *buf, size_t cap);
 
 /* conn.c */
-void wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server);
+/* Accept a pending connection of `server`. UV_ENOMEM if there was no memory to
+ * accept it with (it is then still pending). */
+int wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server);
+/* Graceful shutdown of one connection: 503 during the handshake, 1001 when open. */
+void wsev__conn_shutdown(wsev_conn *c);
+/* Keepalive: ping an open connection that was silent for the interval. */
+void wsev__conn_keepalive(wsev_conn *c, uint64_t now);
 void wsev__conn_flush(wsev_conn *c);
 /* Drop the connection now (deadline passed, or the context is freed). */
 void wsev__conn_abort(wsev_conn *c);

@@ -3,20 +3,50 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
 #include "alloc.h"
+#include "internal.h"
 
-static void on_listener_closed(uv_handle_t *h) {
-  wsev_listener *l = h->data;
+static void on_connection(uv_stream_t *server, int status);
+
+static void release_handle(wsev_listener *l) {
   wsev_ctx *ctx = l->ctx;
-  wsev__free(l);
+  if (--l->handles == 0) wsev__free(l);
   wsev__handle_closed(ctx);
+}
+
+static void on_listener_closed(uv_handle_t *h) { release_handle(h->data); }
+
+static void on_reject_closed(uv_handle_t *h) {
+  wsev_listener *l = h->data;
+  l->reject_busy = 0;
+  if (l->accept_waiting && !l->closing) {
+    l->accept_waiting = 0;
+    on_connection((uv_stream_t *)&l->tcp, 0);
+  }
+  release_handle(l);
+}
+
+/* Out of memory for a connection: take the client off the listen queue and close
+ * it, so the listener goes on (and stays responsive once memory is back). */
+static void reject_pending(wsev_listener *l) {
+  if (l->reject_busy) {
+    l->accept_waiting = 1;
+    return;
+  }
+  if (uv_tcp_init(l->ctx->loop, &l->reject) != 0) return;
+  l->reject.data = l;
+  l->reject_busy = 1;
+  l->handles++;
+  wsev__handle_opened(l->ctx);
+  uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&l->reject);
+  uv_close((uv_handle_t *)&l->reject, on_reject_closed);
 }
 
 static void on_connection(uv_stream_t *server, int status) {
   wsev_listener *l = server->data;
+  /* Errors such as EMFILE: libuv has already dropped that client and goes on. */
   if (status < 0) return;
-  wsev__conn_start(l->ctx, server);
+  if (wsev__conn_start(l->ctx, server) == UV_ENOMEM) reject_pending(l);
 }
 
 /* A decimal port 0..65535, digits only. */
@@ -43,6 +73,7 @@ static int listen_on(wsev_ctx *ctx, const struct sockaddr *addr) {
     return rc;
   }
   l->tcp.data = l;
+  l->handles = 1;
   wsev__handle_opened(ctx);
   rc = uv_tcp_bind(&l->tcp, addr, 0);
   if (!rc) rc = uv_listen((uv_stream_t *)&l->tcp, SOMAXCONN, on_connection);
@@ -63,7 +94,7 @@ int wsev_listen_and_serve_addr(wsev_ctx *ctx, const char *host, const char *port
   int port_num, rc;
   struct sockaddr_storage addr;
   if (!ctx || !host) return UV_EINVAL;
-  if (ctx->freeing) return UV_EINVAL;
+  if (ctx->freeing || ctx->shutting_down) return UV_EINVAL;
   rc = parse_port(port, &port_num);
   if (rc) return rc;
   if (strchr(host, ':'))
@@ -87,6 +118,7 @@ void wsev__listeners_close(wsev_ctx *ctx) {
   ctx->listeners = NULL;
   while (l) {
     wsev_listener *next = l->next;
+    l->closing = 1;
     uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
     l = next;
   }
