@@ -84,7 +84,11 @@ int wsev__conn_send(wsev_conn *c, int opcode, const void *data, size_t len) {
   if (c->state != WSEV_CONN_OPEN) return WSEV_ECLOSING;
   size_t waiting = buffered(c);
   if (waiting && (len > ctx->max_buffered || waiting > ctx->max_buffered - len)) {
-    fail(c, WSEV_CLOSE_POLICY); /* the peer does not keep up */
+    /* The peer does not keep up. Whole frames not yet handed to the kernel are
+     * dropped, so the close frame comes right after what is already on its way and
+     * reaches the peer as soon as it reads again (within the close timeout). */
+    c->out.len = 0;
+    fail(c, WSEV_CLOSE_POLICY);
     return WSEV_EBACKPRESSURE;
   }
   int rc = queue_frame(c, opcode, data, len);

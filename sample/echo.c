@@ -1,12 +1,21 @@
 /* wsev-echo: echoes every message back with its type. Kept minimal: conformance
  * tests and benchmarks run against it.
  *
- *   wsev-echo PORT [--max-message-size BYTES]     (PORT 0 picks a free port) */
+ *   wsev-echo PORT [options]        (PORT 0 picks a free port; the first line
+ *                                    printed names the port)
+ * Options (each sets the wsev limit of the same name; see include/wsev.h):
+ *   --max-message-size BYTES   --max-buffered BYTES     --max-connections N
+ *   --ping-interval MS         --ping-timeout MS
+ *   --handshake-timeout MS     --close-timeout MS       --shutdown-timeout MS
+ * SIGINT/SIGTERM shut down gracefully (1001 to every client, bounded by
+ * --shutdown-timeout, default 2000 ms); a second signal stops at once. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <wsev.h>
+
+static uint64_t shutdown_timeout_ms = 2000;
 
 static void on_message(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
                        wsev_msg_type type) {
@@ -17,25 +26,38 @@ static void on_message(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
+  static int signals;
   (void)signum;
-  wsev_stop(sig->data);
+  if (signals++ == 0)
+    wsev_shutdown(sig->data, shutdown_timeout_ms);
+  else
+    wsev_stop(sig->data);
 }
+
+static const char *const option_names[] = {
+    "--max-message-size", "--max-buffered",      "--max-connections", "--ping-interval",
+    "--ping-timeout",     "--handshake-timeout", "--close-timeout",   "--shutdown-timeout"};
+enum { N_OPTIONS = sizeof option_names / sizeof option_names[0] };
 
 int main(int argc, char **argv) {
   const char *port = NULL;
-  size_t max_message = 0;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--max-message-size") == 0 && i + 1 < argc)
-      max_message = strtoull(argv[++i], NULL, 10);
+  unsigned long long value[N_OPTIONS] = {0};
+  int ok = 1;
+  for (int i = 1; i < argc && ok; i++) {
+    int k = 0;
+    while (k < N_OPTIONS && strcmp(argv[i], option_names[k]) != 0) k++;
+    if (k < N_OPTIONS && i + 1 < argc)
+      value[k] = strtoull(argv[++i], NULL, 10);
     else if (!port && argv[i][0] != '-')
       port = argv[i];
-    else {
-      port = NULL;
-      break;
-    }
+    else
+      ok = 0;
   }
-  if (!port) {
-    fprintf(stderr, "usage: %s PORT [--max-message-size BYTES]\n", argv[0]);
+  if (!ok || !port) {
+    fprintf(stderr, "usage: %s PORT [--max-message-size BYTES] [--max-buffered BYTES]\n"
+                    "  [--max-connections N] [--ping-interval MS] [--ping-timeout MS]\n"
+                    "  [--handshake-timeout MS] [--close-timeout MS] [--shutdown-timeout MS]\n",
+            argv[0]);
     return 2;
   }
 
@@ -46,7 +68,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "wsev-echo: %s\n", wsev_strerror(rc));
     return 1;
   }
-  if (max_message) wsev_set_max_message_size(ctx, max_message);
+  wsev_set_max_message_size(ctx, value[0]);
+  wsev_set_send_limits(ctx, value[1], 0);
+  if (value[2]) wsev_set_max_connections(ctx, value[2]);
+  if (value[3] || value[4]) wsev_set_keepalive(ctx, value[3] ? value[3] : 30000, value[4]);
+  wsev_set_handshake_timeout(ctx, value[5]);
+  wsev_set_close_timeout(ctx, value[6]);
+  if (value[7]) shutdown_timeout_ms = value[7];
+
   int bound = wsev_listen_and_serve(ctx, port);
   if (bound < 0) {
     fprintf(stderr, "wsev-echo: cannot listen on port %s: %s\n", port, wsev_strerror(bound));
@@ -56,12 +85,16 @@ int main(int argc, char **argv) {
   printf("wsev-echo listening on port %d\n", bound);
   fflush(stdout);
 
+  /* The signal handles do not keep the loop alive: after a graceful shutdown the
+   * loop ends by itself once the last connection is gone. */
   uv_signal_t sigint, sigterm;
   uv_signal_init(wsev_ctx_loop(ctx), &sigint);
   uv_signal_init(wsev_ctx_loop(ctx), &sigterm);
   sigint.data = sigterm.data = ctx;
   uv_signal_start(&sigint, on_signal, SIGINT);
   uv_signal_start(&sigterm, on_signal, SIGTERM);
+  uv_unref((uv_handle_t *)&sigint);
+  uv_unref((uv_handle_t *)&sigterm);
 
   wsev_event_loop(ctx);
 

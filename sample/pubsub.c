@@ -27,7 +27,7 @@
  * subscribe, unsubscribe and lookups are O(1); publish is O(subscribers); closing a
  * connection is O(its channels).
  *
- * Usage: wsev-pubsub [--port N] [--quiet]
+ * Usage: wsev-pubsub [--port N] [--quiet] [--max-buffered BYTES]
  *   --port N   port to listen on (default 9000; 0 picks a free port)
  *   --quiet    do not log connections and messages
  */
@@ -464,26 +464,37 @@ static void on_message_received(wsev_ctx *ctx, uint64_t id, const void *data, si
  * main
  */
 
+/* The first signal shuts down gracefully: every client gets a close frame (1001)
+ * and conn_closed runs for each, bounded to 2 s; a second signal stops at once. */
 static void on_signal(uv_signal_t *handle, int signum) {
+  static int signals;
   (void)signum;
-  wsev_stop(handle->data);
+  if (signals++ == 0)
+    wsev_shutdown(handle->data, 2000);
+  else
+    wsev_stop(handle->data);
 }
 
 static void usage(FILE *out) {
-  fprintf(out, "usage: wsev-pubsub [--port N] [--quiet]\n"
+  fprintf(out, "usage: wsev-pubsub [--port N] [--quiet] [--max-buffered BYTES]\n"
                "  --port N   port to listen on (default 9000; 0 picks a free port)\n"
-               "  --quiet    do not log connections and messages\n");
+               "  --quiet    do not log connections and messages\n"
+               "  --max-buffered BYTES  close (1008) a subscriber with more than this\n"
+               "             waiting to be sent (default: wsev's, 16 MiB)\n");
 }
 
 int main(int argc, char **argv) {
   const char *port = "9000";
   bool quiet = false;
+  size_t max_buffered = 0;
 
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
       port = argv[++i];
     } else if (strncmp(argv[i], "--port=", 7) == 0) {
       port = argv[i] + 7;
+    } else if (strcmp(argv[i], "--max-buffered") == 0 && i + 1 < argc) {
+      max_buffered = strtoull(argv[++i], NULL, 10);
     } else if (strcmp(argv[i], "--quiet") == 0) {
       quiet = true;
     } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -494,9 +505,6 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-
-  /* A peer that vanishes while we write to it must give us EPIPE, not kill us. */
-  signal(SIGPIPE, SIG_IGN);
 
   pubsub ps = {.quiet = quiet};
   wsev_handler handler = {
@@ -511,6 +519,7 @@ int main(int argc, char **argv) {
     return 1;
   }
 
+  wsev_set_send_limits(ctx, max_buffered, 0);
   int bound_port = wsev_listen_and_serve(ctx, port);
   if (bound_port < 0) {
     fprintf(stderr, "wsev-pubsub: cannot listen on port %s: %s\n", port, wsev_strerror(bound_port));
@@ -518,7 +527,8 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  /* SIGINT and SIGTERM stop the loop so that everything is freed on the way out. */
+  /* SIGINT and SIGTERM end the loop so that everything is freed on the way out. The
+   * signal handles do not keep the loop alive by themselves. */
   uv_loop_t *loop = wsev_ctx_loop(ctx);
   uv_signal_t sigint, sigterm;
   uv_signal_init(loop, &sigint);
@@ -526,6 +536,8 @@ int main(int argc, char **argv) {
   sigint.data = sigterm.data = ctx;
   uv_signal_start(&sigint, on_signal, SIGINT);
   uv_signal_start(&sigterm, on_signal, SIGTERM);
+  uv_unref((uv_handle_t *)&sigint);
+  uv_unref((uv_handle_t *)&sigterm);
 
   printf("wsev-pubsub listening on port %d\n", bound_port);
   fflush(stdout);
