@@ -64,7 +64,7 @@ def new_key():
 class Server:
     """A running wsev-echo. stdout is drained by a thread so the pipe never fills."""
 
-    def __init__(self, exe, *args, name="wsev-echo"):
+    def __init__(self, exe, *args, name="wsev-echo", port_args=("0",), wrap=()):
         self.name = name
         self.exe = exe
         self.args = list(args)
@@ -73,9 +73,9 @@ class Server:
         self.port = None
         # WSEV_SERVER_WRAP runs the server under a tool, e.g. valgrind: the tool's
         # verdict comes back as the exit status checked in stop().
-        self.wrap = shlex.split(os.environ.get("WSEV_SERVER_WRAP", ""))
-        self.slow = 6.0 if self.wrap else 1.0
-        cmd = self.wrap + [exe, "0"] + self.args
+        self.wrap = list(wrap) + shlex.split(os.environ.get("WSEV_SERVER_WRAP", ""))
+        self.slow = 6.0 if os.environ.get("WSEV_SERVER_WRAP") else 1.0
+        cmd = self.wrap + [exe] + list(port_args) + self.args
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._port_event = threading.Event()
