@@ -18,7 +18,7 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 from wsevtest import (OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Closed,  # noqa: E402
-                      Conn, Runner, Server, TestFailure, build_frame, check)
+                      Runner, Server, TestFailure, build_frame, check)
 
 ECHO, PUBSUB, CHURN = sys.argv[1], sys.argv[2], sys.argv[3]
 
@@ -141,7 +141,6 @@ def max_connections(s):
 
 def graceful_shutdown(_):
     s = Server(PUBSUB, name="wsev-pubsub", port_args=("--port", "0"))
-    ids = []
     answering = [s.connect(), s.connect()]
     silent = s.connect()
     for c in answering + [silent]:
