@@ -20,11 +20,12 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char request[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                              "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                              "Sec-WebSocket-Version: 13\r\n\r\n";
+static const char request[] =
+    "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Sec-WebSocket-Version: 13\r\n\r\n";
 /* A masked text frame "hi" (mask 01 02 03 04) and a masked close 1000. */
-static const unsigned char frames[] = {0x81, 0x82, 1, 2, 3, 4, 'h' ^ 1, 'i' ^ 2,
+static const unsigned char frames[] = {0x81, 0x82, 1, 2, 3, 4, 'h' ^ 1,  'i' ^ 2,
                                        0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xE8 ^ 2};
 /* What a correct server sends back after the 101 response: the echo, then its close. */
 static const unsigned char reply_frames[] = {0x81, 0x02, 'h', 'i', 0x88, 0x02, 0x03, 0xE8};
@@ -114,8 +115,10 @@ static int on_readable(conn *c) {
   int good = c->in_len > 12 && memcmp(c->in, "HTTP/1.1 101", 12) == 0 && end &&
              (size_t)(c->in + c->in_len - (end + 4)) == sizeof reply_frames &&
              memcmp(end + 4, reply_frames, sizeof reply_frames) == 0;
-  if (good) ok++;
-  else if (failed++ < 5) fprintf(stderr, "churn: bad exchange (%zu bytes)\n", c->in_len);
+  if (good)
+    ok++;
+  else if (failed++ < 5)
+    fprintf(stderr, "churn: bad exchange (%zu bytes)\n", c->in_len);
   close(c->fd);
   return 1;
 }
@@ -134,7 +137,8 @@ int main(int argc, char **argv) {
   conn *pool = calloc((size_t)parallel, sizeof *pool);
   conn **free_list = calloc((size_t)parallel, sizeof *free_list);
   int n_free = parallel, in_flight = 0;
-  for (int i = 0; i < parallel; i++) free_list[i] = &pool[i];
+  for (int i = 0; i < parallel; i++)
+    free_list[i] = &pool[i];
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   long n = 0;
@@ -152,8 +156,10 @@ int main(int argc, char **argv) {
         break;
       }
       n++;
-      if (r == 1) in_flight++;
-      else free_list[n_free++] = c;
+      if (r == 1)
+        in_flight++;
+      else
+        free_list[n_free++] = c;
     }
     struct epoll_event evs[64];
     int k = epoll_wait(ep, evs, 64, 5000);

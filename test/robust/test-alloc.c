@@ -1,0 +1,244 @@
+/* Allocation failure along a connection's whole life: for every n, the n-th
+ * allocation of the library fails (once, and then: every allocation from the n-th
+ * on), while a client goes through upgrade, echo, a fragmented message, a ping, a
+ * 100 KB message and the closing handshake. Whatever fails must cost only that
+ * connection or call: no crash, conn_closed exactly once per conn_accepted, the
+ * loop still ends, and no allocation outlives wsev_ctx_free. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <wsev.h>
+
+/* ---- a counting allocator that can fail -------------------------------------------- */
+
+static long allocations;   /* calls that may fail, counted from the start of a run */
+static long fail_at;       /* the first one to fail (0: none) */
+static int fail_all_after; /* and every one after it too */
+static long live;          /* blocks allocated and not freed */
+
+static int should_fail(void) {
+  allocations++;
+  if (!fail_at) return 0;
+  return fail_all_after ? allocations >= fail_at : allocations == fail_at;
+}
+static void *t_malloc(size_t n) {
+  if (should_fail()) return NULL;
+  void *p = malloc(n);
+  if (p) live++;
+  return p;
+}
+static void *t_calloc(size_t c, size_t n) {
+  if (should_fail()) return NULL;
+  void *p = calloc(c, n);
+  if (p) live++;
+  return p;
+}
+static void *t_realloc(void *old, size_t n) {
+  if (should_fail()) return NULL;
+  void *p = realloc(old, n);
+  if (p && !old) live++;
+  return p;
+}
+static void t_free(void *p) {
+  if (p) live--;
+  free(p);
+}
+
+/* ---- the server side -------------------------------------------------------------- */
+
+static int accepted, closed;
+static void on_accepted(wsev_ctx *ctx, uint64_t id) {
+  (void)ctx, (void)id;
+  accepted++;
+}
+static void on_closed(wsev_ctx *ctx, uint64_t id) {
+  (void)ctx, (void)id;
+  closed++;
+}
+static void on_message(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
+                       wsev_msg_type type) {
+  if (type == WSEV_TEXT)
+    wsev_write_text(ctx, id, data, len);
+  else
+    wsev_write(ctx, id, data, len);
+}
+
+/* ---- the client ------------------------------------------------------------------- */
+
+static int port;
+static int steps_done;
+static uv_async_t client_done;
+
+static int send_frame(int fd, int fin, int opcode, const unsigned char *p, size_t n) {
+  unsigned char *f = malloc(n + 14);
+  size_t h = 0;
+  f[h++] = (unsigned char)((fin ? 0x80 : 0) | opcode);
+  if (n < 126) {
+    f[h++] = (unsigned char)(0x80 | n);
+  } else {
+    f[h++] = 0x80 | 127;
+    for (int i = 7; i >= 0; i--)
+      f[h++] = (unsigned char)((uint64_t)n >> (8 * i));
+  }
+  const unsigned char mask[4] = {9, 8, 7, 6};
+  memcpy(f + h, mask, 4);
+  h += 4;
+  for (size_t i = 0; i < n; i++)
+    f[h + i] = p[i] ^ mask[i % 4];
+  ssize_t w = send(fd, f, h + n, MSG_NOSIGNAL);
+  free(f);
+  return w == (ssize_t)(h + n) ? 0 : -1;
+}
+
+static int recv_full(int fd, unsigned char *p, size_t n) {
+  while (n) {
+    ssize_t r = recv(fd, p, n, 0);
+    if (r <= 0) return -1;
+    p += r;
+    n -= (size_t)r;
+  }
+  return 0;
+}
+
+/* Reads one server frame: 0 if it has this opcode and payload, else -1. */
+static int expect(int fd, int opcode, const unsigned char *p, size_t n) {
+  unsigned char h[8];
+  if (recv_full(fd, h, 2)) return -1;
+  int got_opcode = h[0] & 0x0f;
+  uint64_t len = h[1] & 0x7f;
+  if (len == 126) {
+    if (recv_full(fd, h, 2)) return -1;
+    len = (uint64_t)h[0] << 8 | h[1];
+  } else if (len == 127) {
+    if (recv_full(fd, h, 8)) return -1;
+    len = 0;
+    for (int i = 0; i < 8; i++)
+      len = len << 8 | h[i];
+  }
+  if (got_opcode != opcode || len != n) return -1;
+  unsigned char *payload = malloc(n + 1);
+  int ok = recv_full(fd, payload, n) == 0 && memcmp(payload, p, n) == 0;
+  free(payload);
+  return ok ? 0 : -1;
+}
+
+static void *client(void *arg) {
+  (void)arg;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct timeval tv = {.tv_sec = 3};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  static unsigned char big[100000];
+  for (size_t i = 0; i < sizeof big; i++)
+    big[i] = (unsigned char)(i * 7);
+  const char *req =
+      "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+  char resp[256];
+  size_t got = 0;
+  steps_done = 0;
+  if (port <= 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) goto out;
+  if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0) goto out;
+  if (send_frame(fd, 1, 1, (const unsigned char *)"hello", 5)) goto out;
+  while (got < sizeof resp - 1) { /* the response head, byte by byte */
+    if (recv(fd, resp + got, 1, 0) != 1) goto out;
+    got++;
+    if (got >= 4 && memcmp(resp + got - 4, "\r\n\r\n", 4) == 0) break;
+  }
+  if (strncmp(resp, "HTTP/1.1 101", 12) != 0) goto out;
+  steps_done++;
+  if (expect(fd, 1, (const unsigned char *)"hello", 5)) goto out;
+  steps_done++;
+  if (send_frame(fd, 0, 1, (const unsigned char *)"frag", 4)) goto out;
+  usleep(2000); /* a separate read: the message must be reassembled */
+  if (send_frame(fd, 1, 0, (const unsigned char *)"ment", 4)) goto out;
+  if (expect(fd, 1, (const unsigned char *)"fragment", 8)) goto out;
+  steps_done++;
+  if (send_frame(fd, 1, 9, (const unsigned char *)"p", 1) ||
+      expect(fd, 10, (const unsigned char *)"p", 1))
+    goto out;
+  steps_done++;
+  if (send_frame(fd, 1, 2, big, sizeof big) || expect(fd, 2, big, sizeof big)) goto out;
+  steps_done++;
+  if (send_frame(fd, 1, 8, (const unsigned char *)"\x03\xe8", 2) ||
+      expect(fd, 8, (const unsigned char *)"\x03\xe8", 2))
+    goto out;
+  steps_done++;
+  char c;
+  if (recv(fd, &c, 1, 0) == 0) steps_done++; /* EOF */
+out:
+  close(fd);
+  uv_async_send(&client_done);
+  return NULL;
+}
+
+static void on_client_done(uv_async_t *a) { uv_close((uv_handle_t *)a, NULL); }
+
+/* One full run; returns the number of client steps that succeeded (7 = all). */
+static int run(long fail_n, int all_after, int *problems) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  allocations = 0;
+  fail_at = fail_n;
+  fail_all_after = all_after;
+  accepted = closed = 0;
+  wsev_handler h = {
+      .conn_accepted = on_accepted, .conn_closed = on_closed, .message_received = on_message};
+  wsev_ctx *ctx = NULL;
+  port = -1;
+  if (wsev_ctx_new(&ctx, &loop, &h, NULL) == 0)
+    port = wsev_listen_and_serve_addr(ctx, "127.0.0.1", "0");
+  uv_async_init(&loop, &client_done, on_client_done);
+  pthread_t t;
+  pthread_create(&t, NULL, client, NULL);
+  while (!uv_is_closing((uv_handle_t *)&client_done))
+    uv_run(&loop, UV_RUN_ONCE);
+  pthread_join(t, NULL);
+  /* Let the server see the client's EOF and finish with the connection. */
+  for (int i = 0; i < 50 && accepted != closed; i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  if (accepted != closed) {
+    fprintf(stderr, "n=%ld%s: %d accepted but %d closed\n", fail_n, all_after ? "+" : "", accepted,
+            closed);
+    (*problems)++;
+  }
+  wsev_ctx_free(ctx);
+  if (uv_run(&loop, UV_RUN_DEFAULT) != 0 || uv_loop_close(&loop) != 0) {
+    fprintf(stderr, "n=%ld%s: the loop did not end cleanly\n", fail_n, all_after ? "+" : "");
+    (*problems)++;
+  }
+  if (live != 0) {
+    fprintf(stderr, "n=%ld%s: %ld allocations leaked\n", fail_n, all_after ? "+" : "", live);
+    (*problems)++;
+    live = 0;
+  }
+  return steps_done;
+}
+
+int main(void) {
+  int problems = 0;
+  wsev_replace_allocator(t_malloc, t_realloc, t_calloc, t_free);
+  int steps = run(0, 0, &problems);
+  long total = allocations;
+  if (steps != 7) {
+    fprintf(stderr, "without failures the client got through %d of 7 steps\n", steps);
+    problems++;
+  }
+  int degraded = 0;
+  for (int all_after = 0; all_after <= 1; all_after++)
+    for (long n = 1; n <= total + 1; n++)
+      if (run(n, all_after, &problems) != 7) degraded++;
+  printf("%ld allocations in a full run; %ld runs with one failing allocation and %ld with all "
+         "failing from the n-th; %d of them cost the connection or the context; %d problems\n",
+         total, total + 1, total + 1, degraded, problems);
+  return problems ? 1 : 0;
+}
