@@ -172,6 +172,42 @@ def graceful_shutdown(_):
         pass
 
 
+def half_closed_peer(s):
+    """A peer that sends a message and shuts down its sending side still gets the
+    echo, then the server's FIN."""
+    c = s.connect()
+    c.handshake()
+    c.send(build_frame(OP_TEXT, b"last words"))
+    c.sock.shutdown(socket.SHUT_WR)
+    c.expect_echo(OP_TEXT, b"last words")
+    c.expect_eof(what="after the half-close: ")
+    c2 = s.connect()
+    c2.handshake()
+    c2.echo(OP_TEXT, "others are fine")
+
+
+def close_deadline(_):
+    """A peer that never answers our close frame is dropped after the close
+    timeout (300 ms here), not after the 10 s shutdown bound."""
+    s = Server(ECHO, "--close-timeout", "300", "--shutdown-timeout", "10000",
+               name="wsev-echo (close 300 ms)")
+    silent = s.connect()
+    silent.handshake()
+    s.proc.send_signal(signal.SIGTERM)
+    f = silent.recv_frame()
+    check(f.opcode == OP_CLOSE and f.close_code == 1001, "got %r" % f)
+    t = time.monotonic()
+    try:
+        rc = s.proc.wait(5)
+    except subprocess.TimeoutExpired:
+        s.stop()
+        raise TestFailure("the server waited more than 5 s for a peer that never answers")
+    took = time.monotonic() - t
+    check(rc == 0, "exit status %d" % rc)
+    check(0.25 <= took < 3, "dropped the silent peer after %.2f s (close timeout 0.3 s)" % took)
+    silent.read_all_until_eof(timeout=2)
+
+
 # ---------------------------------------------------------------- slow consumer
 
 class Reader(threading.Thread):
@@ -347,7 +383,9 @@ def main():
     r.record("handshake-server-clean-exit", hs.stop())
     mc = Server(ECHO, "--max-connections", "3", name="wsev-echo (max 3)")
     r.run("max-connections-503", max_connections, mc)
+    r.run("half-closed-peer-gets-echo-then-fin", half_closed_peer, mc)
     r.record("max-connections-server-clean-exit", mc.stop())
+    r.run("close-deadline", close_deadline, None)
     r.run("graceful-shutdown", graceful_shutdown, None)
     r.run("slow-consumer-1008-bounded-memory", slow_consumer, None)
     r.run("fd-exhaustion-no-spin-recovers", fd_exhaustion, None)
