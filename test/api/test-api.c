@@ -357,6 +357,58 @@ static void test_timeout_private_loop(void) {
   wsev_ctx_free(NULL);
 }
 
+/* ---- graceful shutdown on a caller's loop ---------------------------------------- */
+
+static int sd_port;
+static volatile int sd_client_ok;
+
+static void *shutdown_client(void *arg) {
+  (void)arg;
+  client c = {-1};
+  char buf[128];
+  size_t len;
+  int ok = client_connect(sd_port, &c) == 0 && expect_text(&c, "welcome") &&
+           /* the server's 1001, our answer, then EOF */
+           client_recv(&c, buf, &len) == 8 && len == 2 && (uint8_t)buf[0] == 0x03 &&
+           (uint8_t)buf[1] == 0xE9;
+  if (ok) client_send(&c, 8, "\x03\xe9", 2);
+  ok = ok && read(c.fd, buf, 1) == 0;
+  close(c.fd);
+  sd_client_ok = ok;
+  uv_async_send(&done_async);
+  return NULL;
+}
+
+static void test_shutdown_embedded(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  wsev_handler h = {.conn_accepted = on_accepted, .conn_closed = on_closed};
+  wsev_ctx *ctx = NULL;
+  CHECK(wsev_ctx_new(&ctx, &loop, &h, NULL) == 0);
+  sd_port = wsev_listen_and_serve_addr(ctx, "127.0.0.1", "0");
+  CHECK(sd_port > 0);
+  n_events = 0;
+  uv_async_init(&loop, &done_async, on_done);
+  pthread_t t;
+  pthread_create(&t, NULL, shutdown_client, NULL);
+  while (n_events < 1)
+    uv_run(&loop, UV_RUN_ONCE); /* accepted */
+  uint64_t start = uv_hrtime();
+  CHECK(wsev_shutdown(ctx, 5000) == 0);
+  CHECK(wsev_listen_and_serve(ctx, "0") == UV_EINVAL);
+  /* Nothing but the connection (and the client's async handle) keeps the loop
+   * alive: it ends by itself once the closing handshake is done. */
+  CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+  uint64_t ms = (uv_hrtime() - start) / 1000000;
+  pthread_join(t, NULL);
+  CHECK(sd_client_ok);
+  CHECK(n_events == 2 && events[0].kind == 'A' && events[1].kind == 'C');
+  CHECK(ms < 2500); /* the peer answered at once: no waiting for the 5 s bound */
+  wsev_ctx_free(ctx);
+  CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
 static void test_errors(void) {
   wsev_handler h = {0};
   wsev_ctx *ctx = (wsev_ctx *)1;
@@ -373,6 +425,7 @@ int main(void) {
   test_errors();
   test_timeout_private_loop();
   test_embedded();
+  test_shutdown_embedded();
   printf("%d checks, %d failed\n", checks, failures);
   return failures ? 1 : 0;
 }
