@@ -67,6 +67,14 @@ WSEV_EXPORT const char *wsev_err_name(int err);
 typedef enum { WSEV_BINARY = 0, WSEV_TEXT = 1 } wsev_msg_type;
 
 typedef struct wsev_ctx wsev_ctx;
+/* An HTTP request being answered: an upgrade request in upgrade_requested, or a
+ * plain request in http_request. Valid only during that callback. */
+typedef struct wsev_request wsev_request;
+
+/* upgrade_requested returns WSEV_ACCEPT, an HTTP status of 400..599 to refuse, or
+ * WSEV_DEFER to decide later with wsev_accept / wsev_reject. */
+#define WSEV_ACCEPT 0
+#define WSEV_DEFER 1
 
 /*
  * The application's callbacks. Any of them may be NULL (that event is then
@@ -88,6 +96,20 @@ typedef struct wsev_handler {
    * has been validated as UTF-8. */
   void (*message_received)(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
                            wsev_msg_type type);
+  /* Optional. A client asks to upgrade (it passed the protocol checks and the
+   * origin policy). Read it with wsev_request_*, choose a subprotocol with
+   * wsev_request_select_protocol, and return WSEV_ACCEPT (conn_accepted follows),
+   * a status of 400..599 (the client gets it and nothing else happens), or
+   * WSEV_DEFER: answer later, from any callback, with wsev_accept/wsev_reject and
+   * wsev_request_id's id; without an answer in time (wsev_set_defer_timeout) the
+   * client gets 503. Without this callback every valid upgrade is accepted. */
+  int (*upgrade_requested)(wsev_ctx *ctx, wsev_request *req);
+  /* Optional. A request without an Upgrade header (a health check, a page). Answer
+   * it with wsev_respond; without an answer the client gets 404. The connection is
+   * then kept alive as HTTP/1.1 says (more requests come here), or closed. Without
+   * this callback, GET gets 426 Upgrade Required and other methods 400. Requests
+   * with a body get 413 and are never passed on. */
+  void (*http_request)(wsev_ctx *ctx, wsev_request *req);
   /* Optional. The bytes waiting to be sent to `id` fell to the low-water mark
    * (wsev_set_send_limits) after having been above it: a good time to write more. */
   void (*conn_drained)(wsev_ctx *ctx, uint64_t id);
@@ -188,6 +210,87 @@ WSEV_EXPORT int wsev_event_loop_iteration(wsev_ctx *ctx);
 WSEV_EXPORT int wsev_event_loop(wsev_ctx *ctx);
 /* Make wsev_event_loop() return after the current iteration. Safe from callbacks. */
 WSEV_EXPORT void wsev_stop(wsev_ctx *ctx);
+
+/* ---- the upgrade request ----------------------------------------------------------
+ * Strings returned here are valid during the callback that received `req`. */
+
+/* The request target, path and query ("/chat?room=1"). */
+WSEV_EXPORT const char *wsev_request_path(const wsev_request *req);
+/* The method ("GET"). */
+WSEV_EXPORT const char *wsev_request_method(const wsev_request *req);
+/* The first value of a header, by case-insensitive name; NULL if absent. */
+WSEV_EXPORT const char *wsev_request_header(const wsev_request *req, const char *name);
+/* The subprotocols the client offered, in its order of preference. */
+WSEV_EXPORT size_t wsev_request_protocol_count(const wsev_request *req);
+WSEV_EXPORT const char *wsev_request_protocol(const wsev_request *req, size_t index);
+/* Select one of the offered subprotocols for the 101 response (NULL: none).
+ * Returns 0, or UV_EINVAL if the client did not offer it. */
+WSEV_EXPORT int wsev_request_select_protocol(wsev_request *req, const char *protocol);
+/* The id the connection has if it is accepted (for WSEV_DEFER); never 0. */
+WSEV_EXPORT uint64_t wsev_request_id(const wsev_request *req);
+
+/* Answer a deferred upgrade: accept with a subprotocol (NULL: none), or refuse with
+ * a status of 400..599. Returns 0, WSEV_ENOCONN (unknown id, the client left, or
+ * the deadline passed), or UV_EINVAL (protocol not offered, bad status). */
+WSEV_EXPORT int wsev_accept(wsev_ctx *ctx, uint64_t id, const char *protocol);
+WSEV_EXPORT int wsev_reject(wsev_ctx *ctx, uint64_t id, int status);
+/* How long a deferred upgrade may wait for its answer (default 10000 ms). */
+WSEV_EXPORT void wsev_set_defer_timeout(wsev_ctx *ctx, uint64_t ms);
+
+/* Answer a plain HTTP request from http_request: status, extra header lines (each
+ * ending in "\r\n", e.g. "Content-Type: text/plain\r\n"; NULL for none), and a
+ * body (copied). Content-Length is added. Returns 0, or UV_EINVAL (already
+ * answered, not an http_request, status out of 100..599). */
+WSEV_EXPORT int wsev_respond(wsev_request *req, int status, const char *headers, const void *body,
+                             size_t len);
+
+/* ---- the origin policy --------------------------------------------------------------
+ * Browsers send an Origin header; other clients usually do not, and are not
+ * affected. A refused upgrade gets 403 and never reaches upgrade_requested. */
+
+/* Allow this origin ("https://example.com:8443": scheme, host and port, compared
+ * case-insensitively). Once any origin is allowed, requests from any other origin
+ * are refused. Returns 0 or UV_ENOMEM. */
+WSEV_EXPORT int wsev_allow_origin(wsev_ctx *ctx, const char *origin);
+/* Allow only origins whose host[:port] equals the request's Host header (on
+ * together with the list: either passes). */
+WSEV_EXPORT void wsev_allow_same_host_origin(wsev_ctx *ctx, int enabled);
+
+/* ---- per connection ------------------------------------------------------------- */
+
+/* The application's pointer for an open connection (NULL until set). Readable until
+ * conn_closed for that id returns. set returns 0 or WSEV_ENOCONN. */
+WSEV_EXPORT int wsev_set_conn_data(wsev_ctx *ctx, uint64_t id, void *data);
+WSEV_EXPORT void *wsev_conn_data(const wsev_ctx *ctx, uint64_t id);
+
+/* Close with a code (1000..1003, 1007..1014, 3000..4999) and a UTF-8 reason of at
+ * most 123 bytes (NULL or "" for none). Like wsev_close otherwise. Returns 0,
+ * WSEV_ENOCONN, WSEV_ECLOSING, or UV_EINVAL (bad code or reason). */
+WSEV_EXPORT int wsev_close_with(wsev_ctx *ctx, uint64_t id, unsigned code, const char *reason);
+
+/* How a connection ended, readable inside conn_closed for that id. */
+typedef struct {
+  unsigned code;    /* the close code: the peer's if it closed first (1005 when its
+                       close frame had none), ours if we did (1000 for wsev_close,
+                       1001 shutdown, 1002/1007/1009 protocol errors, 1008
+                       backpressure), 1006 if the connection dropped without one */
+  int by_peer;      /* 1 if the peer started the close or went away, 0 if we did */
+  char reason[124]; /* the close reason, NUL-terminated UTF-8 (may be empty) */
+} wsev_close_info;
+/* Returns 0, or WSEV_ENOCONN outside conn_closed for that id. */
+WSEV_EXPORT int wsev_get_close_info(const wsev_ctx *ctx, uint64_t id, wsev_close_info *info);
+
+/* About an open connection. Strings are valid until its conn_closed returns. */
+typedef struct {
+  struct sockaddr_storage peer; /* the peer's address */
+  int local_port;               /* the port it connected to */
+  int tls;                      /* 1 over TLS */
+  int client;                   /* 1 for a connection we opened, 0 for an accepted one */
+  const char *path;             /* the request target of the upgrade */
+  const char *protocol;         /* the selected subprotocol, or NULL */
+} wsev_conn_info;
+/* Returns 0, WSEV_ENOCONN, or a libuv error reading the addresses. */
+WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info);
 
 /*
  * Graceful shutdown: stop listening, answer clients still upgrading with 503, start

@@ -11,6 +11,7 @@
  * nothing up the stack ever touches freed memory. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "alloc.h"
 #include "frame.h"
@@ -59,6 +60,10 @@ static int queue_bytes(wsev_conn *c, const void *data, size_t len) {
   return 0;
 }
 
+int wsev__conn_queue(wsev_conn *c, const void *data, size_t len) {
+  return queue_bytes(c, data, len);
+}
+
 static int queue_frame(wsev_conn *c, int opcode, const void *data, size_t len) {
   int rc = out_reserve(c, WSEV_FRAME_MAX_HEADER + len);
   if (rc) return rc;
@@ -69,10 +74,30 @@ static int queue_frame(wsev_conn *c, int opcode, const void *data, size_t len) {
   return 0;
 }
 
-/* A close frame with `code`; 1005 (no status) means an empty payload. */
-static void send_close(wsev_conn *c, unsigned code) {
-  uint8_t payload[2] = {(uint8_t)(code >> 8), (uint8_t)code};
-  queue_frame(c, WSEV_OP_CLOSE, payload, code == WSEV_CLOSE_NO_STATUS ? 0 : 2);
+/* A close frame with `code` and a reason (NULL: none); 1005 (no status) means an
+ * empty payload. */
+static void send_close(wsev_conn *c, unsigned code, const char *reason) {
+  uint8_t payload[WSEV_FRAME_MAX_CONTROL] = {(uint8_t)(code >> 8), (uint8_t)code};
+  size_t len = reason ? strlen(reason) : 0;
+  if (len > WSEV_FRAME_MAX_CONTROL - 2) len = WSEV_FRAME_MAX_CONTROL - 2;
+  memcpy(payload + 2, reason ? reason : "", len);
+  queue_frame(c, WSEV_OP_CLOSE, payload, code == WSEV_CLOSE_NO_STATUS ? 0 : 2 + len);
+}
+
+/* Remember how the connection ends, for wsev_get_close_info: the first of our close,
+ * the peer's close or a failure wins. */
+static void set_close(wsev_conn *c, unsigned code, int by_peer, const char *reason, size_t len) {
+  if (c->close_set) return;
+  c->close_set = 1;
+  c->close_code = (uint16_t)code;
+  c->close_by_peer = (uint8_t)by_peer;
+  if (len) {
+    c->close_reason = wsev__malloc(len + 1); /* without memory: no reason */
+    if (c->close_reason) {
+      memcpy(c->close_reason, reason, len);
+      c->close_reason[len] = 0;
+    }
+  }
 }
 
 static void fail(wsev_conn *c, unsigned code);
@@ -126,6 +151,9 @@ static void on_conn_closed(uv_handle_t *h) {
   wsev__pool_put(ctx, c->out.data, c->out.cap);
   wsev__free(c->msg.data);
   wsev__free(c->ctrl);
+  wsev__free(c->info);
+  wsev__free(c->close_reason);
+  wsev__free(c->pending.data);
   wsev__free(c);
   wsev__handle_closed(ctx);
 }
@@ -140,7 +168,9 @@ static void end_websocket(wsev_conn *c) {
   if (!id) return;
   c->id = 0;
   wsev__idmap_del(&c->ctx->ids, id);
-  wsev__emit(c->ctx, WSEV_EV_CLOSED, id);
+  if (!c->accepted) return; /* an upgrade that was refused, or left while deferred */
+  if (!c->close_set) set_close(c, WSEV_CLOSE_ABNORMAL, 1, NULL, 0); /* dropped */
+  wsev__emit_closed(c->ctx, id, c->close_code, c->close_by_peer, c->close_reason, c->user_data);
 }
 
 void wsev__conn_abort(wsev_conn *c) {
@@ -160,13 +190,15 @@ static void start_draining(wsev_conn *c) {
 
 /* RFC 6455 section 7.1.7, "fail the WebSocket connection". */
 static void fail(wsev_conn *c, unsigned code) {
-  if (c->state == WSEV_CONN_OPEN) send_close(c, code);
+  set_close(c, code, 0, NULL, 0);
+  if (c->state == WSEV_CONN_OPEN) send_close(c, code, NULL);
   start_draining(c);
 }
 
-int wsev__conn_close(wsev_conn *c, unsigned code) {
+int wsev__conn_close(wsev_conn *c, unsigned code, const char *reason) {
   if (c->state != WSEV_CONN_OPEN) return WSEV_ECLOSING;
-  send_close(c, code);
+  set_close(c, code, 0, reason, reason ? strlen(reason) : 0);
+  send_close(c, code, reason);
   c->state = WSEV_CONN_CLOSING;
   wsev__deadline_set(c, WSEV_DEADLINE_CLOSE, c->ctx->close_timeout_ms);
   return 0;
@@ -261,6 +293,9 @@ void wsev__conn_keepalive(wsev_conn *c, uint64_t now) {
   wsev__deadline_set(c, WSEV_DEADLINE_PONG, ctx->ping_timeout_ms);
 }
 
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
 /* Answer an HTTP client with an error status and close. */
 static void reject(wsev_conn *c, int status) {
   char response[256];
@@ -268,6 +303,13 @@ static void reject(wsev_conn *c, int status) {
   wsev__hs_free(c->hs);
   c->hs = NULL;
   queue_bytes(c, response, len);
+  if (c->deferred) {
+    c->deferred = 0; /* reading again, to see the peer's EOF */
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+      wsev__conn_abort(c);
+      return;
+    }
+  }
   start_draining(c);
 }
 
@@ -275,7 +317,20 @@ void wsev__conn_shutdown(wsev_conn *c) {
   if (c->state == WSEV_CONN_HANDSHAKE) {
     reject(c, 503);
   } else if (c->state == WSEV_CONN_OPEN) {
-    wsev__conn_close(c, WSEV_CLOSE_GOING_AWAY);
+    wsev__conn_close(c, WSEV_CLOSE_GOING_AWAY, NULL);
+  }
+}
+
+void wsev__conn_deadline(wsev_conn *c) {
+  switch (c->deadline_kind) {
+  case WSEV_DEADLINE_DEFER:
+    reject(c, 503); /* the application did not answer in time */
+    break;
+  case WSEV_DEADLINE_PONG:
+    set_close(c, WSEV_CLOSE_ABNORMAL, 0, NULL, 0); /* we gave up on a silent peer */
+    wsev__conn_abort(c);
+    break;
+  default: wsev__conn_abort(c);
   }
 }
 
@@ -299,7 +354,8 @@ static void handle_control(wsev_conn *c, const uint8_t *p, size_t len) {
     } else if (bad) {
       fail(c, (unsigned)bad);
     } else {
-      send_close(c, code); /* echo the peer's code, as RFC 6455 section 5.5.1 suggests */
+      set_close(c, code, 1, len >= 2 ? (const char *)p + 2 : NULL, len >= 2 ? len - 2 : 0);
+      send_close(c, code, NULL); /* echo the code, as RFC 6455 section 5.5.1 suggests */
       start_draining(c);
     }
     break;
@@ -469,38 +525,165 @@ static void frame_bytes(wsev_conn *c, uint8_t *p, size_t n) {
 
 /* ---- the upgrade ---------------------------------------------------------------- */
 
-static void handshake_bytes(wsev_conn *c, uint8_t *p, size_t n) {
-  wsev_ctx *ctx = c->ctx;
-  size_t used = 0;
-  int result = wsev__hs_feed(c->hs, (const char *)p, n, &used);
-  char response[512];
-  size_t len = 0;
-  if (result == WSEV_HS_MORE) return;
-  if (result == WSEV_HS_DONE) {
-    len = wsev__hs_response_101(c->hs, response, sizeof response);
-    if (!len) result = 500;
+static int origin_allowed(const wsev_conn *c) {
+  const wsev_ctx *ctx = c->ctx;
+  const char *origin = wsev__hs_header(c->hs, "origin");
+  if (!origin || (!ctx->n_origins && !ctx->same_host_origin)) return 1;
+  for (size_t i = 0; i < ctx->n_origins; i++)
+    if (strcasecmp(origin, ctx->origins[i]) == 0) return 1;
+  if (ctx->same_host_origin) {
+    const char *host = wsev__hs_header(c->hs, "host");
+    const char *authority = strstr(origin, "://");
+    if (host && authority && strcasecmp(authority + 3, host) == 0) return 1;
   }
-  if (result != WSEV_HS_DONE) {
-    reject(c, result);
+  return 0;
+}
+
+/* Send the 101 and open the WebSocket; `rest` are frames that came behind the request. */
+static void accept_upgrade(wsev_conn *c, const char *protocol, uint8_t *rest, size_t n) {
+  wsev_ctx *ctx = c->ctx;
+  char response[512];
+  size_t len = wsev__hs_response_101(c->hs, protocol, response, sizeof response);
+  const char *path = wsev__hs_path(c->hs);
+  size_t path_len = strlen(path), protocol_len = protocol ? strlen(protocol) : 0;
+  char *info = wsev__malloc(path_len + protocol_len + 2);
+  if (!len || !info || queue_bytes(c, response, len) != 0) {
+    wsev__free(info);
+    wsev__conn_abort(c);
     return;
   }
+  memcpy(info, path, path_len + 1);
+  memcpy(info + path_len + 1, protocol ? protocol : "", protocol_len + 1);
+  c->info = info;
+  c->has_protocol = protocol != NULL;
   wsev__hs_free(c->hs);
   c->hs = NULL;
+  c->state = WSEV_CONN_OPEN;
+  c->accepted = 1;
+  c->last_rx = uv_now(ctx->loop);
+  wsev__deadline_clear(c);
+  wsev__emit(ctx, WSEV_EV_ACCEPTED, c->id);
+  if (n && c->state == WSEV_CONN_OPEN) frame_bytes(c, rest, n);
+}
+
+/* A valid upgrade request: the origin policy, then the application's say. */
+static void upgrade_request(wsev_conn *c, uint8_t *rest, size_t n) {
+  wsev_ctx *ctx = c->ctx;
+  if (!origin_allowed(c)) {
+    reject(c, 403);
+    return;
+  }
+  /* The id is handed out now, so that a deferred answer can name it. Room for its
+   * closed event is reserved at once, so that event can never be lost. */
   uint64_t id = ctx->next_id;
-  /* Room for this id's closed event, so that it can never be lost. */
-  if (wsev__reserve_events(ctx, ctx->ids.count + 1) != 0 || queue_bytes(c, response, len) != 0 ||
+  if (wsev__reserve_events(ctx, ctx->ids.count + 1) != 0 ||
       wsev__idmap_put(&ctx->ids, id, c) != 0) {
-    wsev__conn_abort(c);
+    reject(c, 503);
     return;
   }
   ctx->next_id++;
   c->id = id;
-  c->state = WSEV_CONN_OPEN;
-  c->last_rx = uv_now(ctx->loop);
-  wsev__deadline_clear(c);
-  wsev__emit(ctx, WSEV_EV_ACCEPTED, id);
-  /* Bytes right behind the request are the first frames. */
-  if (used < n) frame_bytes(c, p + used, n - used);
+  if (!ctx->handler.upgrade_requested) {
+    accept_upgrade(c, NULL, rest, n);
+    return;
+  }
+  c->selected = NULL;
+  int verdict = wsev__call_upgrade(ctx, c);
+  if (c->state != WSEV_CONN_HANDSHAKE) return;
+  if (verdict == WSEV_ACCEPT) {
+    accept_upgrade(c, c->selected, rest, n);
+  } else if (verdict == WSEV_DEFER) {
+    /* Reading pauses until the answer; what already came waits here. */
+    if (n) {
+      c->pending.data = wsev__malloc(n);
+      if (!c->pending.data) {
+        reject(c, 503);
+        return;
+      }
+      memcpy(c->pending.data, rest, n);
+      c->pending.len = n;
+    }
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->deferred = 1;
+    wsev__deadline_set(c, WSEV_DEADLINE_DEFER, ctx->defer_timeout_ms);
+  } else {
+    reject(c, verdict >= 400 && verdict <= 599 ? verdict : 500);
+  }
+}
+
+int wsev__conn_decide(wsev_conn *c, int status, const char *protocol) {
+  if (status) {
+    reject(c, status);
+    return 0;
+  }
+  if (protocol) {
+    size_t i, count = wsev__hs_protocol_count(c->hs);
+    for (i = 0; i < count; i++)
+      if (strcmp(wsev__hs_protocol(c->hs, i), protocol) == 0) break;
+    if (i == count) return UV_EINVAL;
+    protocol = wsev__hs_protocol(c->hs, i); /* lives until the 101 is built */
+  }
+  c->deferred = 0;
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+    wsev__conn_abort(c);
+    return 0;
+  }
+  wsev_buf pending = c->pending;
+  memset(&c->pending, 0, sizeof c->pending);
+  accept_upgrade(c, protocol, pending.data, pending.len);
+  wsev__free(pending.data);
+  return 0;
+}
+
+/* A plain HTTP request. Returns 1 if the connection stays for another request. */
+static int http_request(wsev_conn *c) {
+  wsev_ctx *ctx = c->ctx;
+  if (wsev__hs_has_body(c->hs)) {
+    reject(c, 413);
+    return 0;
+  }
+  if (!ctx->handler.http_request) {
+    reject(c, strcmp(wsev__hs_method(c->hs), "GET") == 0 ? 426 : 400);
+    return 0;
+  }
+  c->responded = 0;
+  wsev__call_http(ctx, c);
+  if (c->state != WSEV_CONN_HANDSHAKE) return 0;
+  if (!c->responded) wsev_respond((wsev_request *)c, 404, NULL, NULL, 0);
+  if (!wsev__hs_keep_alive(c->hs) || ctx->shutting_down) {
+    wsev__hs_free(c->hs);
+    c->hs = NULL;
+    start_draining(c);
+    return 0;
+  }
+  wsev__hs_free(c->hs);
+  c->hs = wsev__hs_new(ctx->max_header_size);
+  if (!c->hs) {
+    wsev__conn_abort(c);
+    return 0;
+  }
+  wsev__deadline_set(c, WSEV_DEADLINE_HANDSHAKE, ctx->handshake_timeout_ms);
+  return 1;
+}
+
+static void handshake_bytes(wsev_conn *c, uint8_t *p, size_t n) {
+  /* A loop, not recursion: keep-alive requests may be pipelined in one read. */
+  for (;;) {
+    size_t used = 0;
+    int result = wsev__hs_feed(c->hs, (const char *)p, n, &used);
+    if (result == WSEV_HS_MORE) return;
+    p += used;
+    n -= used;
+    if (result == WSEV_HS_DONE) {
+      upgrade_request(c, p, n);
+      return;
+    }
+    if (result != WSEV_HS_HTTP) {
+      reject(c, result);
+      return;
+    }
+    if (!http_request(c) || n == 0) return;
+  }
 }
 
 /* ---- reading ------------------------------------------------------------------ */

@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "frame.h"
 #include "internal.h"
+#include "utf8.h"
 
 #define DEFAULT_TIMEOUT_MS 60000
 #define DEFAULT_MAX_MESSAGE (16u * 1024 * 1024)
@@ -16,6 +18,7 @@
 #define DEFAULT_LOW_WATER (64u * 1024)
 #define DEFAULT_PING_INTERVAL_MS 30000
 #define DEFAULT_PING_TIMEOUT_MS 30000
+#define DEFAULT_DEFER_TIMEOUT_MS 10000
 
 static void maybe_release(wsev_ctx *ctx);
 
@@ -40,7 +43,9 @@ static void call_handler(wsev_ctx *ctx, const wsev_event *ev) {
     if (h->message_received) h->message_received(ctx, ev->id, ev->data, ev->len, ev->msg_type);
     break;
   case WSEV_EV_CLOSED:
+    ctx->closing = ev; /* for wsev_get_close_info and wsev_conn_data */
     if (h->conn_closed) h->conn_closed(ctx, ev->id);
+    ctx->closing = NULL;
     break;
   case WSEV_EV_TIMEOUT:
     if (h->event_loop_timeout) h->event_loop_timeout(ctx);
@@ -51,11 +56,8 @@ static void call_handler(wsev_ctx *ctx, const wsev_event *ev) {
   }
 }
 
-/* Run one event's callback (if any), then everything queued, in order. */
-static void dispatch(wsev_ctx *ctx, const wsev_event *first) {
-  ctx->dispatching = 1;
-  ctx->last_dispatch = uv_now(ctx->loop);
-  if (first) call_handler(ctx, first);
+/* Run the queued events' callbacks in order. */
+static void drain(wsev_ctx *ctx) {
   while (ctx->queue_len && !ctx->freeing) {
     wsev_event ev = ctx->queue[ctx->queue_head];
     ctx->queue_head = (ctx->queue_head + 1) % ctx->queue_cap;
@@ -63,6 +65,37 @@ static void dispatch(wsev_ctx *ctx, const wsev_event *first) {
     call_handler(ctx, &ev);
     wsev__free(ev.data);
   }
+}
+
+/* Run one event's callback (if any) after what was queued before it, then what its
+ * callback queued. */
+static void dispatch(wsev_ctx *ctx, const wsev_event *first) {
+  ctx->dispatching = 1;
+  ctx->last_dispatch = uv_now(ctx->loop);
+  drain(ctx);
+  if (first && !ctx->freeing) call_handler(ctx, first);
+  drain(ctx);
+  ctx->dispatching = 0;
+}
+
+int wsev__call_upgrade(wsev_ctx *ctx, wsev_conn *c) {
+  ctx->dispatching = 1;
+  ctx->last_dispatch = uv_now(ctx->loop);
+  drain(ctx);
+  int verdict = ctx->handler.upgrade_requested(ctx, (wsev_request *)c);
+  drain(ctx);
+  ctx->dispatching = 0;
+  return verdict;
+}
+
+void wsev__call_http(wsev_ctx *ctx, wsev_conn *c) {
+  ctx->dispatching = 1;
+  ctx->last_dispatch = uv_now(ctx->loop);
+  drain(ctx);
+  c->in_http = 1;
+  ctx->handler.http_request(ctx, (wsev_request *)c);
+  c->in_http = 0;
+  drain(ctx);
   ctx->dispatching = 0;
 }
 
@@ -106,6 +139,32 @@ void wsev__emit(wsev_ctx *ctx, wsev_event_kind kind, uint64_t id) {
   dispatch(ctx, &ev);
 }
 
+void wsev__emit_closed(wsev_ctx *ctx, uint64_t id, unsigned code, int by_peer, const char *reason,
+                       void *user_data) {
+  wsev_event ev = {.kind = WSEV_EV_CLOSED,
+                   .id = id,
+                   .close_code = (uint16_t)code,
+                   .by_peer = (uint8_t)by_peer,
+                   .user_data = user_data};
+  if (ctx->freeing) return;
+  if (reason && *reason) {
+    /* Without memory for the reason, conn_closed still fires, with an empty one. */
+    ev.len = strlen(reason);
+    ev.data = wsev__malloc(ev.len + 1);
+    if (ev.data)
+      memcpy(ev.data, reason, ev.len + 1);
+    else
+      ev.len = 0;
+  }
+  if (ctx->dispatching || ctx->in_api) {
+    enqueue(ctx, &ev); /* room was reserved when the id was handed out */
+    if (!ctx->dispatching) uv_idle_start(&ctx->flush_idle, on_flush_idle);
+    return;
+  }
+  dispatch(ctx, &ev);
+  wsev__free(ev.data);
+}
+
 void wsev__emit_message(wsev_ctx *ctx, uint64_t id, const uint8_t *data, size_t len,
                         wsev_msg_type type) {
   wsev_event ev = {.kind = WSEV_EV_MESSAGE,
@@ -114,14 +173,18 @@ void wsev__emit_message(wsev_ctx *ctx, uint64_t id, const uint8_t *data, size_t 
                    .data = (uint8_t *)data,
                    .len = len};
   if (ctx->freeing) return;
-  if (!ctx->dispatching) {
+  if (!ctx->dispatching && !ctx->in_api) {
     dispatch(ctx, &ev); /* zero-copy: the bytes live until we return */
     return;
   }
+  /* Frames that waited behind a deferred upgrade, processed inside wsev_accept. */
   ev.data = wsev__malloc(len ? len : 1);
   if (!ev.data) return;
   if (len) memcpy(ev.data, data, len);
-  if (enqueue(ctx, &ev) != 0) wsev__free(ev.data);
+  if (enqueue(ctx, &ev) != 0)
+    wsev__free(ev.data);
+  else if (!ctx->dispatching)
+    uv_idle_start(&ctx->flush_idle, on_flush_idle);
 }
 
 /* ---- loop timeout -------------------------------------------------------------- */
@@ -213,7 +276,7 @@ static void on_deadline_timer(uv_timer_t *t) {
     while (ctx->dl_head[k] && ctx->dl_head[k]->deadline <= now) {
       wsev_conn *c = ctx->dl_head[k];
       wsev__deadline_clear(c);
-      wsev__conn_abort(c);
+      wsev__conn_deadline(c);
     }
   }
   if (ctx->shutting_down && now >= ctx->shutdown_deadline) {
@@ -353,6 +416,7 @@ int wsev_ctx_new(wsev_ctx **ctxp, uv_loop_t *loop, const wsev_handler *handler, 
   ctx->max_buffered = DEFAULT_MAX_BUFFERED;
   ctx->low_water = DEFAULT_LOW_WATER;
   ctx->ping_timeout_ms = DEFAULT_PING_TIMEOUT_MS;
+  ctx->defer_timeout_ms = DEFAULT_DEFER_TIMEOUT_MS;
   ctx->next_id = 1;
   wsev__idmap_init(&ctx->ids);
 
@@ -388,6 +452,9 @@ static void release(wsev_ctx *ctx) {
     wsev__free(buf);
   }
   wsev__idmap_free(&ctx->ids);
+  for (size_t i = 0; i < ctx->n_origins; i++)
+    wsev__free(ctx->origins[i]);
+  wsev__free(ctx->origins);
   wsev__free(ctx->read_buf);
   wsev__free(ctx);
 }
@@ -438,6 +505,9 @@ void wsev_set_send_limits(wsev_ctx *ctx, size_t max_buffered, size_t low_water) 
   if (low_water) ctx->low_water = low_water;
 }
 void wsev_set_max_connections(wsev_ctx *ctx, size_t max) { ctx->max_connections = max; }
+void wsev_set_defer_timeout(wsev_ctx *ctx, uint64_t ms) {
+  if (ms) ctx->defer_timeout_ms = ms;
+}
 
 int wsev_event_loop_iteration(wsev_ctx *ctx) { return uv_run(ctx->loop, UV_RUN_ONCE); }
 
@@ -468,8 +538,14 @@ int wsev_shutdown(wsev_ctx *ctx, uint64_t timeout_ms) {
 
 static wsev_conn *find(const wsev_ctx *ctx, uint64_t id) { return wsev__idmap_get(&ctx->ids, id); }
 
-static int send_message(wsev_ctx *ctx, uint64_t id, int opcode, const void *data, size_t len) {
+/* A connection the application may use: accepted, not yet closed. */
+static wsev_conn *find_open(const wsev_ctx *ctx, uint64_t id) {
   wsev_conn *c = find(ctx, id);
+  return c && c->accepted ? c : NULL;
+}
+
+static int send_message(wsev_ctx *ctx, uint64_t id, int opcode, const void *data, size_t len) {
+  wsev_conn *c = find_open(ctx, id);
   if (!c) return WSEV_ENOCONN;
   /* A write can close the connection (backpressure): its closed event must wait
    * until the caller is out of this function. */
@@ -487,12 +563,78 @@ int wsev_write_text(wsev_ctx *ctx, uint64_t id, const char *text, size_t len) {
   return send_message(ctx, id, 0x1, text, len);
 }
 
-int wsev_close(wsev_ctx *ctx, uint64_t id) {
+int wsev_close(wsev_ctx *ctx, uint64_t id) { return wsev_close_with(ctx, id, 1000, NULL); }
+
+int wsev_close_with(wsev_ctx *ctx, uint64_t id, unsigned code, const char *reason) {
+  wsev_conn *c = find_open(ctx, id);
+  if (!c) return WSEV_ENOCONN;
+  size_t len = reason ? strlen(reason) : 0;
+  if (!wsev__close_code_is_valid(code) || len > 123 ||
+      (len && !wsev__utf8_is_valid((const uint8_t *)reason, len)))
+    return UV_EINVAL;
+  return wsev__conn_close(c, code, reason);
+}
+
+static int decide(wsev_ctx *ctx, uint64_t id, int status, const char *protocol) {
   wsev_conn *c = find(ctx, id);
-  return c ? wsev__conn_close(c, 1000) : WSEV_ENOCONN;
+  if (!c || c->accepted || !c->deferred) return WSEV_ENOCONN;
+  ctx->in_api++; /* conn_accepted and what follows go out from the next flush */
+  int rc = wsev__conn_decide(c, status, protocol);
+  ctx->in_api--;
+  return rc;
+}
+
+int wsev_accept(wsev_ctx *ctx, uint64_t id, const char *protocol) {
+  return decide(ctx, id, 0, protocol);
+}
+
+int wsev_reject(wsev_ctx *ctx, uint64_t id, int status) {
+  if (status < 400 || status > 599) return UV_EINVAL;
+  return decide(ctx, id, status, NULL);
+}
+
+int wsev_set_conn_data(wsev_ctx *ctx, uint64_t id, void *data) {
+  wsev_conn *c = find_open(ctx, id);
+  if (!c) return WSEV_ENOCONN;
+  c->user_data = data;
+  return 0;
+}
+
+void *wsev_conn_data(const wsev_ctx *ctx, uint64_t id) {
+  if (ctx->closing && ctx->closing->id == id) return ctx->closing->user_data;
+  wsev_conn *c = find_open(ctx, id);
+  return c ? c->user_data : NULL;
+}
+
+int wsev_get_close_info(const wsev_ctx *ctx, uint64_t id, wsev_close_info *info) {
+  const wsev_event *ev = ctx->closing;
+  if (!ev || ev->id != id) return WSEV_ENOCONN;
+  info->code = ev->close_code;
+  info->by_peer = ev->by_peer;
+  size_t n = ev->len < sizeof info->reason ? ev->len : sizeof info->reason - 1;
+  if (n) memcpy(info->reason, ev->data, n);
+  info->reason[n] = 0;
+  return 0;
+}
+
+int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info) {
+  wsev_conn *c = find_open(ctx, id);
+  if (!c) return WSEV_ENOCONN;
+  memset(info, 0, sizeof *info);
+  int len = sizeof info->peer;
+  int rc = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&info->peer, &len);
+  struct sockaddr_storage local;
+  len = sizeof local;
+  if (!rc) rc = uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&local, &len);
+  if (rc) return rc;
+  info->local_port = ntohs(local.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&local)->sin6_port
+                                                       : ((struct sockaddr_in *)&local)->sin_port);
+  info->path = c->info ? c->info : "";
+  info->protocol = c->has_protocol ? c->info + strlen(c->info) + 1 : NULL;
+  return 0;
 }
 
 size_t wsev_buffered_amount(const wsev_ctx *ctx, uint64_t id) {
-  const wsev_conn *c = find(ctx, id);
+  const wsev_conn *c = find_open(ctx, id);
   return c ? c->out.len + c->inflight : 0;
 }

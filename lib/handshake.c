@@ -5,6 +5,7 @@
 #include "handshake.h"
 #include "alloc.h"
 
+#include <ctype.h>
 #include <llhttp.h>
 #include <mbedtls/base64.h>
 #include <mbedtls/sha1.h>
@@ -14,33 +15,28 @@
 #include <strings.h>
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define NAME_MAX_LEN 32 /* longer header names are none of ours */
-
-enum header_id { H_OTHER, H_HOST, H_UPGRADE, H_CONNECTION, H_KEY, H_VERSION };
-
 struct wsev_hs {
   llhttp_t parser;
   size_t max_header;
   size_t seen; /* bytes of the header block consumed so far */
   int result;  /* sticky once not WSEV_HS_MORE */
-  int bad;     /* a reason for 400 was seen while parsing */
-  enum header_id current;
-  size_t name_len;
-  size_t value_len;
-  int name_too_long;
-  char name[NAME_MAX_LEN];
-  char *value; /* a value of one of our headers; grows, bounded by max_header */
-  size_t value_cap;
-  unsigned host_count, key_count, version_count;
-  int upgrade_websocket, connection_upgrade, version_13;
-  char key[25]; /* base64 of 16 bytes: 24 characters */
+  /* Every header as "name\0value\0", the name lowercased, the value trimmed. Names
+   * and values arrive in pieces and are appended as they come. */
+  char *headers;
+  size_t headers_len, headers_cap;
+  size_t piece_start; /* where the name or value being received starts */
   char *path;
   size_t path_len;
+  char *protocols; /* the offered subprotocols, each NUL-terminated */
+  size_t protocols_len;
+  size_t protocol_count;
+  char key[25]; /* base64 of 16 bytes: 24 characters */
 };
 
-/* 1 if the comma-separated list `v` holds `token` (case-insensitive). */
-static int has_token(const char *v, size_t n, const char *token) {
-  size_t tlen = strlen(token), i = 0;
+/* Calls `fn` for each comma-separated, trimmed, non-empty token of v[0..n). */
+static int for_each_token(const char *v, size_t n, int (*fn)(void *arg, const char *t, size_t len),
+                          void *arg) {
+  size_t i = 0;
   while (i < n) {
     while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
       i++;
@@ -50,20 +46,41 @@ static int has_token(const char *v, size_t n, const char *token) {
     size_t end = i;
     while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
       end--;
-    if (end - start == tlen && strncasecmp(v + start, token, tlen) == 0) return 1;
+    if (end > start && fn(arg, v + start, end - start)) return 1;
   }
   return 0;
 }
 
-static void trim(const char **v, size_t *n) {
-  while (*n && (**v == ' ' || **v == '\t'))
-    (*v)++, (*n)--;
-  while (*n && ((*v)[*n - 1] == ' ' || (*v)[*n - 1] == '\t'))
-    (*n)--;
+static int token_equals(void *arg, const char *t, size_t len) {
+  const char *want = arg;
+  return strlen(want) == len && strncasecmp(t, want, len) == 0;
+}
+
+/* 1 if the comma-separated list `v` holds `token` (case-insensitive). */
+static int has_token(const char *v, const char *token) {
+  return for_each_token(v, strlen(v), token_equals, (void *)token);
+}
+
+static int append(wsev_hs *hs, const char *at, size_t len) {
+  /* Bounded by the header limit (plus room for the separators). */
+  if (hs->headers_len + len + 1 > hs->max_header + 1024) return -1;
+  if (hs->headers_len + len + 1 > hs->headers_cap) {
+    size_t cap = hs->headers_cap ? hs->headers_cap * 2 : 512;
+    while (cap < hs->headers_len + len + 1)
+      cap *= 2;
+    char *grown = wsev__realloc(hs->headers, cap);
+    if (!grown) return -1;
+    hs->headers = grown;
+    hs->headers_cap = cap;
+  }
+  memcpy(hs->headers + hs->headers_len, at, len);
+  hs->headers_len += len;
+  return 0;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t len) {
   wsev_hs *hs = p->data;
+  if (hs->path_len + len > hs->max_header) return -1;
   char *grown = wsev__realloc(hs->path, hs->path_len + len + 1);
   if (!grown) return -1;
   memcpy(grown + hs->path_len, at, len);
@@ -73,97 +90,30 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
   return 0;
 }
 
-static int on_header_field(llhttp_t *p, const char *at, size_t len) {
-  wsev_hs *hs = p->data;
-  if (hs->name_len + len > NAME_MAX_LEN) {
-    hs->name_too_long = 1;
-    return 0;
-  }
-  memcpy(hs->name + hs->name_len, at, len);
-  hs->name_len += len;
-  return 0;
-}
+static int on_piece(llhttp_t *p, const char *at, size_t len) { return append(p->data, at, len); }
 
 static int on_header_field_complete(llhttp_t *p) {
   wsev_hs *hs = p->data;
-  static const struct {
-    const char *name;
-    enum header_id id;
-  } known[] = {{"host", H_HOST},
-               {"upgrade", H_UPGRADE},
-               {"connection", H_CONNECTION},
-               {"sec-websocket-key", H_KEY},
-               {"sec-websocket-version", H_VERSION}};
-  hs->current = H_OTHER;
-  if (!hs->name_too_long) {
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
-      if (strlen(known[i].name) == hs->name_len &&
-          strncasecmp(hs->name, known[i].name, hs->name_len) == 0) {
-        hs->current = known[i].id;
-        break;
-      }
-    }
-  }
-  hs->name_len = 0;
-  hs->name_too_long = 0;
-  hs->value_len = 0;
-  return 0;
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t len) {
-  wsev_hs *hs = p->data;
-  /* Host is only counted; other headers are none of ours. */
-  if (hs->current == H_OTHER || hs->current == H_HOST || len == 0) return 0;
-  if (hs->value_len + len > hs->value_cap) {
-    size_t cap = hs->value_cap ? hs->value_cap : 128;
-    while (cap < hs->value_len + len)
-      cap *= 2;
-    char *grown = wsev__realloc(hs->value, cap);
-    if (!grown) return -1;
-    hs->value = grown;
-    hs->value_cap = cap;
-  }
-  memcpy(hs->value + hs->value_len, at, len);
-  hs->value_len += len;
+  for (size_t i = hs->piece_start; i < hs->headers_len; i++)
+    hs->headers[i] = (char)tolower((unsigned char)hs->headers[i]);
+  if (append(hs, "", 1)) return -1; /* the NUL */
+  hs->piece_start = hs->headers_len;
   return 0;
 }
 
 static int on_header_value_complete(llhttp_t *p) {
   wsev_hs *hs = p->data;
-  const char *v = hs->value;
-  size_t n = hs->value_len;
-  trim(&v, &n);
-  switch (hs->current) {
-  case H_OTHER: break;
-  case H_HOST: hs->host_count++; break;
-  case H_UPGRADE: hs->upgrade_websocket |= has_token(v, n, "websocket"); break;
-  case H_CONNECTION: hs->connection_upgrade |= has_token(v, n, "upgrade"); break;
-  case H_KEY: {
-    unsigned char raw[32];
-    size_t raw_len = 0;
-    hs->key_count++;
-    if (n != 24 ||
-        mbedtls_base64_decode(raw, sizeof raw, &raw_len, (const unsigned char *)v, n) != 0 ||
-        raw_len != 16) {
-      hs->bad = 1;
-    } else {
-      memcpy(hs->key, v, 24);
-      hs->key[24] = 0;
-    }
-    break;
-  }
-  case H_VERSION:
-    hs->version_count++;
-    hs->version_13 = (n == 2 && v[0] == '1' && v[1] == '3');
-    break;
-  }
-  hs->current = H_OTHER;
-  hs->value_len = 0;
+  /* llhttp drops leading blanks; drop trailing ones. */
+  while (hs->headers_len > hs->piece_start &&
+         (hs->headers[hs->headers_len - 1] == ' ' || hs->headers[hs->headers_len - 1] == '\t'))
+    hs->headers_len--;
+  if (append(hs, "", 1)) return -1;
+  hs->piece_start = hs->headers_len;
   return 0;
 }
 
 /* Returning 2 makes llhttp stop after the header block with HPE_PAUSED_UPGRADE, for
- * every request: a WebSocket upgrade has no body, and what follows is not HTTP. */
+ * every request: what follows is frames (or the next request), never parsed here. */
 static int on_headers_complete(llhttp_t *p) {
   (void)p;
   return 2;
@@ -171,9 +121,9 @@ static int on_headers_complete(llhttp_t *p) {
 
 static const llhttp_settings_t settings = {
     .on_url = on_url,
-    .on_header_field = on_header_field,
+    .on_header_field = on_piece,
     .on_header_field_complete = on_header_field_complete,
-    .on_header_value = on_header_value,
+    .on_header_value = on_piece,
     .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
 };
@@ -191,18 +141,77 @@ wsev_hs *wsev__hs_new(size_t max_header) {
 void wsev__hs_free(wsev_hs *hs) {
   if (!hs) return;
   wsev__free(hs->path);
-  wsev__free(hs->value);
+  wsev__free(hs->headers);
+  wsev__free(hs->protocols);
   wsev__free(hs);
 }
 
+const char *wsev__hs_header_at(const wsev_hs *hs, size_t *pos, const char **value) {
+  if (*pos >= hs->headers_len) return NULL;
+  const char *name = hs->headers + *pos;
+  *value = name + strlen(name) + 1;
+  *pos = (size_t)(*value - hs->headers) + strlen(*value) + 1;
+  return name;
+}
+
+const char *wsev__hs_header(const wsev_hs *hs, const char *name) {
+  size_t pos = 0;
+  const char *n, *v;
+  while ((n = wsev__hs_header_at(hs, &pos, &v)))
+    if (strcasecmp(n, name) == 0) return v;
+  return NULL;
+}
+
+static int add_protocol(void *arg, const char *t, size_t len) {
+  wsev_hs *hs = arg;
+  char *grown = wsev__realloc(hs->protocols, hs->protocols_len + len + 1);
+  if (!grown) return 1;
+  memcpy(grown + hs->protocols_len, t, len);
+  grown[hs->protocols_len + len] = 0;
+  hs->protocols = grown;
+  hs->protocols_len += len + 1;
+  hs->protocol_count++;
+  return 0;
+}
+
 /* The verdict on a complete header block. */
-static int judge(const wsev_hs *hs) {
+static int judge(wsev_hs *hs) {
   const llhttp_t *p = &hs->parser;
-  if (hs->bad || p->method != HTTP_GET || p->http_major != 1 || p->http_minor < 1 ||
-      hs->host_count != 1 || !hs->upgrade_websocket || !hs->connection_upgrade ||
-      hs->key_count != 1 || !hs->path || hs->path_len == 0)
+  unsigned hosts = 0, keys = 0, versions = 0;
+  int upgrade = 0, websocket = 0, connection_upgrade = 0, version_13 = 0, bad_key = 0;
+  size_t pos = 0;
+  const char *n, *v;
+  while ((n = wsev__hs_header_at(hs, &pos, &v))) {
+    if (strcmp(n, "host") == 0) {
+      hosts++;
+    } else if (strcmp(n, "upgrade") == 0) {
+      upgrade = 1;
+      websocket |= has_token(v, "websocket");
+    } else if (strcmp(n, "connection") == 0) {
+      connection_upgrade |= has_token(v, "upgrade");
+    } else if (strcmp(n, "sec-websocket-key") == 0) {
+      unsigned char raw[32];
+      size_t raw_len = 0;
+      keys++;
+      if (strlen(v) != 24 ||
+          mbedtls_base64_decode(raw, sizeof raw, &raw_len, (const unsigned char *)v, 24) != 0 ||
+          raw_len != 16)
+        bad_key = 1;
+      else
+        memcpy(hs->key, v, 25);
+    } else if (strcmp(n, "sec-websocket-version") == 0) {
+      versions++;
+      version_13 = strcmp(v, "13") == 0;
+    } else if (strcmp(n, "sec-websocket-protocol") == 0) {
+      if (for_each_token(v, strlen(v), add_protocol, hs)) return 500;
+    }
+  }
+  /* Not a WebSocket request at all: plain HTTP, answered by the caller. */
+  if (!upgrade) return WSEV_HS_HTTP;
+  if (!websocket || p->method != HTTP_GET || p->http_major != 1 || p->http_minor < 1 ||
+      hosts != 1 || !connection_upgrade || keys != 1 || bad_key || !hs->path)
     return 400;
-  if (hs->version_count != 1 || !hs->version_13) return 426;
+  if (versions != 1 || !version_13) return 426;
   return WSEV_HS_DONE;
 }
 
@@ -216,13 +225,36 @@ int wsev__hs_feed(wsev_hs *hs, const char *data, size_t len, size_t *consumed) {
     *consumed = used;
     hs->result = hs->seen > hs->max_header ? 431 : judge(hs);
   } else if (err != HPE_OK) {
-    hs->result = 400;
+    /* A callback refused more header bytes only when over the limit (or out of
+     * memory); anything else is malformed HTTP. */
+    hs->result = hs->seen + len > hs->max_header ? 431 : 400;
   } else {
     hs->seen += len;
     *consumed = len;
     if (hs->seen > hs->max_header) hs->result = 431;
   }
   return hs->result;
+}
+
+const char *wsev__hs_method(const wsev_hs *hs) {
+  return llhttp_method_name((llhttp_method_t)hs->parser.method);
+}
+
+int wsev__hs_keep_alive(const wsev_hs *hs) { return llhttp_should_keep_alive(&hs->parser); }
+
+int wsev__hs_has_body(const wsev_hs *hs) {
+  return (hs->parser.flags & F_CHUNKED) ||
+         ((hs->parser.flags & F_CONTENT_LENGTH) && hs->parser.content_length > 0);
+}
+
+size_t wsev__hs_protocol_count(const wsev_hs *hs) { return hs->protocol_count; }
+
+const char *wsev__hs_protocol(const wsev_hs *hs, size_t i) {
+  const char *p = hs->protocols;
+  if (i >= hs->protocol_count) return NULL;
+  while (i--)
+    p += strlen(p) + 1;
+  return p;
 }
 
 int wsev__hs_accept_key(const char *key, size_t key_len, char out[29]) {
@@ -251,26 +283,41 @@ int wsev__hs_accept_key(const char *key, size_t key_len, char out[29]) {
   return 0;
 }
 
-size_t wsev__hs_response_101(const wsev_hs *hs, char *buf, size_t cap) {
+size_t wsev__hs_response_101(const wsev_hs *hs, const char *protocol, char *buf, size_t cap) {
   char accept[29];
   if (hs->result != WSEV_HS_DONE || wsev__hs_accept_key(hs->key, 24, accept) != 0) return 0;
   int n = snprintf(buf, cap,
                    "HTTP/1.1 101 Switching Protocols\r\n"
                    "Upgrade: websocket\r\n"
                    "Connection: Upgrade\r\n"
-                   "Sec-WebSocket-Accept: %s\r\n\r\n",
-                   accept);
+                   "Sec-WebSocket-Accept: %s\r\n"
+                   "%s%s%s\r\n",
+                   accept, protocol ? "Sec-WebSocket-Protocol: " : "", protocol ? protocol : "",
+                   protocol ? "\r\n" : "");
   return (n > 0 && (size_t)n < cap) ? (size_t)n : 0;
 }
 
-static const char *status_text(int status) {
+const char *wsev__hs_status_text(int status) {
   switch (status) {
+  case 200: return "OK";
+  case 201: return "Created";
+  case 204: return "No Content";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 304: return "Not Modified";
   case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 413: return "Content Too Large";
+  case 429: return "Too Many Requests";
   case 403: return "Forbidden";
   case 404: return "Not Found";
   case 426: return "Upgrade Required";
   case 431: return "Request Header Fields Too Large";
   case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
   case 503: return "Service Unavailable";
   default: return "Error";
   }
@@ -282,7 +329,7 @@ size_t wsev__hs_response_error(int status, char *buf, size_t cap) {
                    "%s"
                    "Connection: close\r\n"
                    "Content-Length: 0\r\n\r\n",
-                   status, status_text(status),
+                   status, wsev__hs_status_text(status),
                    status == 426 ? "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n" : "");
   return (n > 0 && (size_t)n < cap) ? (size_t)n : 0;
 }

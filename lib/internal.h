@@ -32,15 +32,24 @@ typedef enum {
 typedef struct {
   uint8_t kind;
   uint8_t msg_type;
+  uint8_t by_peer;     /* closed: who started the close */
+  uint16_t close_code; /* closed */
   uint64_t id;
-  uint8_t *data; /* owned copy of a message */
+  uint8_t *data; /* owned copy of a message, or of a close reason */
   size_t len;
+  void *user_data; /* closed: the connection's, still readable in conn_closed */
 } wsev_event;
 
 /* Lists of connections waiting on a deadline: the handshake, the end of closing, or
  * the answer to a keepalive ping. Each list has one duration, so appending at the
  * tail keeps it sorted (if a setting changes meanwhile, a few expire late). */
-enum { WSEV_DEADLINE_HANDSHAKE, WSEV_DEADLINE_CLOSE, WSEV_DEADLINE_PONG, WSEV_DEADLINE_KINDS };
+enum {
+  WSEV_DEADLINE_HANDSHAKE,
+  WSEV_DEADLINE_CLOSE,
+  WSEV_DEADLINE_PONG,
+  WSEV_DEADLINE_DEFER,
+  WSEV_DEADLINE_KINDS
+};
 
 typedef struct {
   uint8_t *data;
@@ -66,8 +75,13 @@ struct wsev_conn {
   uint64_t deadline;
   uint64_t last_rx; /* loop time of the last bytes received, for keepalive */
   wsev_hs *hs;      /* only during the handshake */
-  wsev_buf out;     /* framed bytes not yet handed to the kernel */
-  size_t inflight;  /* bytes in uv_write requests not completed yet */
+  void *user_data;
+  char *info;           /* after the upgrade: "path\0protocol\0" for wsev_get_conn_info */
+  char *close_reason;   /* ours or the peer's, once the close started (may be NULL) */
+  wsev_buf pending;     /* bytes that came behind a deferred upgrade request */
+  const char *selected; /* the subprotocol chosen during upgrade_requested */
+  wsev_buf out;         /* framed bytes not yet handed to the kernel */
+  size_t inflight;      /* bytes in uv_write requests not completed yet */
 
   /* Frame parser. */
   uint64_t payload_left; /* of the current frame */
@@ -92,6 +106,14 @@ struct wsev_conn {
   uint8_t shutdown_sent;
   uint8_t shutdown_done;
   uint8_t read_eof;
+  uint16_t close_code; /* once close_set */
+  uint8_t close_set;   /* the first of: our close, the peer's close, a failure */
+  uint8_t close_by_peer;
+  uint8_t accepted;        /* the application saw conn_accepted */
+  uint8_t deferred;        /* upgrade_requested said WSEV_DEFER; reading paused */
+  uint8_t has_protocol;    /* info holds a subprotocol */
+  uint8_t in_http;         /* inside http_request */
+  uint8_t responded;       /* wsev_respond was called for the current request */
   uint8_t counted;         /* in ctx->n_active */
   uint8_t above_low_water; /* conn_drained is due when the buffer drains */
 };
@@ -127,12 +149,17 @@ struct wsev_ctx {
   uint64_t ping_interval_ms;
   uint64_t ping_timeout_ms;
   size_t max_connections;
+  uint64_t defer_timeout_ms;
+  char **origins; /* allowed origins (wsev_allow_origin) */
+  size_t n_origins;
+  int same_host_origin;
 
   /* The master event queue (a ring) and its dispatcher. */
   wsev_event *queue;
   size_t queue_head, queue_len, queue_cap;
   int dispatching;
-  int in_api; /* events raised inside an API call wait for the next flush */
+  int in_api;                /* events raised inside an API call wait for the next flush */
+  const wsev_event *closing; /* the closed event being dispatched */
   uint64_t last_dispatch;
   uv_timer_t timeout_timer;
 
@@ -172,6 +199,13 @@ void wsev__handle_opened(wsev_ctx *ctx);
 void wsev__handle_closed(wsev_ctx *ctx);
 /* Raise an event: dispatched at once, or queued if a callback is running. */
 void wsev__emit(wsev_ctx *ctx, wsev_event_kind kind, uint64_t id);
+/* Raise conn_closed with how the connection ended (reason copied). */
+void wsev__emit_closed(wsev_ctx *ctx, uint64_t id, unsigned code, int by_peer, const char *reason,
+                       void *user_data);
+/* Run a callback that answers something (upgrade_requested, http_request) in the
+ * serialized stream: queued events first. Returns the callback's verdict. */
+int wsev__call_upgrade(wsev_ctx *ctx, wsev_conn *c);
+void wsev__call_http(wsev_ctx *ctx, wsev_conn *c);
 /* Deliver a message; `data` is only borrowed (copied if it must wait). */
 void wsev__emit_message(wsev_ctx *ctx, uint64_t id, const uint8_t *data, size_t len,
                         wsev_msg_type type);
@@ -195,7 +229,13 @@ void wsev__conn_flush(wsev_conn *c);
 /* Drop the connection now (deadline passed, or the context is freed). */
 void wsev__conn_abort(wsev_conn *c);
 int wsev__conn_send(wsev_conn *c, int opcode, const void *data, size_t len);
-int wsev__conn_close(wsev_conn *c, unsigned code);
+/* Queue raw bytes (an HTTP response). 0 or UV_ENOMEM. */
+int wsev__conn_queue(wsev_conn *c, const void *data, size_t len);
+int wsev__conn_close(wsev_conn *c, unsigned code, const char *reason);
+/* Answer a deferred upgrade (status 0: accept with `protocol`). */
+int wsev__conn_decide(wsev_conn *c, int status, const char *protocol);
+/* The deadline of a connection passed. */
+void wsev__conn_deadline(wsev_conn *c);
 
 /* listener.c */
 void wsev__listeners_close(wsev_ctx *ctx);

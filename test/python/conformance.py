@@ -894,7 +894,8 @@ def main():
     case("hs-request-split-with-frames-behind-it", hs_split_request_and_frame, S)
     case("hs-bad-post-400", bad_request, S, req_with(method="POST"), "HTTP/1.1 400")
     case("hs-bad-http10-400", bad_request, S, req_with(version="HTTP/1.0"), "HTTP/1.1 400")
-    case("hs-bad-missing-upgrade-400", bad_request, S, req_with(drop="Upgrade"), "HTTP/1.1 400")
+    # A GET without an Upgrade header is plain HTTP: 426 Upgrade Required by default.
+    case("hs-plain-get-no-upgrade-426", bad_request, S, req_with(drop="Upgrade"), "HTTP/1.1 426")
     case("hs-bad-upgrade-not-websocket-400", bad_request, S,
          req_with(replace={"Upgrade": "h2c"}), "HTTP/1.1 400")
     case("hs-bad-missing-connection-400", bad_request, S, req_with(drop="Connection"),

@@ -103,7 +103,7 @@ static const char *find_mem(const char *h, size_t hn, const char *needle) {
 static void check_101(const wsev_hs *hs, const char *accept, const char *what) {
   char buf[2048];
   memset(buf, 0, sizeof buf);
-  size_t n = wsev__hs_response_101(hs, buf, sizeof buf);
+  size_t n = wsev__hs_response_101(hs, NULL, buf, sizeof buf);
   CHECKF(n > 0 && n < sizeof buf, "%s: response_101 returned %zu", what, n);
   if (n == 0 || n >= sizeof buf) return;
   CHECKF(n >= 12 && memcmp(buf, "HTTP/1.1 101", 12) == 0, "%s: status line [%.*s]", what,
@@ -126,7 +126,7 @@ static void check_101(const wsev_hs *hs, const char *accept, const char *what) {
          "%s: no Sec-WebSocket-Extensions in the response", what);
   /* a 256-byte buffer is documented to be enough */
   char small[256];
-  size_t n2 = wsev__hs_response_101(hs, small, sizeof small);
+  size_t n2 = wsev__hs_response_101(hs, NULL, small, sizeof small);
   CHECKF(n2 == n && memcmp(small, buf, n) == 0, "%s: response in 256 bytes: %zu vs %zu", what, n2,
          n);
 }
@@ -471,7 +471,8 @@ static void test_rejections(void) {
   expect_status("POST", req_edit("GET ", "POST /chat HTTP/1.1\r\n"), 400);
   expect_status("PUT", req_edit("GET ", "PUT /chat HTTP/1.1\r\n"), 400);
   expect_status("HTTP/1.0", req_edit("GET ", "GET /chat HTTP/1.0\r\n"), 400);
-  expect_status("missing Upgrade", req_edit("Upgrade:", ""), 400);
+  /* No Upgrade header at all: a plain HTTP request, for the caller to answer. */
+  expect_status("missing Upgrade", req_edit("Upgrade:", ""), WSEV_HS_HTTP);
   expect_status("Upgrade: h2c", req_edit("Upgrade:", "Upgrade: h2c\r\n"), 400);
   expect_status("Upgrade: websocketx", req_edit("Upgrade:", "Upgrade: websocketx\r\n"), 400);
   expect_status("Upgrade: web socket", req_edit("Upgrade:", "Upgrade: web socket\r\n"), 400);
@@ -706,11 +707,67 @@ static void test_responses(void) {
   }
 }
 
+/* Headers, subprotocols, method, keep-alive and body of parsed requests. */
+static void test_request_details(void) {
+  TEST_CASE("request details");
+  static const char req[] = "GET /chat?room=1 HTTP/1.1\r\nHost: example.com:8080\r\n"
+                            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                            "Sec-WebSocket-Version: 13\r\nOrigin: https://Example.com \r\n"
+                            "Sec-WebSocket-Protocol: chat.v2, chat.v1\r\n"
+                            "Sec-WebSocket-Protocol: mqtt\r\nX-Empty:\r\n\r\n";
+  wsev_hs *hs = wsev__hs_new(MAX_HDR);
+  size_t used;
+  CHECK_EQ_INT(wsev__hs_feed(hs, req, sizeof req - 1, &used), WSEV_HS_DONE);
+  CHECK_EQ_STR(wsev__hs_path(hs), "/chat?room=1");
+  CHECK_EQ_STR(wsev__hs_method(hs), "GET");
+  CHECK_EQ_STR(wsev__hs_header(hs, "ORIGIN"), "https://Example.com");
+  CHECK_EQ_STR(wsev__hs_header(hs, "x-empty"), "");
+  CHECK(wsev__hs_header(hs, "x-missing") == NULL);
+  CHECK_EQ_UINT(wsev__hs_protocol_count(hs), 3);
+  CHECK_EQ_STR(wsev__hs_protocol(hs, 0), "chat.v2");
+  CHECK_EQ_STR(wsev__hs_protocol(hs, 1), "chat.v1");
+  CHECK_EQ_STR(wsev__hs_protocol(hs, 2), "mqtt");
+  CHECK(wsev__hs_protocol(hs, 3) == NULL);
+  CHECK(wsev__hs_keep_alive(hs));
+  CHECK(!wsev__hs_has_body(hs));
+  char buf[512];
+  size_t n = wsev__hs_response_101(hs, "chat.v1", buf, sizeof buf);
+  CHECK(n > 0 && strstr(buf, "\r\nSec-WebSocket-Protocol: chat.v1\r\n") != NULL);
+  CHECK(n > 4 && memcmp(buf + n - 4, "\r\n\r\n", 4) == 0);
+  n = wsev__hs_response_101(hs, NULL, buf, sizeof buf);
+  CHECK(n > 0 && strstr(buf, "Sec-WebSocket-Protocol") == NULL);
+  wsev__hs_free(hs);
+
+  TEST_CASE("plain HTTP requests");
+  static const char get[] = "GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /next";
+  hs = wsev__hs_new(MAX_HDR);
+  CHECK_EQ_INT(wsev__hs_feed(hs, get, sizeof get - 1, &used), WSEV_HS_HTTP);
+  CHECK_EQ_UINT(used, sizeof get - 1 - strlen("GET /next"));
+  CHECK_EQ_STR(wsev__hs_path(hs), "/health");
+  CHECK(wsev__hs_keep_alive(hs));
+  wsev__hs_free(hs);
+  static const char post[] = "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                             "Connection: close\r\n\r\nhello";
+  hs = wsev__hs_new(MAX_HDR);
+  CHECK_EQ_INT(wsev__hs_feed(hs, post, sizeof post - 1, &used), WSEV_HS_HTTP);
+  CHECK_EQ_STR(wsev__hs_method(hs), "POST");
+  CHECK(wsev__hs_has_body(hs));
+  CHECK(!wsev__hs_keep_alive(hs));
+  wsev__hs_free(hs);
+  static const char old[] = "GET / HTTP/1.0\r\n\r\n";
+  hs = wsev__hs_new(MAX_HDR);
+  CHECK_EQ_INT(wsev__hs_feed(hs, old, sizeof old - 1, &used), WSEV_HS_HTTP);
+  CHECK(!wsev__hs_keep_alive(hs));
+  wsev__hs_free(hs);
+}
+
 int main(void) {
   test_accept_key();
   test_valid_requests();
   test_rejections();
   test_too_large();
   test_responses();
+  test_request_details();
   return TEST_REPORT();
 }
