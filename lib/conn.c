@@ -649,7 +649,11 @@ static int http_request(wsev_conn *c) {
   c->responded = 0;
   wsev__call_http(ctx, c);
   if (c->state != WSEV_CONN_HANDSHAKE) return 0;
-  if (!c->responded) wsev_respond((wsev_request *)c, 404, NULL, NULL, 0);
+  if (!c->responded) {
+    c->in_http = 1; /* answer for the application: 404 */
+    wsev_respond((wsev_request *)c, 404, NULL, NULL, 0);
+    c->in_http = 0;
+  }
   if (!wsev__hs_keep_alive(c->hs) || ctx->shutting_down) {
     wsev__hs_free(c->hs);
     c->hs = NULL;

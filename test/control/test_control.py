@@ -1,0 +1,283 @@
+"""Application control against real clients (Python websockets, raw sockets,
+http.client): origin policy, subprotocol negotiation, deferred upgrades, close codes
+and reasons on both sides, per-connection data, connection info, plain HTTP.
+
+usage: test_control.py CONTROL_SERVER
+"""
+
+import asyncio
+import http.client
+import os
+import re
+import sys
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from wsevtest import OP_TEXT, Runner, Server, TestFailure, build_frame, check  # noqa: E402
+
+import websockets  # noqa: E402
+from websockets.exceptions import ConnectionClosed, InvalidStatusCode  # noqa: E402
+
+EXE = sys.argv[1]
+
+
+def wait_line(server, pattern, timeout=3.0, start=0):
+    """The first stdout line from index `start` on matching `pattern`."""
+    deadline = time.monotonic() + timeout
+    rx = re.compile(pattern)
+    while True:
+        for line in server.lines[start:]:
+            m = rx.search(line)
+            if m:
+                return m
+        if time.monotonic() > deadline:
+            raise TestFailure("no line matching %r in %r" % (pattern, server.lines[start:][-10:]))
+        time.sleep(0.01)
+
+
+def no_line(server, pattern, wait=0.3, start=0):
+    time.sleep(wait)
+    for line in server.lines[start:]:
+        check(not re.search(pattern, line), "unexpected line %r" % line)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 10))
+
+
+def uri(s, path="/"):
+    return "ws://127.0.0.1:%d%s" % (s.port, path)
+
+
+async def expect_status(url, status, **kw):
+    try:
+        async with websockets.connect(url, **kw):
+            pass
+    except InvalidStatusCode as e:
+        check(e.status_code == status, "got %d, expected %d" % (e.status_code, status))
+        return
+    raise TestFailure("the upgrade to %s was accepted, expected %d" % (url, status))
+
+
+# ---------------------------------------------------------------- origins
+
+def origins_list(s):
+    mark = len(s.lines)
+
+    async def go():
+        async with websockets.connect(uri(s), origin="https://good.example") as ws:
+            await ws.send("hi")
+            check(await ws.recv() == "hi", "echo")
+        async with websockets.connect(uri(s)) as ws:  # no Origin: not a browser
+            await ws.send("hi")
+            check(await ws.recv() == "hi", "echo without origin")
+        await expect_status(uri(s, "/evil"), 403, origin="https://evil.example")
+        await expect_status(uri(s, "/evil"), 403, origin="https://good.example:444")
+    run(go())
+    # Refused by the policy before the application is asked.
+    no_line(s, r"upgrade \d+ path=/evil", start=mark)
+
+
+def origins_same_host(s):
+    async def go():
+        async with websockets.connect(uri(s), origin="http://127.0.0.1:%d" % s.port) as ws:
+            await ws.send("same")
+            check(await ws.recv() == "same", "echo")
+        await expect_status(uri(s), 403, origin="http://other.example:%d" % s.port)
+        await expect_status(uri(s), 403, origin="http://127.0.0.1:1")
+    run(go())
+
+
+# ---------------------------------------------------------------- subprotocols
+
+def subprotocols(s):
+    async def go():
+        async with websockets.connect(uri(s)) as ws:
+            check(ws.subprotocol is None, "none offered: got %r" % ws.subprotocol)
+        async with websockets.connect(uri(s), subprotocols=["chat.v1"]) as ws:
+            check(ws.subprotocol == "chat.v1", "one offered: got %r" % ws.subprotocol)
+            await ws.send("info")
+            info = await ws.recv()
+            check(info == "path=/ protocol=chat.v1", "conn info says %r" % info)
+        async with websockets.connect(uri(s), subprotocols=["chat.v1", "chat.v2"]) as ws:
+            # the server's preference wins: chat.v2
+            check(ws.subprotocol == "chat.v2", "both offered: got %r" % ws.subprotocol)
+        async with websockets.connect(uri(s), subprotocols=["mqtt"]) as ws:
+            check(ws.subprotocol is None, "none matches: got %r" % ws.subprotocol)
+    run(go())
+
+
+# ---------------------------------------------------------------- upgrade decisions
+
+def upgrade_decisions(s):
+    mark = len(s.lines)
+
+    async def go():
+        await expect_status(uri(s, "/reject"), 403)
+        async with websockets.connect(uri(s, "/defer-accept"), subprotocols=["chat.v1"]) as ws:
+            check(ws.subprotocol == "chat.v1", "deferred accept protocol %r" % ws.subprotocol)
+            await ws.send("after defer")
+            check(await ws.recv() == "after defer", "echo after a deferred accept")
+        await expect_status(uri(s, "/defer-reject"), 401)
+        t = time.monotonic()
+        await expect_status(uri(s, "/defer-never"), 503)
+        took = time.monotonic() - t
+        check(0.25 <= took < 3, "deferred upgrade timed out after %.2f s (deadline 0.3 s)" % took)
+    run(go())
+    m = wait_line(s, r"upgrade (\d+) path=/reject", start=mark)
+    no_line(s, r"accepted %s " % m.group(1), wait=0.1, start=mark)
+    m = wait_line(s, r"upgrade (\d+) path=/defer-never", start=mark)
+    no_line(s, r"(accepted|closed) %s " % m.group(1), wait=0.1, start=mark)
+
+
+def deferred_frames_kept(s):
+    """Frames sent right behind the request wait while the decision is pending."""
+    c = s.connect()
+    c.send(c.request(path="/defer-accept") + build_frame(OP_TEXT, b"early bird"))
+    status, _ = c.read_response()
+    check(status.startswith("HTTP/1.1 101"), "got %r" % status)
+    c.expect_echo(OP_TEXT, b"early bird")
+
+
+# ---------------------------------------------------------------- closes
+
+def close_peer_initiated(s):
+    mark = len(s.lines)
+
+    async def go():
+        ws = await websockets.connect(uri(s, "/p"))
+        await ws.send("x")
+        await ws.recv()
+        await ws.close(code=4001, reason="bye from client")
+        check(ws.close_code == 4001, "server echoed %r" % ws.close_code)
+    run(go())
+    m = wait_line(s, r"accepted (\d+) path=/p ", start=mark)
+    cid = m.group(1)
+    wait_line(s, r"data-ok %s$" % cid, start=mark)
+    wait_line(s, r"closed %s code=4001 by_peer=1 data=tag-%s reason=bye from client$"
+              % (cid, cid), start=mark)
+
+
+def close_server_initiated(s):
+    mark = len(s.lines)
+
+    async def go():
+        ws = await websockets.connect(uri(s, "/s"))
+        await ws.send("close:4002:server says bye")
+        try:
+            await ws.recv()
+            raise TestFailure("a message instead of the close")
+        except ConnectionClosed as e:
+            check(e.code == 4002 and e.reason == "server says bye",
+                  "client saw %r %r" % (e.code, e.reason))
+    run(go())
+    m = wait_line(s, r"accepted (\d+) path=/s ", start=mark)
+    cid = m.group(1)
+    wait_line(s, r"close_with %s rc=0" % cid, start=mark)
+    wait_line(s, r"closed %s code=4002 by_peer=0 data=tag-%s reason=server says bye$"
+              % (cid, cid), start=mark)
+
+
+def close_abnormal(s):
+    mark = len(s.lines)
+    c = s.connect()
+    c.handshake(path="/abnormal")
+    m = wait_line(s, r"accepted (\d+) path=/abnormal ", start=mark)
+    c.abort()  # the client is killed: RST, no close frame
+    wait_line(s, r"closed %s code=1006 by_peer=1 data=tag-%s reason=$" % (m.group(1), m.group(1)),
+              start=mark)
+
+
+def close_protocol_error(s):
+    mark = len(s.lines)
+    c = s.connect()
+    c.handshake(path="/bad")
+    m = wait_line(s, r"accepted (\d+) path=/bad ", start=mark)
+    c.send(build_frame(OP_TEXT, b"unmasked", mask=False))
+    c.expect_close(1002)
+    wait_line(s, r"closed %s code=1002 by_peer=0 data=tag-%s reason=$" % (m.group(1), m.group(1)),
+              start=mark)
+
+
+def close_bad_arguments(s):
+    mark = len(s.lines)
+
+    async def go():
+        async with websockets.connect(uri(s, "/args")) as ws:
+            await ws.send("close:1005:reserved")  # 1005 may not be sent
+            await ws.send("close:4000:" + "r" * 124)  # reason over 123 bytes
+            await ws.send("ping")
+            check(await ws.recv() == "ping", "still open after refused closes")
+    run(go())
+    m = wait_line(s, r"accepted (\d+) path=/args ", start=mark)
+    lines = [l for l in s.lines[mark:] if l.startswith("close_with %s " % m.group(1))]
+    check(len(lines) == 2 and all(not l.endswith("rc=0") for l in lines),
+          "close_with with a bad code or reason: %r" % lines)
+
+
+# ---------------------------------------------------------------- info and HTTP
+
+def conn_info(s):
+    mark = len(s.lines)
+
+    async def go():
+        async with websockets.connect(uri(s, "/room/7?user=ann")) as ws:
+            await ws.send("info")
+            check(await ws.recv() == "path=/room/7?user=ann protocol=-", "info reply")
+    run(go())
+    m = wait_line(s, r"accepted \d+ path=/room/7\?user=ann protocol=- peer=127\.0\.0\.1 "
+                     r"local_port=(\d+) tls=0 client=0", start=mark)
+    check(int(m.group(1)) == s.port, "local port %s, server port %d" % (m.group(1), s.port))
+
+
+def http_requests(s):
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
+    conn.request("GET", "/health")
+    r = conn.getresponse()
+    check(r.status == 200 and r.read() == b"ok", "health: %d" % r.status)
+    check(r.getheader("Content-Type") == "text/plain", "content type")
+    conn.request("GET", "/health")  # kept alive: the same connection again
+    r = conn.getresponse()
+    check(r.status == 200 and r.read() == b"ok", "second request on the connection")
+    conn.request("GET", "/nothing")
+    r = conn.getresponse()
+    check(r.status == 404, "unanswered request: %d" % r.status)
+    r.read()
+    conn.request("POST", "/health", body=b"data")
+    r = conn.getresponse()
+    check(r.status == 413, "request with a body: %d" % r.status)
+    conn.close()
+    # Pipelined: two requests in one send, two responses in order.
+    c = s.connect()
+    c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n"
+           b"Connection: close\r\n\r\n")
+    data = c.read_all_until_eof()
+    check(data.count(b"HTTP/1.1 200 OK") == 2, "pipelined responses: %r" % data[:200])
+    check(b"Connection: close" in data, "the last one says it closes")
+
+
+def main():
+    r = Runner("wsev application control")
+    s = Server(EXE, "--allow-origin", "https://good.example", "--defer-timeout", "300",
+               name="control-server", port_args=())
+    r.run("origin-allowed-list-403-for-others", origins_list, s)
+    r.run("subprotocols-none-one-both-nomatch", subprotocols, s)
+    r.run("upgrade-reject-defer-accept-reject-timeout", upgrade_decisions, s)
+    r.run("deferred-upgrade-keeps-early-frames", deferred_frames_kept, s)
+    r.run("close-peer-initiated-code-reason-data", close_peer_initiated, s)
+    r.run("close-server-initiated-code-reason", close_server_initiated, s)
+    r.run("close-abnormal-1006", close_abnormal, s)
+    r.run("close-protocol-error-1002", close_protocol_error, s)
+    r.run("close-with-bad-arguments-refused", close_bad_arguments, s)
+    r.run("conn-info", conn_info, s)
+    r.run("http-health-keepalive-404-413-pipelined", http_requests, s)
+    r.record("control-server-clean-exit", s.stop())
+    same = Server(EXE, "--same-host", name="control-server --same-host", port_args=())
+    r.run("origin-same-host", origins_same_host, same)
+    r.record("same-host-server-clean-exit", same.stop())
+    sys.exit(r.finish())
+
+
+if __name__ == "__main__":
+    main()
