@@ -1,0 +1,55 @@
+// The uWebSockets peer of the wsev benchmark: Bun.serve's WebSocket server is
+// uWebSockets with a thin JavaScript layer.
+//   bun bun-server.js PORT echo     echo every message with its type
+//   bun bun-server.js PORT pubsub   the wsev-pubsub protocol on native topics:
+//                                   subscribe:CH -> ws.subscribe(CH), "OK";
+//                                   publish:CH:BODY -> "OK", server.publish(CH, BODY)
+const port = Number(process.argv[2] || 9000);
+const mode = process.argv[3] || "echo";
+const decoder = new TextDecoder();
+
+const echo = {
+  message(ws, message) {
+    ws.send(message); // string stays text, Buffer stays binary
+  },
+};
+
+const pubsub = {
+  message(ws, message) {
+    const binary = typeof message !== "string";
+    const text = binary ? decoder.decode(message) : message;
+    if (text.startsWith("subscribe:") && text.indexOf(":", 10) < 0 && text.length > 10) {
+      ws.subscribe(text.slice(10));
+      ws.send("OK");
+    } else if (text.startsWith("publish:")) {
+      const colon = text.indexOf(":", 8);
+      if (colon <= 8) {
+        ws.send("Invalid message");
+        return;
+      }
+      ws.send("OK");
+      const body = binary ? message.subarray(Buffer.byteLength(text.slice(0, colon + 1))) : text.slice(colon + 1);
+      server.publish(text.slice(8, colon), body);
+    } else {
+      ws.send("Invalid message");
+    }
+  },
+};
+
+const server = Bun.serve({
+  port,
+  hostname: "127.0.0.1",
+  fetch(req, server) {
+    if (server.upgrade(req)) return;
+    return new Response("WebSocket only", { status: 400 });
+  },
+  websocket: {
+    ...(mode === "pubsub" ? pubsub : echo),
+    perMessageDeflate: false,
+    idleTimeout: 960,
+    maxPayloadLength: 16 * 1024 * 1024,
+    backpressureLimit: 64 * 1024 * 1024,
+  },
+});
+console.log(`bun ${Bun.version} (${mode}) listening on port ${server.port}`);
+for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => { server.stop(true); process.exit(0); });

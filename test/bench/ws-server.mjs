@@ -1,0 +1,44 @@
+// The Node `ws` peer of the wsev benchmark.
+//   node ws-server.mjs PORT echo     echo every message with its type
+//   node ws-server.mjs PORT pubsub   the wsev-pubsub protocol: subscribe:CH -> "OK";
+//                                    publish:CH:BODY -> "OK" + BODY to every subscriber
+import { WebSocketServer } from "ws";
+
+const port = Number(process.argv[2] || 9000);
+const mode = process.argv[3] || "echo";
+const channels = new Map(); // name -> Set of sockets
+
+const wss = new WebSocketServer({ host: "127.0.0.1", port, perMessageDeflate: false, clientTracking: false, maxPayload: 16 * 1024 * 1024 });
+wss.on("connection", (ws) => {
+  if (mode !== "pubsub") {
+    ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
+    return;
+  }
+  const mine = new Set();
+  ws.on("message", (data, isBinary) => {
+    const text = data.toString("latin1"); // byte offsets == string offsets
+    if (text.startsWith("subscribe:") && text.length > 10 && text.indexOf(":", 10) < 0) {
+      const ch = text.slice(10);
+      let set = channels.get(ch);
+      if (!set) channels.set(ch, (set = new Set()));
+      set.add(ws);
+      mine.add(ch);
+      ws.send("OK");
+    } else if (text.startsWith("publish:")) {
+      const colon = text.indexOf(":", 8);
+      if (colon <= 8) return ws.send("Invalid message");
+      ws.send("OK");
+      const set = channels.get(text.slice(8, colon));
+      if (!set) return;
+      const body = data.subarray(colon + 1);
+      for (const s of set) s.send(body, { binary: isBinary });
+    } else {
+      ws.send("Invalid message");
+    }
+  });
+  ws.on("close", () => {
+    for (const ch of mine) channels.get(ch)?.delete(ws);
+  });
+});
+wss.on("listening", () => console.log(`ws (${mode}) listening on port ${wss.address().port}`));
+for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => process.exit(0));
