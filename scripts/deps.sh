@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(gcc pkg-config meson ninja-build libuv1-dev libmbedtls-dev node-llhttp)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(python3 python3-websockets valgrind)
+  packages+=(python3 python3-websockets valgrind util-linux chromium)
   command -v node >/dev/null 2>&1 || packages+=(nodejs)
   command -v npm >/dev/null 2>&1 || packages+=(npm)
 fi
@@ -24,8 +24,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ "${1:-}" = "--test" ]; then
-  # Node peers, pinned by the lockfile.
-  if [ ! -d test/node/node_modules/ws ]; then
-    npm ci --prefix test/node --no-audit --no-fund
-  fi
+  # Node peers and the browser driver, pinned by their lockfiles.
+  for dir in test/node test/browser; do
+    if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules" ]; then
+      npm ci --prefix "$dir" --no-audit --no-fund
+    fi
+  done
 fi
