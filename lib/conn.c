@@ -33,22 +33,7 @@ static void start_draining(wsev_conn *c);
 static int out_reserve(wsev_conn *c, size_t extra) {
   wsev_buf *b = &c->out;
   if (extra > SIZE_MAX / 2 - b->len) return WSEV_EMSGSIZE;
-  size_t need = b->len + extra;
-  if (need <= b->cap) return 0;
-  if (!b->data && need <= WSEV_POOL_BUFFER_SIZE) {
-    b->data = wsev__pool_get(c->ctx);
-    if (!b->data) return UV_ENOMEM;
-    b->cap = WSEV_POOL_BUFFER_SIZE;
-    return 0;
-  }
-  size_t cap = b->cap ? b->cap : WSEV_POOL_BUFFER_SIZE;
-  while (cap < need)
-    cap *= 2;
-  uint8_t *grown = wsev__realloc(b->data, cap);
-  if (!grown) return UV_ENOMEM;
-  b->data = grown;
-  b->cap = cap;
-  return 0;
+  return wsev__buf_grow(c->ctx, b, b->len + extra);
 }
 
 static int queue_bytes(wsev_conn *c, const void *data, size_t len) {
@@ -148,8 +133,8 @@ static void on_conn_closed(uv_handle_t *h) {
   }
   wsev__deadline_clear(c);
   wsev__hs_free(c->hs);
-  wsev__pool_put(ctx, c->out.data, c->out.cap);
-  wsev__free(c->msg.data);
+  wsev__buf_put(ctx, c->out.data, c->out.cap);
+  wsev__buf_put(ctx, c->msg.data, c->msg.cap);
   wsev__free(c->ctrl);
   wsev__free(c->info);
   wsev__free(c->close_reason);
@@ -218,7 +203,7 @@ static void on_write(uv_write_t *req, int status) {
   write_req *wr = (write_req *)req;
   wsev_conn *c = wr->conn;
   c->inflight -= wr->len;
-  wsev__pool_put(c->ctx, wr->base, wr->cap);
+  wsev__buf_put(c->ctx, wr->base, wr->cap);
   wsev__free(wr);
   if (c->state == WSEV_CONN_DEAD) return;
   if (status < 0) {
@@ -241,7 +226,7 @@ void wsev__conn_flush(wsev_conn *c) {
       return;
     }
     if ((size_t)n == c->out.len) {
-      wsev__pool_put(c->ctx, c->out.data, c->out.cap);
+      wsev__buf_put(c->ctx, c->out.data, c->out.cap);
       memset(&c->out, 0, sizeof c->out);
       check_drained(c);
     } else {
@@ -258,7 +243,7 @@ void wsev__conn_flush(wsev_conn *c) {
       buf = uv_buf_init((char *)c->out.data + n, (unsigned)wr->len);
       memset(&c->out, 0, sizeof c->out);
       if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
-        wsev__pool_put(c->ctx, wr->base, wr->cap);
+        wsev__buf_put(c->ctx, wr->base, wr->cap);
         wsev__free(wr);
         wsev__conn_abort(c);
         return;
@@ -419,25 +404,18 @@ static void data_bytes(wsev_conn *c, uint8_t *p, size_t n) {
   }
   if (n) {
     wsev_buf *m = &c->msg;
-    if (m->len + n > m->cap) {
-      /* msg_size already counts the whole current frame: one allocation per frame
-       * at most, and geometric growth across many fragments. */
-      size_t cap = (size_t)c->msg_size;
-      if (cap < m->cap + m->cap / 2) cap = m->cap + m->cap / 2;
-      uint8_t *grown = wsev__realloc(m->data, cap);
-      if (!grown) {
-        fail(c, WSEV_CLOSE_INTERNAL_ERROR);
-        return;
-      }
-      m->data = grown;
-      m->cap = cap;
+    /* msg_size already counts the whole current frame: one buffer per frame at
+     * most, and geometric growth across many fragments. */
+    if (m->len + n > m->cap && wsev__buf_grow(c->ctx, m, (size_t)c->msg_size) != 0) {
+      fail(c, WSEV_CLOSE_INTERNAL_ERROR);
+      return;
     }
     memcpy(m->data + m->len, p, n);
     m->len += n;
   }
   if (last) {
     message_done(c, c->msg.data, c->msg.len);
-    wsev__free(c->msg.data);
+    wsev__buf_put(c->ctx, c->msg.data, c->msg.cap);
     memset(&c->msg, 0, sizeof c->msg);
   }
 }

@@ -350,9 +350,13 @@ void wsev_set_keepalive(wsev_ctx *ctx, uint64_t interval_ms, uint64_t timeout_ms
     uv_timer_stop(&ctx->keepalive_timer);
 }
 
-/* ---- output buffer pool ------------------------------------------------------- */
+/* ---- buffers ------------------------------------------------------------------ */
 
-uint8_t *wsev__pool_get(wsev_ctx *ctx) {
+/* Small buffers (output while corking) come from a stack of fixed-size ones; larger
+ * ones (big messages in or out) are kept in a few spare slots, so that a stream of
+ * large messages does not allocate, fault in and free fresh pages every time. */
+
+static uint8_t *pool_get(wsev_ctx *ctx) {
   if (ctx->pool) {
     uint8_t *buf = ctx->pool;
     memcpy(&ctx->pool, buf, sizeof(void *));
@@ -362,15 +366,58 @@ uint8_t *wsev__pool_get(wsev_ctx *ctx) {
   return wsev__malloc(WSEV_POOL_BUFFER_SIZE);
 }
 
-void wsev__pool_put(wsev_ctx *ctx, uint8_t *buf, size_t cap) {
-  if (!buf) return;
-  if (cap != WSEV_POOL_BUFFER_SIZE || ctx->pool_count >= WSEV_POOL_MAX || ctx->freeing) {
-    wsev__free(buf);
-    return;
+uint8_t *wsev__buf_get(wsev_ctx *ctx, size_t need, size_t *cap) {
+  if (need <= WSEV_POOL_BUFFER_SIZE) {
+    *cap = WSEV_POOL_BUFFER_SIZE;
+    return pool_get(ctx);
   }
-  memcpy(buf, &ctx->pool, sizeof(void *));
-  ctx->pool = buf;
-  ctx->pool_count++;
+  int best = -1;
+  for (int i = 0; i < ctx->n_spares; i++)
+    if (ctx->spares[i].cap >= need && (best < 0 || ctx->spares[i].cap < ctx->spares[best].cap))
+      best = i;
+  if (best >= 0) {
+    uint8_t *buf = ctx->spares[best].data;
+    *cap = ctx->spares[best].cap;
+    ctx->spare_bytes -= *cap;
+    ctx->spares[best] = ctx->spares[--ctx->n_spares];
+    return buf;
+  }
+  *cap = (need + 4095) & ~(size_t)4095;
+  return wsev__malloc(*cap);
+}
+
+void wsev__buf_put(wsev_ctx *ctx, uint8_t *buf, size_t cap) {
+  if (!buf) return;
+  if (ctx->freeing) {
+    wsev__free(buf);
+  } else if (cap == WSEV_POOL_BUFFER_SIZE) {
+    if (ctx->pool_count >= WSEV_POOL_MAX) {
+      wsev__free(buf);
+      return;
+    }
+    memcpy(buf, &ctx->pool, sizeof(void *));
+    ctx->pool = buf;
+    ctx->pool_count++;
+  } else if (ctx->n_spares < WSEV_SPARES && ctx->spare_bytes + cap <= WSEV_SPARE_BYTES) {
+    ctx->spares[ctx->n_spares].data = buf;
+    ctx->spares[ctx->n_spares++].cap = cap;
+    ctx->spare_bytes += cap;
+  } else {
+    wsev__free(buf);
+  }
+}
+
+int wsev__buf_grow(wsev_ctx *ctx, wsev_buf *b, size_t need) {
+  if (need <= b->cap) return 0;
+  size_t cap;
+  if (need < b->cap + b->cap / 2) need = b->cap + b->cap / 2; /* geometric growth */
+  uint8_t *grown = wsev__buf_get(ctx, need, &cap);
+  if (!grown) return UV_ENOMEM;
+  if (b->len) memcpy(grown, b->data, b->len);
+  wsev__buf_put(ctx, b->data, b->cap);
+  b->data = grown;
+  b->cap = cap;
+  return 0;
 }
 
 /* ---- lifetime ----------------------------------------------------------------- */
@@ -451,6 +498,8 @@ static void release(wsev_ctx *ctx) {
     memcpy(&ctx->pool, buf, sizeof(void *));
     wsev__free(buf);
   }
+  while (ctx->n_spares)
+    wsev__free(ctx->spares[--ctx->n_spares].data);
   wsev__idmap_free(&ctx->ids);
   for (size_t i = 0; i < ctx->n_origins; i++)
     wsev__free(ctx->origins[i]);

@@ -30,6 +30,7 @@ struct wsev_hs {
   char *protocols; /* the offered subprotocols, each NUL-terminated */
   size_t protocols_len;
   size_t protocol_count;
+  int bad_protocol;
   char key[25]; /* base64 of 16 bytes: 24 characters */
 };
 
@@ -162,8 +163,22 @@ const char *wsev__hs_header(const wsev_hs *hs, const char *name) {
   return NULL;
 }
 
+/* An RFC 7230 token: what RFC 6455 section 4.1 allows as a subprotocol name. */
+static int is_token(const char *t, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    unsigned char ch = (unsigned char)t[i];
+    if (ch <= 0x20 || ch >= 0x7F || strchr("\"(),/:;<=>?@[\\]{}", ch)) return 0;
+  }
+  return len > 0;
+}
+
+/* Returns 1 to stop: out of memory, or not a token (hs->bad_protocol). */
 static int add_protocol(void *arg, const char *t, size_t len) {
   wsev_hs *hs = arg;
+  if (!is_token(t, len)) {
+    hs->bad_protocol = 1;
+    return 1;
+  }
   char *grown = wsev__realloc(hs->protocols, hs->protocols_len + len + 1);
   if (!grown) return 1;
   memcpy(grown + hs->protocols_len, t, len);
@@ -203,7 +218,7 @@ static int judge(wsev_hs *hs) {
       versions++;
       version_13 = strcmp(v, "13") == 0;
     } else if (strcmp(n, "sec-websocket-protocol") == 0) {
-      if (for_each_token(v, strlen(v), add_protocol, hs)) return 500;
+      if (for_each_token(v, strlen(v), add_protocol, hs)) return hs->bad_protocol ? 400 : 500;
     }
   }
   /* Not a WebSocket request at all: plain HTTP, answered by the caller. */
@@ -225,9 +240,11 @@ int wsev__hs_feed(wsev_hs *hs, const char *data, size_t len, size_t *consumed) {
     *consumed = used;
     hs->result = hs->seen > hs->max_header ? 431 : judge(hs);
   } else if (err != HPE_OK) {
-    /* A callback refused more header bytes only when over the limit (or out of
-     * memory); anything else is malformed HTTP. */
-    hs->result = hs->seen + len > hs->max_header ? 431 : 400;
+    /* Over the limit before the byte where parsing failed: 431, whatever the
+     * split of the request into calls; otherwise malformed HTTP. */
+    const char *pos = llhttp_get_error_pos(&hs->parser);
+    size_t upto = pos && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
+    hs->result = hs->seen + upto > hs->max_header ? 431 : 400;
   } else {
     hs->seen += len;
     *consumed = len;

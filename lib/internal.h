@@ -10,11 +10,16 @@
 #include "idmap.h"
 #include "wsev.h"
 
-#define WSEV_READ_BUFFER_SIZE (64 * 1024)
+/* Larger than a 64 KiB message and its header, so such a message usually arrives in
+ * one read and is delivered without a copy. */
+#define WSEV_READ_BUFFER_SIZE (256 * 1024)
 /* Output buffers of this capacity are recycled through the context's pool, so a
  * connection holds no output buffer while idle and steady traffic allocates none. */
 #define WSEV_POOL_BUFFER_SIZE (16 * 1024)
 #define WSEV_POOL_MAX 256
+/* Larger buffers kept for reuse: at most this many, and this many bytes in all. */
+#define WSEV_SPARES 8
+#define WSEV_SPARE_BYTES (8u * 1024 * 1024)
 
 typedef struct wsev_conn wsev_conn;
 typedef struct wsev_listener wsev_listener;
@@ -186,9 +191,16 @@ struct wsev_ctx {
   /* One read buffer shared by every connection: libuv reads one stream at a time
    * and we consume the bytes before returning from the read callback. */
   uint8_t *read_buf;
-  /* Recycled output buffers (a stack linked through their first bytes). */
+  /* Recycled buffers: small ones in a stack linked through their first bytes, a
+   * few large ones in slots. */
   void *pool;
   size_t pool_count;
+  struct {
+    uint8_t *data;
+    size_t cap;
+  } spares[WSEV_SPARES];
+  int n_spares;
+  size_t spare_bytes;
 
   unsigned open_handles; /* ours still to be closed; the context dies at 0 */
   int freeing;
@@ -214,8 +226,12 @@ void wsev__deadline_set(wsev_conn *c, int kind, uint64_t ms);
 void wsev__deadline_clear(wsev_conn *c);
 /* Make room in the event queue for n more events (0 or UV_ENOMEM). */
 int wsev__reserve_events(wsev_ctx *ctx, size_t n);
-uint8_t *wsev__pool_get(wsev_ctx *ctx);
-void wsev__pool_put(wsev_ctx *ctx, uint8_t *buf, size_t cap);
+/* A buffer of at least `need` bytes (*cap gets its size), recycled when possible. */
+uint8_t *wsev__buf_get(wsev_ctx *ctx, size_t need, size_t *cap);
+/* Give a buffer back (NULL is fine): kept for reuse within limits, else freed. */
+void wsev__buf_put(wsev_ctx *ctx, uint8_t *buf, size_t cap);
+/* Grow b to hold `need` bytes, keeping its content: 0 or UV_ENOMEM. */
+int wsev__buf_grow(wsev_ctx *ctx, wsev_buf *b, size_t need);
 
 /* conn.c */
 /* Accept a pending connection of `server`. UV_ENOMEM if there was no memory to
