@@ -79,10 +79,14 @@ def keepalive_answering_peer_kept(s):
     c.expect_close(1000, reply=False)
 
 
-def keepalive_busy_peer_not_pinged(s):
+def keepalive_busy_peer_not_pinged(_):
+    # A 1 s interval, so that a loaded test machine cannot stall this client's
+    # sends long enough to look silent.
+    s = Server(ECHO, "--ping-interval", "1000", "--ping-timeout", "1000",
+               name="wsev-echo (keepalive 1 s)")
     c = s.connect()
     c.handshake()
-    end = time.monotonic() + 1.2
+    end = time.monotonic() + 2.5
     n = 0
     while time.monotonic() < end:
         c.send_text("m%d" % n)
@@ -92,6 +96,9 @@ def keepalive_busy_peer_not_pinged(s):
         time.sleep(0.05)
     c.send_close(1000)
     c.expect_close(1000, reply=False)
+    problem = s.stop()
+    if problem:
+        raise TestFailure(problem)
 
 
 # ---------------------------------------------------------------- deadlines and limits
@@ -376,7 +383,7 @@ def main():
                   name="wsev-echo (keepalive)")
     r.run("keepalive-silent-peer-dropped", keepalive_silent_peer_dropped, keep)
     r.run("keepalive-answering-peer-kept", keepalive_answering_peer_kept, keep)
-    r.run("keepalive-busy-peer-not-pinged", keepalive_busy_peer_not_pinged, keep)
+    r.run("keepalive-busy-peer-not-pinged", keepalive_busy_peer_not_pinged, None)
     r.record("keepalive-server-clean-exit", keep.stop())
     hs = Server(ECHO, "--handshake-timeout", "300", name="wsev-echo (handshake 300 ms)")
     r.run("handshake-deadline", handshake_deadline, hs)
