@@ -3,8 +3,9 @@
 #   1. the whole suite on a normal build (build/);
 #   2. the same suite on an AddressSanitizer + UndefinedBehaviorSanitizer build
 #      (build-asan/);
-#   3. memcheck: the C tests under valgrind, and the echo and pubsub servers under
-#      valgrind while real clients drive them.
+#   3. memcheck: the C tests under valgrind, and the echo, pubsub and control servers
+#      under valgrind while real clients drive them;
+#   4. a short fuzzing run of every libFuzzer target (clang, build-fuzz/).
 # Ends with one line "N passed, N failed" and exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -76,6 +77,11 @@ echo "== valgrind (build/)"
 run build --suite vgwrap --timeout-multiplier 10 \
   --wrap='valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect'
 run build --suite valgrind
+
+echo "== fuzzing, 12 s per target (build-fuzz/)"
+rm -f build-fuzz/meson-logs/testlog*.json
+scripts/fuzz.sh 12
+count build-fuzz
 
 echo "${total_passed} passed, ${total_failed} failed"
 [ "$total_failed" -eq 0 ]
