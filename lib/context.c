@@ -209,6 +209,7 @@ uint64_t wsev_get_timeout(const wsev_ctx *ctx) { return ctx->timeout_ms; }
 
 void wsev_set_timeout(wsev_ctx *ctx, uint64_t timeout_ms) {
   ctx->timeout_ms = timeout_ms;
+  uv_update_time(ctx->loop); /* "from now": the loop's cached time may be old */
   ctx->last_dispatch = uv_now(ctx->loop);
   if (timeout_ms)
     uv_timer_start(&ctx->timeout_timer, on_timeout_timer, timeout_ms, 0);

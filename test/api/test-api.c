@@ -409,6 +409,71 @@ static void test_shutdown_embedded(void) {
   CHECK(uv_loop_close(&loop) == 0);
 }
 
+/* ---- backpressure: conn_drained ---------------------------------------------------- */
+
+enum { BIG_CHUNK = 60000, BIG_CHUNKS = 64 }; /* 16-bit lengths: 4-byte headers */
+static int drained, drained_closed_after;
+static size_t buffered_after_writes;
+static int dr_port;
+static volatile int dr_client_ok;
+
+static void dr_accepted(wsev_ctx *ctx, uint64_t id) {
+  static uint8_t chunk[BIG_CHUNK];
+  for (int i = 0; i < BIG_CHUNKS; i++)
+    CHECK(wsev_write(ctx, id, chunk, sizeof chunk) == 0);
+  buffered_after_writes = wsev_buffered_amount(ctx, id);
+}
+static void dr_drained(wsev_ctx *ctx, uint64_t id) {
+  drained++;
+  CHECK(wsev_buffered_amount(ctx, id) <= 64 * 1024); /* the default low-water mark */
+}
+static void dr_closed(wsev_ctx *ctx, uint64_t id) {
+  (void)ctx, (void)id;
+  drained_closed_after = drained;
+}
+
+static void *drain_client(void *arg) {
+  (void)arg;
+  client c = {-1};
+  int ok = client_connect(dr_port, &c) == 0;
+  usleep(200 * 1000); /* not reading: the server's buffer fills */
+  /* Then read all the binary frames (4-byte headers + payload). */
+  static char buf[BIG_CHUNK + 16];
+  for (int i = 0; ok && i < BIG_CHUNKS; i++)
+    ok = read_full(c.fd, buf, 4 + BIG_CHUNK) == 0 && (uint8_t)buf[0] == 0x82;
+  if (ok) client_send(&c, 8, "\x03\xe8", 2);
+  ok = ok && read_full(c.fd, buf, 4) == 0 && (uint8_t)buf[0] == 0x88 && read(c.fd, buf, 1) == 0;
+  close(c.fd);
+  dr_client_ok = ok;
+  uv_async_send(&done_async);
+  return NULL;
+}
+
+static void test_drained(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  wsev_handler h = {
+      .conn_accepted = dr_accepted, .conn_drained = dr_drained, .conn_closed = dr_closed};
+  wsev_ctx *ctx = NULL;
+  CHECK(wsev_ctx_new(&ctx, &loop, &h, NULL) == 0);
+  dr_port = wsev_listen_and_serve_addr(ctx, "127.0.0.1", "0");
+  uv_async_init(&loop, &done_async, on_done);
+  pthread_t t;
+  pthread_create(&t, NULL, drain_client, NULL);
+  while (!uv_is_closing((uv_handle_t *)&done_async))
+    uv_run(&loop, UV_RUN_ONCE);
+  pthread_join(t, NULL);
+  for (int i = 0; i < 100 && !drained_closed_after; i++)
+    uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
+  CHECK(dr_client_ok);
+  CHECK(buffered_after_writes >= (size_t)BIG_CHUNK * BIG_CHUNKS);
+  CHECK(drained == 1);              /* once, when the backlog was gone */
+  CHECK(drained_closed_after == 1); /* and before conn_closed */
+  wsev_ctx_free(ctx);
+  CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
 static void test_errors(void) {
   wsev_handler h = {0};
   wsev_ctx *ctx = (wsev_ctx *)1;
@@ -426,6 +491,7 @@ int main(void) {
   test_timeout_private_loop();
   test_embedded();
   test_shutdown_embedded();
+  test_drained();
   printf("%d checks, %d failed\n", checks, failures);
   return failures ? 1 : 0;
 }

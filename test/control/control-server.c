@@ -5,6 +5,7 @@
  *
  * Upgrade paths: /reject -> 403; /defer-accept -> accepted 50 ms later;
  * /defer-reject -> 401 50 ms later; /defer-never -> no answer (503 at the deadline);
+ * /defer-message -> accepted when another connection sends "approve:ID";
  * anything else -> accepted. Subprotocols: the first of chat.v2, chat.v1 that the
  * client offers. Messages: "close:CODE:REASON" closes with that code and reason;
  * "info" answers with the connection's info; anything else is echoed. Plain HTTP:
@@ -59,7 +60,9 @@ static int on_upgrade(wsev_ctx *ctx, wsev_request *req) {
   fflush(stdout);
   if (strcmp(path, "/reject") == 0) return 403;
   if (strncmp(path, "/defer-", 7) == 0) {
-    if (strcmp(path, "/defer-never") == 0) return WSEV_DEFER;
+    /* /defer-never is never answered; /defer-message is answered by an "approve:ID"
+     * message on another connection, from inside message_received. */
+    if (strcmp(path, "/defer-never") == 0 || strcmp(path, "/defer-message") == 0) return WSEV_DEFER;
     decision *d = calloc(1, sizeof *d);
     d->ctx = ctx;
     d->id = id;
@@ -107,6 +110,12 @@ static void on_message(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
     if (reason) *reason++ = 0;
     int rc = wsev_close_with(ctx, id, (unsigned)atoi(text + 6), reason);
     printf("close_with %" PRIu64 " rc=%d\n", id, rc);
+  } else if (strncmp(text, "approve:", 8) == 0) {
+    int rc = wsev_accept(ctx, strtoull(text + 8, NULL, 10), NULL);
+    printf("decided %s status=0 rc=%d\n", text + 8, rc);
+    char reply[32];
+    snprintf(reply, sizeof reply, "approved rc=%d", rc);
+    wsev_write_text(ctx, id, reply, strlen(reply));
   } else if (strcmp(text, "info") == 0) {
     wsev_conn_info info;
     char reply[300];

@@ -131,6 +131,33 @@ def upgrade_decisions(s):
     no_line(s, r"(accepted|closed) %s " % m.group(1), wait=0.1, start=mark)
 
 
+def deferred_answered_from_callback(s):
+    """A deferred upgrade answered from inside another connection's message_received."""
+    mark = len(s.lines)
+
+    async def go():
+        admin = await websockets.connect(uri(s, "/admin"))
+        waiting = asyncio.ensure_future(websockets.connect(uri(s, "/defer-message")))
+        m = None
+        for _ in range(200):
+            m = next((re.search(r"upgrade (\d+) path=/defer-message", l)
+                      for l in s.lines[mark:] if "path=/defer-message" in l), None)
+            if m:
+                break
+            await asyncio.sleep(0.01)
+        check(m is not None, "the deferred upgrade never reached the server")
+        await admin.send("approve:%s" % m.group(1))
+        check(await admin.recv() == "approved rc=0", "wsev_accept from a callback failed")
+        ws = await waiting
+        await ws.send("approved")
+        check(await ws.recv() == "approved", "echo on the approved connection")
+        await admin.send("approve:%s" % m.group(1))  # twice: no longer pending
+        check((await admin.recv()).startswith("approved rc=-"), "a second accept must fail")
+        await ws.close()
+        await admin.close()
+    run(go())
+
+
 def deferred_frames_kept(s):
     """Frames sent right behind the request wait while the decision is pending."""
     c = s.connect()
@@ -265,6 +292,7 @@ def main():
     r.run("subprotocols-none-one-both-nomatch", subprotocols, s)
     r.run("upgrade-reject-defer-accept-reject-timeout", upgrade_decisions, s)
     r.run("deferred-upgrade-keeps-early-frames", deferred_frames_kept, s)
+    r.run("deferred-upgrade-answered-from-a-callback", deferred_answered_from_callback, s)
     r.run("close-peer-initiated-code-reason-data", close_peer_initiated, s)
     r.run("close-server-initiated-code-reason", close_server_initiated, s)
     r.run("close-abnormal-1006", close_abnormal, s)
