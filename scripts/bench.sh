@@ -43,20 +43,10 @@ if [ $quick = 1 ]; then DUR=2; WARM=0.5; IDLE_HOLD=2; else DUR=5; WARM=1; IDLE_H
 
 # --- setup: only what is missing ------------------------------------------------------
 if [ $install = 1 ]; then
-  pkgs=(gcc pkg-config meson ninja-build libuv1-dev libmbedtls-dev node-llhttp
-        libwebsockets-dev gnuplot-nox valgrind iproute2 util-linux procps)
+  pkgs=(libwebsockets-dev gnuplot-nox valgrind iproute2 util-linux procps)
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
-  missing=()
-  for p in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "bench: installing ${missing[*]}"
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
-  fi
+  scripts/deps.sh "${pkgs[@]}"
   if [ ! -x $BENCH/node_modules/.bin/bun ] || [ ! -d $BENCH/node_modules/ws ]; then
     npm ci --prefix $BENCH --no-audit --no-fund
   fi

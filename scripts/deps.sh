@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Install what building and testing wsev needs on Debian 12, only what is missing.
-# Idempotent and non-interactive. Usage: scripts/deps.sh [--test]
+# Idempotent and non-interactive.
+#   scripts/deps.sh [--test] [PACKAGE...]
+# --test adds what the test suite needs; further Debian packages may be named (the
+# fuzzing and benchmark scripts name theirs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(gcc pkg-config meson ninja-build libuv1-dev libmbedtls-dev node-llhttp)
+test=0
 if [ "${1:-}" = "--test" ]; then
+  test=1
+  shift
+fi
+packages=(gcc pkg-config meson ninja-build libuv1-dev libmbedtls-dev node-llhttp "$@")
+if [ $test = 1 ]; then
   packages+=(python3 python3-websockets valgrind util-linux chromium)
   command -v node >/dev/null 2>&1 || packages+=(nodejs)
   command -v npm >/dev/null 2>&1 || packages+=(npm)
@@ -23,7 +31,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-if [ "${1:-}" = "--test" ]; then
+if [ $test = 1 ]; then
   # Node peers and the browser driver, pinned by their lockfiles.
   for dir in test/node test/browser; do
     if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules" ]; then

@@ -18,18 +18,7 @@ case $seconds in
   ;;
 esac
 
-packages=(clang libclang-rt-14-dev gcc pkg-config meson ninja-build libuv1-dev libmbedtls-dev node-llhttp)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "fuzz: installing ${missing[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+scripts/deps.sh clang libclang-rt-14-dev
 
 dir=build-fuzz
 opts=(-Dfuzzing=true -Db_sanitize=address,undefined -Db_lundef=false)
