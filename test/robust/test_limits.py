@@ -23,6 +23,17 @@ from wsevtest import (OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Closed,  #
 ECHO, PUBSUB, CHURN = sys.argv[1], sys.argv[2], sys.argv[3]
 
 
+def instrumented(exe):
+    """True for an AddressSanitizer build, whose allocator keeps freed memory in a
+    quarantine: its RSS says nothing about ours, so memory bounds are checked on the
+    normal build only (leaks are LeakSanitizer's job there)."""
+    out = subprocess.run(["ldd", exe], capture_output=True, text=True).stdout
+    return "libasan" in out
+
+
+SANITIZED = instrumented(ECHO)
+
+
 def proc_status(pid, field):
     """A /proc/PID/status field in kB (VmRSS, VmHWM)."""
     with open("/proc/%d/status" % pid) as f:
@@ -291,8 +302,8 @@ def slow_consumer(_):
               "server peak RSS %.1f MB over its %.1f MB before; limit %d KiB per connection"
               % (n, size // 1024, took, n * size / took / 1e6, growth_mb, rss_before / 1024,
                  limit // 1024), flush=True)
-        check(growth_mb < 40, "server memory grew by %.1f MB for %.0f MB sent per subscriber"
-              % (growth_mb, n * size / 1e6))
+        check(SANITIZED or growth_mb < 40, "server memory grew by %.1f MB for %.0f MB sent "
+              "per subscriber" % (growth_mb, n * size / 1e6))
         # Now the slow one reads: what was on its way, then the 1008 close frame.
         slow.sock.settimeout(10)
         seen = 0
@@ -367,7 +378,7 @@ def churn(_):
               % (run.stdout.strip(), rss0, rss1, fds0, fds1), flush=True)
         check(run.returncode == 0, "churn failed: %s%s" % (run.stdout, run.stderr))
         check(fds1 == fds0, "descriptors leaked: %d -> %d" % (fds0, fds1))
-        check(rss1 - rss0 < 2048, "memory not back: %d kB -> %d kB" % (rss0, rss1))
+        check(SANITIZED or rss1 - rss0 < 2048, "memory not back: %d kB -> %d kB" % (rss0, rss1))
         c = s.connect()
         c.handshake()
         c.echo(OP_TEXT, "after the churn")
