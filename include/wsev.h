@@ -316,6 +316,17 @@ WSEV_EXPORT int wsev_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t 
 WSEV_EXPORT int wsev_write_text(wsev_ctx *ctx, uint64_t id, const char *text, size_t len);
 
 /*
+ * Send one message to many connections (a publish to subscribers): framed once, and
+ * above 1 KiB the framed bytes are shared by every recipient's queue (counted
+ * references) instead of copied. Unknown or closing ids are skipped; a recipient
+ * over its send limit is closed with 1008 as with wsev_write. Returns how many
+ * recipients the message was queued for, or UV_EINVAL / UV_ENOMEM (then nobody got
+ * it).
+ */
+WSEV_EXPORT int wsev_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void *data,
+                               size_t len, wsev_msg_type type);
+
+/*
  * Start the closing handshake: send a close frame (1000, normal closure) and stop
  * delivering that connection's messages. conn_closed fires once the peer answers
  * with its close frame (or after the close timeout). Returns 0, WSEV_ENOCONN, or

@@ -21,9 +21,8 @@
 typedef struct {
   uv_write_t req;
   wsev_conn *conn;
-  uint8_t *base; /* the buffer to release when written */
-  size_t cap;
-  size_t len; /* bytes in flight */
+  wsev_seg *segs; /* the bytes in flight, released when written */
+  size_t len;     /* bytes in flight */
 } write_req;
 
 static void start_draining(wsev_conn *c);
@@ -87,23 +86,91 @@ static void set_close(wsev_conn *c, unsigned code, int by_peer, const char *reas
 
 static void fail(wsev_conn *c, unsigned code);
 
-static size_t buffered(const wsev_conn *c) { return c->out.len + c->inflight; }
+static size_t buffered(const wsev_conn *c) { return c->seg_bytes + c->out.len + c->inflight; }
+
+static void append_seg(wsev_conn *c, wsev_seg *seg) {
+  if (c->segs_tail)
+    c->segs_tail->next = seg;
+  else
+    c->segs = seg;
+  c->segs_tail = seg;
+  c->seg_bytes += seg->len - seg->off;
+}
+
+/* Move the `out` buffer to the end of the segment queue (before a shared frame is
+ * queued behind it). 0 or UV_ENOMEM. */
+static int seal_out(wsev_conn *c) {
+  if (!c->out.len) return 0;
+  wsev_seg *seg = wsev__seg_get(c->ctx);
+  if (!seg) return UV_ENOMEM;
+  seg->data = c->out.data;
+  seg->len = c->out.len;
+  seg->cap = c->out.cap;
+  memset(&c->out, 0, sizeof c->out);
+  append_seg(c, seg);
+  return 0;
+}
+
+/* Returns WSEV_EBACKPRESSURE (and closes the connection) if `len` more bytes would
+ * take its send buffer over the limit while bytes are already waiting. */
+static int check_backpressure(wsev_conn *c, size_t len) {
+  size_t max = c->ctx->max_buffered, waiting = buffered(c);
+  if (!waiting || (len <= max && waiting <= max - len)) return 0;
+  /* The peer does not keep up. Whole frames not yet begun are dropped, so the close
+   * frame comes right after what is already on its way and reaches the peer as
+   * soon as it reads again (within the close timeout). */
+  c->out.len = 0;
+  wsev_seg **pp = &c->segs, *kept = NULL;
+  while (*pp) {
+    wsev_seg *seg = *pp;
+    if (seg->off == 0) {
+      *pp = seg->next;
+      c->seg_bytes -= seg->len;
+      wsev__seg_release(c->ctx, seg);
+    } else {
+      kept = seg;
+      pp = &seg->next;
+    }
+  }
+  c->segs_tail = kept;
+  fail(c, WSEV_CLOSE_POLICY);
+  return WSEV_EBACKPRESSURE;
+}
+
+static int after_send(wsev_conn *c, int rc) {
+  if (rc == 0 && buffered(c) > c->ctx->low_water) c->above_low_water = 1;
+  return rc;
+}
 
 int wsev__conn_send(wsev_conn *c, int opcode, const void *data, size_t len) {
-  wsev_ctx *ctx = c->ctx;
   if (c->state != WSEV_CONN_OPEN) return WSEV_ECLOSING;
-  size_t waiting = buffered(c);
-  if (waiting && (len > ctx->max_buffered || waiting > ctx->max_buffered - len)) {
-    /* The peer does not keep up. Whole frames not yet handed to the kernel are
-     * dropped, so the close frame comes right after what is already on its way and
-     * reaches the peer as soon as it reads again (within the close timeout). */
-    c->out.len = 0;
-    fail(c, WSEV_CLOSE_POLICY);
-    return WSEV_EBACKPRESSURE;
+  int rc = check_backpressure(c, len);
+  return rc ? rc : after_send(c, queue_frame(c, opcode, data, len));
+}
+
+int wsev__conn_send_framed(wsev_conn *c, const uint8_t *frame, size_t len) {
+  if (c->state != WSEV_CONN_OPEN) return WSEV_ECLOSING;
+  int rc = check_backpressure(c, len);
+  return rc ? rc : after_send(c, queue_bytes(c, frame, len));
+}
+
+int wsev__conn_send_shared(wsev_conn *c, wsev_shared *shared) {
+  if (c->state != WSEV_CONN_OPEN) return WSEV_ECLOSING;
+  int rc = check_backpressure(c, shared->len);
+  if (rc) return rc;
+  wsev_seg *seg = wsev__seg_get(c->ctx);
+  if (!seg) return UV_ENOMEM;
+  if (seal_out(c) != 0) {
+    wsev__seg_release(c->ctx, seg);
+    return UV_ENOMEM;
   }
-  int rc = queue_frame(c, opcode, data, len);
-  if (rc == 0 && buffered(c) > ctx->low_water) c->above_low_water = 1;
-  return rc;
+  shared->refs++;
+  seg->shared = shared;
+  seg->data = shared->data;
+  seg->len = shared->len;
+  append_seg(c, seg);
+  wsev__mark_dirty(c);
+  return after_send(c, 0);
 }
 
 /* conn_drained is due once a buffer that went above the low-water mark is back. */
@@ -133,6 +200,11 @@ static void on_conn_closed(uv_handle_t *h) {
   }
   wsev__deadline_clear(c);
   wsev__hs_free(c->hs);
+  while (c->segs) {
+    wsev_seg *seg = c->segs;
+    c->segs = seg->next;
+    wsev__seg_release(ctx, seg);
+  }
   wsev__buf_put(ctx, c->out.data, c->out.cap);
   wsev__buf_put(ctx, c->msg.data, c->msg.cap);
   wsev__free(c->ctrl);
@@ -203,7 +275,11 @@ static void on_write(uv_write_t *req, int status) {
   write_req *wr = (write_req *)req;
   wsev_conn *c = wr->conn;
   c->inflight -= wr->len;
-  wsev__buf_put(c->ctx, wr->base, wr->cap);
+  while (wr->segs) {
+    wsev_seg *seg = wr->segs;
+    wr->segs = seg->next;
+    wsev__seg_release(c->ctx, seg);
+  }
   wsev__free(wr);
   if (c->state == WSEV_CONN_DEAD) return;
   if (status < 0) {
@@ -211,46 +287,88 @@ static void on_write(uv_write_t *req, int status) {
     return;
   }
   /* Output that waited behind this write goes out with the next flush. */
-  if (c->out.len || (c->state == WSEV_CONN_DRAINING && !c->shutdown_sent)) wsev__mark_dirty(c);
+  if (c->segs || c->out.len || (c->state == WSEV_CONN_DRAINING && !c->shutdown_sent))
+    wsev__mark_dirty(c);
   check_drained(c);
+}
+
+/* Account for `n` bytes the kernel took from the head of the output. */
+static void consume(wsev_conn *c, size_t n) {
+  while (n && c->segs) {
+    wsev_seg *seg = c->segs;
+    size_t take = seg->len - seg->off < n ? seg->len - seg->off : n;
+    seg->off += take;
+    c->seg_bytes -= take;
+    n -= take;
+    if (seg->off == seg->len) {
+      c->segs = seg->next;
+      if (!c->segs) c->segs_tail = NULL;
+      wsev__seg_release(c->ctx, seg);
+    }
+  }
+  if (n == c->out.len && n) {
+    wsev__buf_put(c->ctx, c->out.data, c->out.cap);
+    memset(&c->out, 0, sizeof c->out);
+  } else if (n) {
+    memmove(c->out.data, c->out.data + n, c->out.len - n);
+    c->out.len -= n;
+  }
+}
+
+/* Hand everything still queued to one uv_write whose request owns it. 0 or error. */
+static int write_rest(wsev_conn *c) {
+  if (seal_out(c) != 0) return UV_ENOMEM;
+  write_req *wr = wsev__malloc(sizeof *wr);
+  if (!wr) return UV_ENOMEM;
+  unsigned count = 0;
+  for (wsev_seg *seg = c->segs; seg; seg = seg->next)
+    count++;
+  uv_buf_t stack_bufs[16], *bufs = stack_bufs;
+  if (count > 16 && !(bufs = wsev__malloc(count * sizeof *bufs))) {
+    wsev__free(wr);
+    return UV_ENOMEM;
+  }
+  unsigned i = 0;
+  for (wsev_seg *seg = c->segs; seg; seg = seg->next)
+    bufs[i++] = uv_buf_init((char *)seg->data + seg->off, (unsigned)(seg->len - seg->off));
+  wr->conn = c;
+  wr->segs = c->segs;
+  wr->len = c->seg_bytes;
+  int rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, bufs, count, on_write); /* copies bufs */
+  if (bufs != stack_bufs) wsev__free(bufs);
+  if (rc != 0) {
+    wsev__free(wr);
+    return rc;
+  }
+  c->segs = c->segs_tail = NULL;
+  c->seg_bytes = 0;
+  c->inflight += wr->len;
+  return 0;
 }
 
 void wsev__conn_flush(wsev_conn *c) {
   if (c->state == WSEV_CONN_DEAD || c->inflight) return;
-  if (c->out.len) {
-    uv_buf_t buf = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-    int n = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
-    if (n == UV_EAGAIN) n = 0;
-    if (n < 0) {
+  if (c->segs || c->out.len) {
+    /* Everything queued during this iteration, in one writev. */
+    uv_buf_t bufs[64];
+    unsigned n = 0;
+    wsev_seg *seg = c->segs;
+    for (; seg && n < 63; seg = seg->next)
+      bufs[n++] = uv_buf_init((char *)seg->data + seg->off, (unsigned)(seg->len - seg->off));
+    if (!seg && c->out.len) bufs[n++] = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+    int written = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (written == UV_EAGAIN) written = 0;
+    if (written < 0) {
       wsev__conn_abort(c);
       return;
     }
-    if ((size_t)n == c->out.len) {
-      wsev__buf_put(c->ctx, c->out.data, c->out.cap);
-      memset(&c->out, 0, sizeof c->out);
-      check_drained(c);
-    } else {
-      /* The kernel took part: the rest waits in a write request that owns the buffer. */
-      write_req *wr = wsev__malloc(sizeof *wr);
-      if (!wr) {
-        wsev__conn_abort(c);
-        return;
-      }
-      wr->conn = c;
-      wr->base = c->out.data;
-      wr->cap = c->out.cap;
-      wr->len = c->out.len - (size_t)n;
-      buf = uv_buf_init((char *)c->out.data + n, (unsigned)wr->len);
-      memset(&c->out, 0, sizeof c->out);
-      if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
-        wsev__buf_put(c->ctx, wr->base, wr->cap);
-        wsev__free(wr);
-        wsev__conn_abort(c);
-        return;
-      }
-      c->inflight += wr->len;
+    consume(c, (size_t)written);
+    if (c->segs || c->out.len) {
+      /* The kernel did not take it all: the rest waits in a write request. */
+      if (write_rest(c) != 0) wsev__conn_abort(c);
       return;
     }
+    check_drained(c);
   }
   if (c->state == WSEV_CONN_DRAINING && !c->shutdown_sent) {
     uv_shutdown_t *req = wsev__malloc(sizeof *req);

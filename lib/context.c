@@ -408,6 +408,32 @@ void wsev__buf_put(wsev_ctx *ctx, uint8_t *buf, size_t cap) {
   }
 }
 
+wsev_seg *wsev__seg_get(wsev_ctx *ctx) {
+  wsev_seg *seg = ctx->free_segs;
+  if (seg) {
+    ctx->free_segs = seg->next;
+  } else {
+    seg = wsev__malloc(sizeof *seg);
+    if (!seg) return NULL;
+  }
+  memset(seg, 0, sizeof *seg);
+  return seg;
+}
+
+void wsev__seg_release(wsev_ctx *ctx, wsev_seg *seg) {
+  if (seg->shared) {
+    if (--seg->shared->refs == 0) wsev__free(seg->shared);
+  } else {
+    wsev__buf_put(ctx, seg->data, seg->cap);
+  }
+  if (ctx->freeing) {
+    wsev__free(seg);
+    return;
+  }
+  seg->next = ctx->free_segs;
+  ctx->free_segs = seg;
+}
+
 int wsev__buf_grow(wsev_ctx *ctx, wsev_buf *b, size_t need) {
   if (need <= b->cap) return 0;
   size_t cap;
@@ -501,6 +527,11 @@ static void release(wsev_ctx *ctx) {
   }
   while (ctx->n_spares)
     wsev__free(ctx->spares[--ctx->n_spares].data);
+  while (ctx->free_segs) {
+    wsev_seg *seg = ctx->free_segs;
+    ctx->free_segs = seg->next;
+    wsev__free(seg);
+  }
   wsev__idmap_free(&ctx->ids);
   for (size_t i = 0; i < ctx->n_origins; i++)
     wsev__free(ctx->origins[i]);
@@ -603,6 +634,40 @@ static int send_message(wsev_ctx *ctx, uint64_t id, int opcode, const void *data
   int rc = wsev__conn_send(c, opcode, data, len);
   ctx->in_api--;
   return rc;
+}
+
+/* Below this size copying a frame into each queue is cheaper than sharing it. */
+#define SHARE_MIN 1024
+
+int wsev_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void *data, size_t len,
+                   wsev_msg_type type) {
+  if ((!ids && count) || (!data && len) || len > SIZE_MAX - sizeof(wsev_shared) - 14)
+    return UV_EINVAL;
+  uint8_t small[SHARE_MIN + WSEV_FRAME_MAX_HEADER];
+  wsev_shared *shared = NULL;
+  uint8_t *frame = small;
+  if (len > SHARE_MIN) {
+    shared = wsev__malloc(sizeof *shared + len + WSEV_FRAME_MAX_HEADER);
+    if (!shared) return UV_ENOMEM;
+    shared->refs = 1; /* ours, dropped below */
+    frame = shared->data;
+  }
+  size_t header = wsev__frame_encode_header(
+      frame, 1, type == WSEV_TEXT ? WSEV_OP_TEXT : WSEV_OP_BINARY, len, NULL);
+  if (len) memcpy(frame + header, data, len);
+  if (shared) shared->len = header + len;
+  int queued = 0;
+  ctx->in_api++;
+  for (size_t i = 0; i < count; i++) {
+    wsev_conn *c = find_open(ctx, ids[i]);
+    if (!c) continue;
+    int rc =
+        shared ? wsev__conn_send_shared(c, shared) : wsev__conn_send_framed(c, frame, header + len);
+    if (rc == 0) queued++;
+  }
+  ctx->in_api--;
+  if (shared && --shared->refs == 0) wsev__free(shared);
+  return queued;
 }
 
 int wsev_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len) {

@@ -22,6 +22,24 @@
 #define WSEV_SPARE_BYTES (8u * 1024 * 1024)
 
 typedef struct wsev_conn wsev_conn;
+
+/* A broadcast frame, framed once and shared by its recipients' output queues. */
+typedef struct {
+  size_t refs;
+  size_t len;
+  uint8_t data[];
+} wsev_shared;
+
+/* A piece of output waiting to be written, ahead of a connection's `out` buffer: a
+ * buffer of its own (from the pool) or a reference to a shared frame. */
+typedef struct wsev_seg {
+  struct wsev_seg *next;
+  wsev_shared *shared; /* NULL: data/cap is a buffer of this segment's own */
+  uint8_t *data;
+  size_t len;
+  size_t cap;
+  size_t off; /* bytes already written */
+} wsev_seg;
 typedef struct wsev_listener wsev_listener;
 
 typedef enum {
@@ -85,8 +103,11 @@ struct wsev_conn {
   char *close_reason;   /* ours or the peer's, once the close started (may be NULL) */
   wsev_buf pending;     /* bytes that came behind a deferred upgrade request */
   const char *selected; /* the subprotocol chosen during upgrade_requested */
-  wsev_buf out;         /* framed bytes not yet handed to the kernel */
-  size_t inflight;      /* bytes in uv_write requests not completed yet */
+  wsev_seg *segs;       /* output to write before `out`, oldest first (broadcasts) */
+  wsev_seg *segs_tail;
+  size_t seg_bytes; /* unwritten bytes in segs */
+  wsev_buf out;     /* framed bytes not yet handed to the kernel */
+  size_t inflight;  /* bytes in uv_write requests not completed yet */
 
   /* Frame parser. */
   uint64_t payload_left; /* of the current frame */
@@ -201,6 +222,7 @@ struct wsev_ctx {
   } spares[WSEV_SPARES];
   int n_spares;
   size_t spare_bytes;
+  wsev_seg *free_segs; /* recycled segment nodes */
 
   unsigned open_handles; /* ours still to be closed; the context dies at 0 */
   int freeing;
@@ -230,6 +252,11 @@ int wsev__reserve_events(wsev_ctx *ctx, size_t n);
 uint8_t *wsev__buf_get(wsev_ctx *ctx, size_t need, size_t *cap);
 /* Give a buffer back (NULL is fine): kept for reuse within limits, else freed. */
 void wsev__buf_put(wsev_ctx *ctx, uint8_t *buf, size_t cap);
+/* Segment nodes, recycled. */
+wsev_seg *wsev__seg_get(wsev_ctx *ctx);
+/* Release a segment's bytes (drop the shared reference, or give back the buffer)
+ * and the node. */
+void wsev__seg_release(wsev_ctx *ctx, wsev_seg *seg);
 /* Grow b to hold `need` bytes, keeping its content: 0 or UV_ENOMEM. */
 int wsev__buf_grow(wsev_ctx *ctx, wsev_buf *b, size_t need);
 
@@ -245,6 +272,10 @@ void wsev__conn_flush(wsev_conn *c);
 /* Drop the connection now (deadline passed, or the context is freed). */
 void wsev__conn_abort(wsev_conn *c);
 int wsev__conn_send(wsev_conn *c, int opcode, const void *data, size_t len);
+/* Queue an already framed message: copied (`frame`), or shared (`shared`). Same
+ * returns as wsev__conn_send. */
+int wsev__conn_send_framed(wsev_conn *c, const uint8_t *frame, size_t len);
+int wsev__conn_send_shared(wsev_conn *c, wsev_shared *shared);
 /* Queue raw bytes (an HTTP response). 0 or UV_ENOMEM. */
 int wsev__conn_queue(wsev_conn *c, const void *data, size_t len);
 int wsev__conn_close(wsev_conn *c, unsigned code, const char *reason);

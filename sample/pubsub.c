@@ -323,22 +323,16 @@ static void unsubscribe_all(pubsub *ps, conn *c) {
   u64map_free(&c->channels);
 }
 
-/* Send `body` to every subscriber of `name`. wsev_write only queues the message, so
- * the subscriber map cannot change while we walk it. A subscriber whose connection is
- * already closing makes wsev_write fail; its conn_closed will follow, so the error is
- * of no interest here. */
+/* Send `body` to every subscriber of `name` with one wsev_broadcast: the frame is
+ * built once (and, for large bodies, shared by all the queues). The subscriber map's
+ * key array goes in as it is: its free slots hold 0, never a connection id, and
+ * wsev_broadcast skips ids it does not know. A subscriber whose connection is
+ * already closing is skipped too; its conn_closed will follow. */
 static void publish(wsev_ctx *ctx, pubsub *ps, const char *name, size_t name_len, const char *body,
                     size_t body_len, wsev_msg_type type) {
   channel *ch = chanmap_get(&ps->channels, name, name_len);
   if (!ch) return;
-  for (size_t i = 0; i < ch->subscribers.cap; i++) {
-    uint64_t id = ch->subscribers.keys[i];
-    if (id == 0) continue;
-    if (type == WSEV_TEXT)
-      wsev_write_text(ctx, id, body, body_len);
-    else
-      wsev_write(ctx, id, body, body_len);
-  }
+  wsev_broadcast(ctx, ch->subscribers.keys, ch->subscribers.cap, body, body_len, type);
 }
 
 static void pubsub_free(pubsub *ps) {

@@ -474,6 +474,85 @@ static void test_drained(void) {
   CHECK(uv_loop_close(&loop) == 0);
 }
 
+/* ---- broadcast ------------------------------------------------------------------- */
+
+enum { BC_CLIENTS = 3, BC_LARGE = 5000 };
+static uint64_t bc_ids[BC_CLIENTS + 1];
+static int bc_accepted, bc_port, bc_queued_small, bc_queued_large;
+static volatile int bc_ok[BC_CLIENTS];
+static uint8_t bc_large[BC_LARGE];
+
+static void bc_on_accepted(wsev_ctx *ctx, uint64_t id) {
+  (void)ctx;
+  bc_ids[bc_accepted++] = id;
+}
+
+static void bc_on_message(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
+                          wsev_msg_type type) {
+  (void)id, (void)data, (void)len, (void)type;
+  /* Per recipient: A (write), B (small broadcast), L (large, shared), C (write). */
+  bc_ids[BC_CLIENTS] = 999999; /* an unknown id is skipped */
+  for (int i = 0; i < BC_CLIENTS; i++)
+    wsev_write_text(ctx, bc_ids[i], "A", 1);
+  bc_queued_small = wsev_broadcast(ctx, bc_ids, BC_CLIENTS + 1, "B", 1, WSEV_TEXT);
+  bc_queued_large = wsev_broadcast(ctx, bc_ids, BC_CLIENTS + 1, bc_large, BC_LARGE, WSEV_BINARY);
+  for (int i = 0; i < BC_CLIENTS; i++)
+    wsev_write_text(ctx, bc_ids[i], "C", 1);
+}
+
+/* Reads one unmasked frame of up to 65535 bytes: 0 if it has this opcode and payload. */
+static int expect_frame(int fd, int opcode, const void *payload, size_t len) {
+  uint8_t h[4];
+  static uint8_t got[65536];
+  if (read_full(fd, h, 2) || (h[0] & 0x0f) != opcode) return -1;
+  size_t n = h[1] & 0x7f;
+  if (n == 126) {
+    if (read_full(fd, h + 2, 2)) return -1;
+    n = (size_t)h[2] << 8 | h[3];
+  }
+  return n == len && read_full(fd, got, n) == 0 && memcmp(got, payload, n) == 0 ? 0 : -1;
+}
+
+static void *bc_client(void *arg) {
+  int k = (int)(intptr_t)arg;
+  client c = {-1};
+  int ok = client_connect(bc_port, &c) == 0;
+  if (ok && k == 0) {
+    usleep(100 * 1000); /* the others are connected by now */
+    client_send(&c, 1, "go", 2);
+  }
+  ok = ok && expect_frame(c.fd, 1, "A", 1) == 0 && expect_frame(c.fd, 1, "B", 1) == 0 &&
+       expect_frame(c.fd, 2, bc_large, BC_LARGE) == 0 && expect_frame(c.fd, 1, "C", 1) == 0;
+  close(c.fd);
+  bc_ok[k] = ok;
+  return NULL;
+}
+
+static void test_broadcast(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  for (int i = 0; i < BC_LARGE; i++)
+    bc_large[i] = (uint8_t)(i * 31);
+  wsev_handler h = {.conn_accepted = bc_on_accepted, .message_received = bc_on_message};
+  wsev_ctx *ctx = NULL;
+  CHECK(wsev_ctx_new(&ctx, &loop, &h, NULL) == 0);
+  bc_port = wsev_listen_and_serve_addr(ctx, "127.0.0.1", "0");
+  pthread_t t[BC_CLIENTS];
+  for (int i = 0; i < BC_CLIENTS; i++)
+    pthread_create(&t[i], NULL, bc_client, (void *)(intptr_t)i);
+  uint64_t start = uv_hrtime();
+  while (!(bc_ok[0] && bc_ok[1] && bc_ok[2]) && uv_hrtime() - start < 5000000000u)
+    uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
+  for (int i = 0; i < BC_CLIENTS; i++)
+    pthread_join(t[i], NULL);
+  CHECK(bc_ok[0] && bc_ok[1] && bc_ok[2]); /* everyone got A, B, L, C in order */
+  CHECK(bc_queued_small == BC_CLIENTS && bc_queued_large == BC_CLIENTS);
+  CHECK(wsev_broadcast(ctx, NULL, 1, "x", 1, WSEV_TEXT) == UV_EINVAL);
+  wsev_ctx_free(ctx);
+  CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
 static void test_errors(void) {
   wsev_handler h = {0};
   wsev_ctx *ctx = (wsev_ctx *)1;
@@ -492,6 +571,7 @@ int main(void) {
   test_embedded();
   test_shutdown_embedded();
   test_drained();
+  test_broadcast();
   printf("%d checks, %d failed\n", checks, failures);
   return failures ? 1 : 0;
 }
