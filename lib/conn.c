@@ -118,7 +118,12 @@ static int check_backpressure(wsev_conn *c, size_t len) {
   if (!waiting || (len <= max && waiting <= max - len)) return 0;
   /* The peer does not keep up. Whole frames not yet begun are dropped, so the close
    * frame comes right after what is already on its way and reaches the peer as
-   * soon as it reads again (within the close timeout). */
+   * soon as it reads again (within the close timeout); unless the 101 response is
+   * still among them (the application wrote that much in conn_accepted). */
+  if (c->response_left) {
+    fail(c, WSEV_CLOSE_POLICY);
+    return WSEV_EBACKPRESSURE;
+  }
   c->out.len = 0;
   wsev_seg **pp = &c->segs, *kept = NULL;
   while (*pp) {
@@ -294,6 +299,7 @@ static void on_write(uv_write_t *req, int status) {
 
 /* Account for `n` bytes the kernel took from the head of the output. */
 static void consume(wsev_conn *c, size_t n) {
+  c->response_left -= n < c->response_left ? n : c->response_left;
   while (n && c->segs) {
     wsev_seg *seg = c->segs;
     size_t take = seg->len - seg->off < n ? seg->len - seg->off : n;
@@ -648,6 +654,7 @@ static void accept_upgrade(wsev_conn *c, const char *protocol, uint8_t *rest, si
     wsev__conn_abort(c);
     return;
   }
+  c->response_left = (uint16_t)len;
   memcpy(info, path, path_len + 1);
   memcpy(info + path_len + 1, protocol ? protocol : "", protocol_len + 1);
   c->info = info;

@@ -14,12 +14,15 @@
  * one read and is delivered without a copy. */
 #define WSEV_READ_BUFFER_SIZE (256 * 1024)
 /* Output buffers of this capacity are recycled through the context's pool, so a
- * connection holds no output buffer while idle and steady traffic allocates none. */
-#define WSEV_POOL_BUFFER_SIZE (16 * 1024)
-#define WSEV_POOL_MAX 256
+ * connection holds no output buffer while idle and steady traffic allocates none.
+ * The pool keeps as many as were in use at once (up to the maximum): with many
+ * connections written per iteration, freeing them would make malloc trim and grow
+ * the heap every iteration. */
+#define WSEV_POOL_BUFFER_SIZE (4 * 1024)
+#define WSEV_POOL_MAX 4096
 /* Larger buffers kept for reuse: at most this many, and this many bytes in all. */
-#define WSEV_SPARES 8
-#define WSEV_SPARE_BYTES (8u * 1024 * 1024)
+#define WSEV_SPARES 64
+#define WSEV_SPARE_BYTES (16u * 1024 * 1024)
 
 typedef struct wsev_conn wsev_conn;
 
@@ -133,6 +136,7 @@ struct wsev_conn {
   uint8_t shutdown_done;
   uint8_t read_eof;
   uint16_t close_code; /* once close_set */
+  uint16_t response_left;  /* bytes of the 101 response not yet written */
   uint8_t close_set;   /* the first of: our close, the peer's close, a failure */
   uint8_t close_by_peer;
   uint8_t accepted;        /* the application saw conn_accepted */
