@@ -22,51 +22,7 @@
 
 /* ------------------------------------------------------------- references ---- */
 
-static int ref_parse(const uint8_t *p, size_t n, wsev_frame_header *h) {
-  if (n < 2) return 0;
-  unsigned l7 = p[1] & 0x7F;
-  size_t need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + ((p[1] & 0x80) ? 4 : 0);
-  if (n < need) return 0;
-  memset(h, 0, sizeof *h);
-  h->fin = p[0] >> 7;
-  h->rsv = (p[0] >> 4) & 7;
-  h->opcode = p[0] & 0x0F;
-  h->masked = p[1] >> 7;
-  size_t o = 2;
-  if (l7 < 126) {
-    h->payload_len = l7;
-  } else if (l7 == 126) {
-    h->payload_len = (uint64_t)p[2] << 8 | p[3];
-    o = 4;
-  } else {
-    if (p[2] & 0x80) return -1;
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-      v = v << 8 | p[2 + i];
-    h->payload_len = v;
-    o = 10;
-  }
-  if (h->masked) memcpy(h->mask, p + o, 4);
-  return (int)need;
-}
-
-static int ref_close_code_valid(unsigned c) {
-  return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
-}
-
-static int ref_check(const wsev_frame_header *h, int in_frag, int must_be_masked) {
-  if (h->rsv) return 1002;
-  if (h->masked != must_be_masked) return 1002;
-  switch (h->opcode) {
-  case 0x0: return in_frag ? 0 : 1002;
-  case 0x1:
-  case 0x2: return in_frag ? 1002 : 0;
-  case 0x8:
-  case 0x9:
-  case 0xA: return (h->fin && h->payload_len <= 125) ? 0 : 1002;
-  default: return 1002;
-  }
-}
+#include "../common/frame-reference.h"
 
 static int ref_close_payload(const uint8_t *p, size_t len, unsigned *code) {
   if (len == 0) {
