@@ -684,8 +684,8 @@ static void test_close_payload(void) {
                                      "\xC0\x80",
                                      "\xED\xA0\x80",
                                      "\xF4\x90\x80\x80",
-                                     "\xCE\xBA\xE1\xBD\xB9\xCF\x83\xCE\xBC\xCE\xB5"
-                                     "\xED\xA0\x80\x65\x64\x69\x74\x65\x64",
+                                     ("\xCE\xBA\xE1\xBD\xB9\xCF\x83\xCE\xBC\xCE\xB5"
+                                      "\xED\xA0\x80\x65\x64\x69\x74\x65\x64"),
                                      "ok\xC3\x28"};
   for (size_t i = 0; i < sizeof badr / sizeof badr[0]; i++) {
     size_t l = strlen(badr[i]);
