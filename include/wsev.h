@@ -79,8 +79,11 @@ typedef struct wsev_request wsev_request;
 /*
  * The application's callbacks. Any of them may be NULL (that event is then
  * ignored). Each runs on the loop's thread, never concurrently with, and never
- * inside, another one. From any callback the application may call wsev_write,
- * wsev_write_text, wsev_close (on any connection), wsev_set_timeout and wsev_stop.
+ * inside, another one. From any callback the application may call any function of
+ * this API on any connection (wsev_write, wsev_broadcast, wsev_close, wsev_accept,
+ * wsev_shutdown, wsev_stop, ...) except wsev_ctx_free and wsev_event_loop; events
+ * they cause are dispatched after the callback returns. Neither does a call made
+ * outside any callback run a callback before it returns.
  */
 typedef struct wsev_handler {
   /* A client completed the WebSocket upgrade; `id` is new. */
@@ -93,7 +96,8 @@ typedef struct wsev_handler {
   void (*event_loop_timeout)(wsev_ctx *ctx);
   /* A complete message arrived. `data` (not NUL-terminated; NULL or any pointer
    * when len is 0) is valid only until the callback returns. A WSEV_TEXT message
-   * has been validated as UTF-8. */
+   * has been validated as UTF-8. Messages arriving after the application called
+   * wsev_close on the connection are not delivered. */
   void (*message_received)(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
                            wsev_msg_type type);
   /* Optional. A client asks to upgrade (it passed the protocol checks and the
