@@ -55,8 +55,8 @@ enum {
 };
 
 #define MAX_MESSAGE (1 << 16)
-#define RECV_CAP (4 << 20)  /* client-side record of the server's bytes */
-#define MAX_WRITES 4096     /* messages the handler wrote, checked on the client side */
+#define RECV_CAP (4 << 20) /* client-side record of the server's bytes */
+#define MAX_WRITES 4096    /* messages the handler wrote, checked on the client side */
 #define HANG_LIMIT_MS 5000 /* no input may keep a connection this long after our FIN */
 
 static const char upgrade[] = "GET /chat?x=1 HTTP/1.1\r\n"
@@ -102,7 +102,8 @@ static void record_write(int opcode, const void *data, size_t len) {
 
 /* wsev_write/wsev_write_text, remembering what must reach the client. */
 static void server_write(uint64_t id, int opcode, const void *data, size_t len) {
-  int rc = opcode == WSEV_OP_TEXT ? wsev_write_text(ctx, id, data, len) : wsev_write(ctx, id, data, len);
+  int rc =
+      opcode == WSEV_OP_TEXT ? wsev_write_text(ctx, id, data, len) : wsev_write(ctx, id, data, len);
   if (rc == 0) {
     record_write(opcode, data, len);
   } else if (rc == WSEV_EBACKPRESSURE) {
@@ -295,7 +296,8 @@ static void pump(int fd) {
 
 /* Wait (bounded) for either side to have something to do. */
 static void wait_a_little(int fd) {
-  struct pollfd fds[2] = {{.fd = fd, .events = POLLIN}, {.fd = uv_backend_fd(loop), .events = POLLIN}};
+  struct pollfd fds[2] = {{.fd = fd, .events = POLLIN},
+                          {.fd = uv_backend_fd(loop), .events = POLLIN}};
   int timeout = uv_backend_timeout(loop);
   if (timeout < 0 || timeout > 10) timeout = 10;
   poll(fds, 2, timeout);
@@ -361,7 +363,7 @@ static void check_received(void) {
     uint8_t b0 = p[0], b1 = p[1];
     size_t hl = 2;
     uint64_t len = b1 & 0x7F;
-    FUZZ_CHECK(!(b1 & 0x80));   /* a server never masks */
+    FUZZ_CHECK(!(b1 & 0x80));     /* a server never masks */
     FUZZ_CHECK((b0 & 0x70) == 0); /* no RSV bits */
     FUZZ_CHECK(b0 & 0x80);        /* the server does not fragment */
     if (len == 126) {
@@ -430,10 +432,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (fd < 0) abort();
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  /* A blocking connect on loopback completes in the kernel's backlog. */
+  /* A blocking connect on loopback completes in the kernel's backlog. libFuzzer's
+   * timers may interrupt it (EINTR): the connection then completes on its own, so
+   * wait until the socket is writable and ask how it went. */
   if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
-    perror("fuzz-server: connect");
-    abort();
+    int err = errno;
+    if (err == EINTR) {
+      struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+      socklen_t len = sizeof err;
+      while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {
+      }
+      if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    }
+    if (err) {
+      fprintf(stderr, "fuzz-server: connect: %s\n", strerror(err));
+      abort();
+    }
   }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
