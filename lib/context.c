@@ -125,18 +125,27 @@ static int enqueue(wsev_ctx *ctx, const wsev_event *ev) {
 
 static void on_flush_idle(uv_idle_t *h);
 
+/* An event raised while a callback runs, or inside an API call, must wait: callbacks
+ * never nest, and no API call runs one before it returns. Outside callbacks the
+ * queue goes out from the next flush. Closed events cannot be lost here: room for
+ * one per id was reserved when the id was handed out. */
+static int must_wait(const wsev_ctx *ctx) { return ctx->dispatching || ctx->in_api; }
+
+static void wait_in_queue(wsev_ctx *ctx, wsev_event *ev) {
+  if (enqueue(ctx, ev) != 0) {
+    wsev__free(ev->data);
+    return;
+  }
+  if (!ctx->dispatching) uv_idle_start(&ctx->flush_idle, on_flush_idle);
+}
+
 void wsev__emit(wsev_ctx *ctx, wsev_event_kind kind, uint64_t id) {
   wsev_event ev = {.kind = (uint8_t)kind, .id = id};
   if (ctx->freeing) return;
-  if (ctx->dispatching || ctx->in_api) {
-    /* Room for this was reserved when the id was handed out (one closed event per
-     * id at most), so a closed event is never lost. Events raised inside an API
-     * call outside any callback go out from the next flush. */
-    enqueue(ctx, &ev);
-    if (!ctx->dispatching) uv_idle_start(&ctx->flush_idle, on_flush_idle);
-    return;
-  }
-  dispatch(ctx, &ev);
+  if (must_wait(ctx))
+    wait_in_queue(ctx, &ev);
+  else
+    dispatch(ctx, &ev);
 }
 
 void wsev__emit_closed(wsev_ctx *ctx, uint64_t id, unsigned code, int by_peer, const char *reason,
@@ -156,9 +165,8 @@ void wsev__emit_closed(wsev_ctx *ctx, uint64_t id, unsigned code, int by_peer, c
     else
       ev.len = 0;
   }
-  if (ctx->dispatching || ctx->in_api) {
-    enqueue(ctx, &ev); /* room was reserved when the id was handed out */
-    if (!ctx->dispatching) uv_idle_start(&ctx->flush_idle, on_flush_idle);
+  if (must_wait(ctx)) {
+    wait_in_queue(ctx, &ev);
     return;
   }
   dispatch(ctx, &ev);
@@ -173,7 +181,7 @@ void wsev__emit_message(wsev_ctx *ctx, uint64_t id, const uint8_t *data, size_t 
                    .data = (uint8_t *)data,
                    .len = len};
   if (ctx->freeing) return;
-  if (!ctx->dispatching && !ctx->in_api) {
+  if (!must_wait(ctx)) {
     dispatch(ctx, &ev); /* zero-copy: the bytes live until we return */
     return;
   }
@@ -181,10 +189,7 @@ void wsev__emit_message(wsev_ctx *ctx, uint64_t id, const uint8_t *data, size_t 
   ev.data = wsev__malloc(len ? len : 1);
   if (!ev.data) return;
   if (len) memcpy(ev.data, data, len);
-  if (enqueue(ctx, &ev) != 0)
-    wsev__free(ev.data);
-  else if (!ctx->dispatching)
-    uv_idle_start(&ctx->flush_idle, on_flush_idle);
+  wait_in_queue(ctx, &ev);
 }
 
 /* ---- loop timeout -------------------------------------------------------------- */
