@@ -15,8 +15,9 @@
  *   WSEV_E* code below. wsev_strerror() and wsev_err_name() describe either kind.
  * - Connection ids are uint64_t, never 0, unique for the context's lifetime and
  *   never reused.
- * - For every id handed to the application in conn_accepted, conn_closed is called
- *   exactly once, after every message_received of that id.
+ * - For every id handed to the application (by conn_accepted, wsev_add_conn or
+ *   wsev_adopt_socket), conn_closed is called exactly once, after every
+ *   message_received of that id.
  * - The library never prints, and never exits or aborts on bad input.
  * - Nothing here is thread-safe: call it from the loop's thread only.
  */
@@ -49,7 +50,15 @@ extern "C" {
   XX(EMSGSIZE, -30003, "message larger than the configured maximum")                               \
   XX(EBADPORT, -30004, "invalid port string")                                                      \
   XX(EINCALLBACK, -30005, "not allowed from inside a wsev callback")                               \
-  XX(EBACKPRESSURE, -30006, "send buffer limit reached: the connection is closing (1008)")
+  XX(EBACKPRESSURE, -30006, "send buffer limit reached: the connection is closing (1008)")      \
+  XX(ETLSCERT, -30007, "cannot load the TLS certificate chain (missing, unreadable or not PEM)")   \
+  XX(ETLSKEY, -30008, "cannot load the TLS private key (missing, unreadable, encrypted or bad)")  \
+  XX(ETLSKEYMISMATCH, -30009, "the TLS private key does not match the certificate")              \
+  XX(ETLSCA, -30010, "cannot load the CA certificates to verify servers with")                   \
+  XX(EBADURL, -30011, "invalid WebSocket URL (ws://host[:port][/path] or wss://...)")            \
+  XX(ETLS, -30012, "TLS handshake failed")                                                         \
+  XX(ETLSVERIFY, -30013, "the server's certificate was not trusted or not for that host")         \
+  XX(EHANDSHAKE, -30014, "the server did not accept the WebSocket upgrade")
 
 typedef enum {
 #define WSEV_ERRNO_ENUM(name, value, text) WSEV_##name = value,
@@ -86,7 +95,9 @@ typedef struct wsev_request wsev_request;
  * outside any callback run a callback before it returns.
  */
 typedef struct wsev_handler {
-  /* A client completed the WebSocket upgrade; `id` is new. */
+  /* A WebSocket connection is open: a client completed the upgrade (`id` is new),
+   * or a connection of ours (wsev_add_conn) got the server's 101 (`id` is the one
+   * wsev_add_conn returned; wsev_get_conn_info tells them apart by `client`). */
   void (*conn_accepted)(wsev_ctx *ctx, uint64_t id);
   /* The connection is gone: closed by either side, failed, or dropped. `id` is
    * never used again; wsev_write on it returns WSEV_ENOCONN from now on. */
@@ -204,6 +215,79 @@ WSEV_EXPORT int wsev_listen_and_serve(wsev_ctx *ctx, const char *port);
 WSEV_EXPORT int wsev_listen_and_serve_addr(wsev_ctx *ctx, const char *host, const char *port);
 
 /*
+ * Listen for wss:// clients (WebSocket over TLS) at `port`, as wsev_listen_and_serve
+ * does for ws://. cert_file is a PEM certificate chain (the server's certificate
+ * first, then any intermediates); key_file its PEM private key (RSA or ECDSA, not
+ * encrypted). Both are loaded and checked now, once for this listener: returns the
+ * bound port, or WSEV_ETLSCERT, WSEV_ETLSKEY, WSEV_ETLSKEYMISMATCH (a key that is
+ * not the certificate's), WSEV_EBADPORT or a libuv error. TLS 1.2 or later,
+ * forward-secret AEAD cipher suites only, ALPN "http/1.1". A TLS connection is the
+ * same to the application as a plain one (same callbacks and ordering; a close
+ * sends close_notify). A failed or stalled TLS handshake (handshake timeout) costs
+ * that connection only and is never reported.
+ */
+WSEV_EXPORT int wsev_listen_and_serve_tls(wsev_ctx *ctx, const char *port, const char *cert_file,
+                                          const char *key_file);
+/* The same, bound to one address. */
+WSEV_EXPORT int wsev_listen_and_serve_tls_addr(wsev_ctx *ctx, const char *host, const char *port,
+                                               const char *cert_file, const char *key_file);
+
+/* ---- connections we open ------------------------------------------------------------
+ *
+ * wsev_add_conn dials a WebSocket server and puts the connection into the same
+ * serialized stream as accepted ones. The id is returned at once; conn_accepted
+ * follows when the server's 101 response has been verified, and conn_closed follows
+ * in every case, exactly once: after a normal close, or when the connection could
+ * not be opened. Inside that conn_closed, wsev_get_close_info tells why (its
+ * `error`: a DNS error such as UV_EAI_NONAME, a connect error such as
+ * UV_ECONNREFUSED, UV_ETIMEDOUT, WSEV_ETLS, WSEV_ETLSVERIFY, WSEV_EHANDSHAKE or
+ * UV_ECANCELED, with details in `reason`). Messages written before the connection
+ * is open are queued (within the send limit) and sent once it opens. Frames we send
+ * are masked with fresh random keys; the server's frames are checked as strictly as
+ * a client's (masked ones fail the connection with 1002).
+ */
+typedef struct {
+  const char *origin;            /* the Origin header to send, or NULL for none */
+  const char *const *protocols;  /* subprotocols to offer, NULL-terminated, or NULL */
+  const char *headers;           /* extra request header lines, each "Name: value\r\n" */
+  const char *ca_file;           /* wss: PEM file of trusted CAs; NULL: the system's */
+  int insecure;                  /* wss: 1 skips certificate and host name checks */
+  uint64_t connect_timeout_ms;   /* name lookup, connect, TLS and upgrade; 0: 10 s */
+  void *data;                    /* the connection's data (see wsev_set_conn_data) */
+} wsev_client_options;
+
+/*
+ * Open a connection to `url`: "ws://" or "wss://", then a host name, an IPv4 literal
+ * or a bracketed IPv6 literal ("[::1]"), an optional ":port" (default 80 / 443), and
+ * an optional path and query ("/chat?room=1"; no fragment). Names are resolved
+ * without blocking the loop and each address is tried in turn. options may be NULL.
+ * For wss, the server's certificate is verified against options->ca_file or the
+ * system's CA bundle and must be for the URL's host (sent as SNI), unless
+ * options->insecure. Returns 0 and the new connection's id in *id, or
+ * WSEV_EBADURL, WSEV_ETLSCA (ca_file cannot be loaded), UV_EINVAL (a subprotocol
+ * that is not a token, or malformed extra headers), UV_ENOMEM. Callable from
+ * callbacks.
+ */
+WSEV_EXPORT int wsev_add_conn(wsev_ctx *ctx, const char *url, const wsev_client_options *options,
+                              uint64_t *id);
+
+/*
+ * Hand over a connected TCP socket on which nothing was read or written yet; from
+ * now on the library owns it (and closes it), unless an error is returned.
+ * - url NULL: a server-side connection, exactly like one accepted by a plain
+ *   listener (its upgrade request is read next; conn_accepted follows). *id is set
+ *   to 0: the id comes with conn_accepted.
+ * - url given: a client-side connection, like wsev_add_conn but without the name
+ *   lookup and the connect: the URL's host, port and path go into the request (and
+ *   SNI and the certificate check for wss). *id is set as by wsev_add_conn.
+ * Returns 0, WSEV_EBADURL, WSEV_ETLSCA, UV_EINVAL, UV_ENOMEM or a libuv error from
+ * opening the socket. (A libuv handle is handed over by duplicating its fd and
+ * closing the handle.)
+ */
+WSEV_EXPORT int wsev_adopt_socket(wsev_ctx *ctx, uv_os_sock_t sock, const char *url,
+                                  const wsev_client_options *options, uint64_t *id);
+
+/*
  * Run the loop once: wait for events (blocking until at least one arrives) and
  * dispatch them. Returns 0, or non-zero if the loop still has active handles
  * (uv_run's UV_RUN_ONCE result).
@@ -230,6 +314,8 @@ WSEV_EXPORT const char *wsev_request_protocol(const wsev_request *req, size_t in
 /* Select one of the offered subprotocols for the 101 response (NULL: none).
  * Returns 0, or UV_EINVAL if the client did not offer it. */
 WSEV_EXPORT int wsev_request_select_protocol(wsev_request *req, const char *protocol);
+/* The server name the client asked for with TLS SNI, or NULL (plain, or none). */
+WSEV_EXPORT const char *wsev_request_server_name(const wsev_request *req);
 /* The id the connection has if it is accepted (for WSEV_DEFER); never 0. */
 WSEV_EXPORT uint64_t wsev_request_id(const wsev_request *req);
 
@@ -274,12 +360,16 @@ WSEV_EXPORT int wsev_close_with(wsev_ctx *ctx, uint64_t id, unsigned code, const
 
 /* How a connection ended, readable inside conn_closed for that id. */
 typedef struct {
+  int error;        /* 0 for a WebSocket that closed or dropped; for a connection of
+                       ours that never opened, why (see wsev_add_conn) */
   unsigned code;    /* the close code: the peer's if it closed first (1005 when its
                        close frame had none), ours if we did (1000 for wsev_close,
                        1001 shutdown, 1002/1007/1009 protocol errors, 1008
                        backpressure), 1006 if the connection dropped without one */
   int by_peer;      /* 1 if the peer started the close or went away, 0 if we did */
-  char reason[124]; /* the close reason, NUL-terminated UTF-8 (may be empty) */
+  char reason[124]; /* the close reason, NUL-terminated UTF-8 (may be empty); with
+                       `error`, a description of the failure ("HTTP 404 Not Found",
+                       the certificate problem, ...) */
 } wsev_close_info;
 /* Returns 0, or WSEV_ENOCONN outside conn_closed for that id. */
 WSEV_EXPORT int wsev_get_close_info(const wsev_ctx *ctx, uint64_t id, wsev_close_info *info);
@@ -292,6 +382,10 @@ typedef struct {
   int client;                   /* 1 for a connection we opened, 0 for an accepted one */
   const char *path;             /* the request target of the upgrade */
   const char *protocol;         /* the selected subprotocol, or NULL */
+  const char *server_name;      /* TLS: the SNI the client sent (or the host we
+                                   dialled); else NULL */
+  const char *tls_version;      /* TLS: "TLSv1.2" ...; else NULL */
+  const char *tls_cipher;       /* TLS: the cipher suite's name; else NULL */
 } wsev_conn_info;
 /* Returns 0, WSEV_ENOCONN, or a libuv error reading the addresses. */
 WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info);
