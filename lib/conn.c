@@ -205,6 +205,7 @@ static void on_conn_closed(uv_handle_t *h) {
   }
   wsev__deadline_clear(c);
   wsev__hs_free(c->hs);
+  wsev__tls_free(c->tls);
   while (c->segs) {
     wsev_seg *seg = c->segs;
     c->segs = seg->next;
@@ -321,13 +322,13 @@ static void consume(wsev_conn *c, size_t n) {
   }
 }
 
-/* Hand everything still queued to one uv_write whose request owns it. 0 or error. */
-static int write_rest(wsev_conn *c) {
-  if (seal_out(c) != 0) return UV_ENOMEM;
+/* Hand the segments `head` (`bytes` unwritten in all) to one uv_write whose
+ * request owns them. 0 or an error (then they are still the caller's). */
+static int write_segs(wsev_conn *c, wsev_seg *head, size_t bytes) {
   write_req *wr = wsev__malloc(sizeof *wr);
   if (!wr) return UV_ENOMEM;
   unsigned count = 0;
-  for (wsev_seg *seg = c->segs; seg; seg = seg->next)
+  for (wsev_seg *seg = head; seg; seg = seg->next)
     count++;
   uv_buf_t stack_bufs[16], *bufs = stack_bufs;
   if (count > 16 && !(bufs = wsev__malloc(count * sizeof *bufs))) {
@@ -335,26 +336,96 @@ static int write_rest(wsev_conn *c) {
     return UV_ENOMEM;
   }
   unsigned i = 0;
-  for (wsev_seg *seg = c->segs; seg; seg = seg->next)
+  for (wsev_seg *seg = head; seg; seg = seg->next)
     bufs[i++] = uv_buf_init((char *)seg->data + seg->off, (unsigned)(seg->len - seg->off));
   wr->conn = c;
-  wr->segs = c->segs;
-  wr->len = c->seg_bytes;
+  wr->segs = head;
+  wr->len = bytes;
   int rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, bufs, count, on_write); /* copies bufs */
   if (bufs != stack_bufs) wsev__free(bufs);
   if (rc != 0) {
     wsev__free(wr);
     return rc;
   }
+  c->inflight += bytes;
+  return 0;
+}
+
+/* Hand everything still queued to one uv_write. 0 or error. */
+static int write_rest(wsev_conn *c) {
+  if (seal_out(c) != 0) return UV_ENOMEM;
+  int rc = write_segs(c, c->segs, c->seg_bytes);
+  if (rc) return rc;
   c->segs = c->segs_tail = NULL;
   c->seg_bytes = 0;
-  c->inflight += wr->len;
+  return 0;
+}
+
+/* Over TLS, at most this much plaintext is encrypted per write: the ciphertext
+ * buffer stays bounded however much is queued. */
+#define TLS_CHUNK (256 * 1024)
+
+/* Encrypt queued plaintext (once the handshake is done) and write the records, as
+ * much as the kernel takes now; the rest goes in a write request, and the next
+ * chunk is encrypted when it completes. Returns 1 when everything queued is out. */
+static int flush_tls(wsev_conn *c) {
+  wsev_tls *tls = c->tls;
+  int can_encrypt = wsev__tls_handshake_done(tls) && !wsev__tls_error(tls, NULL, 0);
+  for (;;) {
+    if (can_encrypt && (c->segs || c->out.len)) {
+      if (seal_out(c) != 0) goto fail;
+      size_t done = 0;
+      for (wsev_seg *seg = c->segs; seg && done < TLS_CHUNK; seg = seg->next) {
+        size_t n = seg->len - seg->off;
+        if (n > TLS_CHUNK - done) n = TLS_CHUNK - done;
+        if (wsev__tls_encrypt(tls, seg->data + seg->off, n) != 0) goto fail;
+        done += n;
+      }
+      consume(c, done);
+    }
+    if (c->state == WSEV_CONN_DRAINING && !c->segs) wsev__tls_close_notify(tls);
+    size_t len, cap;
+    uint8_t *records = wsev__tls_take(tls, &len, &cap);
+    if (!len) {
+      wsev__free(records);
+      return !can_encrypt || !c->segs;
+    }
+    uv_buf_t buf = uv_buf_init((char *)records, (unsigned)len);
+    int written = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+    if (written == UV_EAGAIN) written = 0;
+    if (written < 0) {
+      wsev__free(records);
+      goto fail;
+    }
+    if ((size_t)written < len) {
+      wsev_seg *seg = wsev__seg_get(c->ctx);
+      if (!seg) {
+        wsev__free(records);
+        goto fail;
+      }
+      seg->data = records;
+      seg->cap = cap;
+      seg->len = len;
+      seg->off = (size_t)written;
+      if (write_segs(c, seg, len - (size_t)written) != 0) {
+        wsev__seg_release(c->ctx, seg);
+        goto fail;
+      }
+      return 0;
+    }
+    wsev__free(records);
+  }
+fail:
+  wsev__conn_abort(c);
   return 0;
 }
 
 void wsev__conn_flush(wsev_conn *c) {
   if (c->state == WSEV_CONN_DEAD || c->inflight) return;
-  if (c->segs || c->out.len) {
+  if (c->tls) {
+    if (!flush_tls(c)) return;
+    check_drained(c);
+  } else if (c->segs || c->out.len) {
     /* Everything queued during this iteration, in one writev. */
     uv_buf_t bufs[64];
     unsigned n = 0;
@@ -817,6 +888,70 @@ static void on_peer_eof(wsev_conn *c) {
   /* Otherwise the shutdown callback closes the handle once our bytes are out. */
 }
 
+/* Bytes of the HTTP or WebSocket stream (decrypted, over TLS). */
+static void stream_bytes(wsev_conn *c, uint8_t *p, size_t n) {
+  switch (c->state) {
+  case WSEV_CONN_HANDSHAKE: handshake_bytes(c, p, n); break;
+  case WSEV_CONN_OPEN:
+  case WSEV_CONN_CLOSING: frame_bytes(c, p, n); break;
+  default: break; /* draining: discarded */
+  }
+}
+
+static int reading(const wsev_conn *c) { return c->state == WSEV_CONN_HANDSHAKE || alive(c); }
+
+/* ---- TLS input ---------------------------------------------------------------- */
+
+static int tls_plaintext(void *conn, uint8_t *p, size_t n) {
+  wsev_conn *c = conn;
+  if (c->deferred) {
+    /* Records decrypted in the same read as a deferred request wait with it. */
+    uint8_t *grown = wsev__realloc(c->pending.data, c->pending.len + n);
+    if (!grown) {
+      reject(c, 503);
+      return 1;
+    }
+    memcpy(grown + c->pending.len, p, n);
+    c->pending.data = grown;
+    c->pending.len += n;
+    return 0;
+  }
+  stream_bytes(c, p, n);
+  return !reading(c);
+}
+
+static int tls_handshake_done(void *conn) {
+  (void)conn;
+  return 0;
+}
+
+static const wsev_tls_sink tls_sink = {tls_handshake_done, tls_plaintext};
+
+/* A broken handshake or record: nothing more can be exchanged. The alert mbedTLS
+ * queued goes out before the FIN. */
+static void tls_failed(wsev_conn *c) {
+  set_close(c, WSEV_CLOSE_ABNORMAL, 1, NULL, 0);
+  wsev__hs_free(c->hs);
+  c->hs = NULL;
+  start_draining(c);
+}
+
+static void tls_bytes(wsev_conn *c, uint8_t *p, size_t n) {
+  if (!reading(c)) return;
+  uint8_t *plain = wsev__ctx_tls_plain(c->ctx);
+  if (!plain) {
+    wsev__conn_abort(c);
+    return;
+  }
+  int rc = wsev__tls_input(c->tls, p, n, plain, WSEV_READ_BUFFER_SIZE, &tls_sink, c);
+  if (c->state == WSEV_CONN_DEAD) return;
+  if (wsev__tls_pending(c->tls)) wsev__mark_dirty(c); /* handshake records, alerts */
+  if (rc == WSEV_TLS_CLOSED)
+    on_peer_eof(c);
+  else if (rc == WSEV_TLS_FAILED)
+    tls_failed(c);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   wsev_conn *c = s->data;
   if (nread == 0) return;
@@ -831,15 +966,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   uint8_t *p = (uint8_t *)buf->base;
   c->last_rx = uv_now(c->ctx->loop);
   if (c->in_deadline && c->deadline_kind == WSEV_DEADLINE_PONG) wsev__deadline_clear(c);
-  switch (c->state) {
-  case WSEV_CONN_HANDSHAKE: handshake_bytes(c, p, (size_t)nread); break;
-  case WSEV_CONN_OPEN:
-  case WSEV_CONN_CLOSING: frame_bytes(c, p, (size_t)nread); break;
-  default: break; /* draining: discarded */
-  }
+  if (c->tls)
+    tls_bytes(c, p, (size_t)nread);
+  else
+    stream_bytes(c, p, (size_t)nread);
 }
 
-int wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server) {
+int wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server, wsev_tls_config *tls) {
   wsev_conn *c = wsev__calloc(1, sizeof *c);
   if (!c) return UV_ENOMEM;
   c->ctx = ctx;
@@ -855,6 +988,10 @@ int wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server) {
     return 0;
   }
   uv_tcp_nodelay(&c->tcp, 1);
+  if (tls && !(c->tls = wsev__tls_new(tls, NULL))) {
+    wsev__conn_abort(c);
+    return 0;
+  }
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
     wsev__conn_abort(c);
     return 0;

@@ -542,7 +542,19 @@ static void release(wsev_ctx *ctx) {
     wsev__free(ctx->origins[i]);
   wsev__free(ctx->origins);
   wsev__free(ctx->read_buf);
+  wsev__free(ctx->tls_plain);
+  wsev__rng_free(ctx->rng);
   wsev__free(ctx);
+}
+
+wsev_rng *wsev__ctx_rng(wsev_ctx *ctx) {
+  if (!ctx->rng) ctx->rng = wsev__rng_new();
+  return ctx->rng;
+}
+
+uint8_t *wsev__ctx_tls_plain(wsev_ctx *ctx) {
+  if (!ctx->tls_plain) ctx->tls_plain = wsev__malloc(WSEV_READ_BUFFER_SIZE);
+  return ctx->tls_plain;
 }
 
 /* On a caller's loop the context is released by the last close callback. */
@@ -751,6 +763,12 @@ int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info) {
                                                        : ((struct sockaddr_in *)&local)->sin_port);
   info->path = c->info ? c->info : "";
   info->protocol = c->has_protocol ? c->info + strlen(c->info) + 1 : NULL;
+  if (c->tls) {
+    info->tls = 1;
+    info->server_name = wsev__tls_server_name(c->tls);
+    info->tls_version = wsev__tls_version(c->tls);
+    info->tls_cipher = wsev__tls_cipher(c->tls);
+  }
   return 0;
 }
 

@@ -8,6 +8,7 @@
 
 #include "handshake.h"
 #include "idmap.h"
+#include "tls.h"
 #include "wsev.h"
 
 /* Larger than a 64 KiB message and its header, so such a message usually arrives in
@@ -101,6 +102,7 @@ struct wsev_conn {
   uint64_t deadline;
   uint64_t last_rx; /* loop time of the last bytes received, for keepalive */
   wsev_hs *hs;      /* only during the handshake */
+  wsev_tls *tls;    /* over TLS: the session (records in, records out) */
   void *user_data;
   char *info;           /* after the upgrade: "path\0protocol\0" for wsev_get_conn_info */
   char *close_reason;   /* ours or the peer's, once the close started (may be NULL) */
@@ -154,6 +156,7 @@ struct wsev_listener {
    * stops polling a listener whose pending client was not accepted. */
   uv_tcp_t reject;
   wsev_ctx *ctx;
+  wsev_tls_config *tls; /* a wss listener's certificate and settings */
   wsev_listener *next;
   uint8_t handles;        /* of tcp and reject still open; freed at 0 */
   uint8_t reject_busy;    /* reject is closing */
@@ -216,6 +219,9 @@ struct wsev_ctx {
   /* One read buffer shared by every connection: libuv reads one stream at a time
    * and we consume the bytes before returning from the read callback. */
   uint8_t *read_buf;
+  /* The same for decrypted bytes (allocated with the first TLS connection). */
+  uint8_t *tls_plain;
+  wsev_rng *rng; /* random bytes: TLS and client masking keys (seeded on first use) */
   /* Recycled buffers: small ones in a stack linked through their first bytes, a
    * few large ones in slots. */
   void *pool;
@@ -267,7 +273,7 @@ int wsev__buf_grow(wsev_ctx *ctx, wsev_buf *b, size_t need);
 /* conn.c */
 /* Accept a pending connection of `server`. UV_ENOMEM if there was no memory to
  * accept it with (it is then still pending). */
-int wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server);
+int wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server, wsev_tls_config *tls);
 /* Graceful shutdown of one connection: 503 during the handshake, 1001 when open. */
 void wsev__conn_shutdown(wsev_conn *c);
 /* Keepalive: ping an open connection that was silent for the interval. */
@@ -287,6 +293,11 @@ int wsev__conn_close(wsev_conn *c, unsigned code, const char *reason);
 int wsev__conn_decide(wsev_conn *c, int status, const char *protocol);
 /* The deadline of a connection passed. */
 void wsev__conn_deadline(wsev_conn *c);
+
+/* The context's random source, created on first use (NULL without memory). */
+wsev_rng *wsev__ctx_rng(wsev_ctx *ctx);
+/* The plaintext buffer for TLS connections, allocated on first use. */
+uint8_t *wsev__ctx_tls_plain(wsev_ctx *ctx);
 
 /* listener.c */
 void wsev__listeners_close(wsev_ctx *ctx);

@@ -10,7 +10,10 @@ static void on_connection(uv_stream_t *server, int status);
 
 static void release_handle(wsev_listener *l) {
   wsev_ctx *ctx = l->ctx;
-  if (--l->handles == 0) wsev__free(l);
+  if (--l->handles == 0) {
+    wsev__tls_config_unref(l->tls); /* connections hold their own references */
+    wsev__free(l);
+  }
   wsev__handle_closed(ctx);
 }
 
@@ -46,7 +49,7 @@ static void on_connection(uv_stream_t *server, int status) {
   wsev_listener *l = server->data;
   /* Errors such as EMFILE: libuv has already dropped that client and goes on. */
   if (status < 0) return;
-  if (wsev__conn_start(l->ctx, server) == UV_ENOMEM) reject_pending(l);
+  if (wsev__conn_start(l->ctx, server, l->tls) == UV_ENOMEM) reject_pending(l);
 }
 
 /* A decimal port 0..65535, digits only. */
@@ -63,15 +66,18 @@ static int parse_port(const char *s, int *port) {
   return 0;
 }
 
-static int listen_on(wsev_ctx *ctx, const struct sockaddr *addr) {
+/* Listen at addr; the listener takes over the reference to `tls` (may be NULL),
+ * also when it fails. */
+static int listen_on(wsev_ctx *ctx, const struct sockaddr *addr, wsev_tls_config *tls) {
   wsev_listener *l = wsev__calloc(1, sizeof *l);
-  if (!l) return UV_ENOMEM;
-  l->ctx = ctx;
-  int rc = uv_tcp_init(ctx->loop, &l->tcp);
+  int rc = l ? uv_tcp_init(ctx->loop, &l->tcp) : UV_ENOMEM;
   if (rc) {
+    wsev__tls_config_unref(tls);
     wsev__free(l);
     return rc;
   }
+  l->ctx = ctx;
+  l->tls = tls;
   l->tcp.data = l;
   l->handles = 1;
   wsev__handle_opened(ctx);
@@ -90,27 +96,62 @@ static int listen_on(wsev_ctx *ctx, const struct sockaddr *addr) {
                                      : ntohs(((struct sockaddr_in *)&bound)->sin_port);
 }
 
-int wsev_listen_and_serve_addr(wsev_ctx *ctx, const char *host, const char *port) {
-  int port_num, rc;
-  struct sockaddr_storage addr;
-  if (!ctx || !host) return UV_EINVAL;
-  if (ctx->freeing || ctx->shutting_down) return UV_EINVAL;
-  rc = parse_port(port, &port_num);
+static int resolve(const char *host, const char *port, struct sockaddr_storage *addr) {
+  int port_num, rc = parse_port(port, &port_num);
   if (rc) return rc;
   if (strchr(host, ':'))
-    rc = uv_ip6_addr(host, port_num, (struct sockaddr_in6 *)&addr);
+    rc = uv_ip6_addr(host, port_num, (struct sockaddr_in6 *)addr);
   else
-    rc = uv_ip4_addr(host, port_num, (struct sockaddr_in *)&addr);
-  if (rc) return UV_EINVAL;
-  return listen_on(ctx, (const struct sockaddr *)&addr);
+    rc = uv_ip4_addr(host, port_num, (struct sockaddr_in *)addr);
+  return rc ? UV_EINVAL : 0;
+}
+
+/* Bind to host (NULL: every interface), taking over the reference to tls. */
+static int serve(wsev_ctx *ctx, const char *host, const char *port, wsev_tls_config *tls) {
+  struct sockaddr_storage addr;
+  int rc = resolve(host ? host : "::", port, &addr);
+  if (rc) {
+    wsev__tls_config_unref(tls);
+    return rc;
+  }
+  if (tls) wsev__tls_config_ref(tls); /* kept for the IPv4 fallback below */
+  rc = listen_on(ctx, (const struct sockaddr *)&addr, tls);
+  if (!host && (rc == UV_EAFNOSUPPORT || rc == UV_EADDRNOTAVAIL)) {
+    /* "::" accepts IPv4 too (dual stack); fall back where IPv6 is missing. */
+    resolve("0.0.0.0", port, &addr);
+    return listen_on(ctx, (const struct sockaddr *)&addr, tls);
+  }
+  wsev__tls_config_unref(tls);
+  return rc;
+}
+
+static int usable(const wsev_ctx *ctx) { return ctx && !ctx->freeing && !ctx->shutting_down; }
+
+int wsev_listen_and_serve_addr(wsev_ctx *ctx, const char *host, const char *port) {
+  if (!usable(ctx) || !host) return UV_EINVAL;
+  return serve(ctx, host, port, NULL);
 }
 
 int wsev_listen_and_serve(wsev_ctx *ctx, const char *port) {
-  /* "::" accepts IPv4 too (dual stack); fall back where IPv6 is missing. */
-  int rc = wsev_listen_and_serve_addr(ctx, "::", port);
-  if (rc == UV_EAFNOSUPPORT || rc == UV_EADDRNOTAVAIL)
-    rc = wsev_listen_and_serve_addr(ctx, "0.0.0.0", port);
-  return rc;
+  if (!usable(ctx)) return UV_EINVAL;
+  return serve(ctx, NULL, port, NULL);
+}
+
+int wsev_listen_and_serve_tls_addr(wsev_ctx *ctx, const char *host, const char *port,
+                                   const char *cert_file, const char *key_file) {
+  wsev_tls_config *tls;
+  int port_num, rc;
+  if (!usable(ctx)) return UV_EINVAL;
+  if ((rc = parse_port(port, &port_num)) != 0) return rc;
+  wsev_rng *rng = wsev__ctx_rng(ctx);
+  if (!rng || !wsev__ctx_tls_plain(ctx)) return UV_ENOMEM;
+  if ((rc = wsev__tls_server_config(rng, cert_file, key_file, &tls)) != 0) return rc;
+  return serve(ctx, host, port, tls);
+}
+
+int wsev_listen_and_serve_tls(wsev_ctx *ctx, const char *port, const char *cert_file,
+                              const char *key_file) {
+  return wsev_listen_and_serve_tls_addr(ctx, NULL, port, cert_file, key_file);
 }
 
 void wsev__listeners_close(wsev_ctx *ctx) {

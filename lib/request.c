@@ -11,6 +11,11 @@ static const wsev_hs *hs_of(const wsev_request *req) { return ((const wsev_conn 
 const char *wsev_request_path(const wsev_request *req) { return wsev__hs_path(hs_of(req)); }
 const char *wsev_request_method(const wsev_request *req) { return wsev__hs_method(hs_of(req)); }
 
+const char *wsev_request_server_name(const wsev_request *req) {
+  const wsev_tls *tls = ((const wsev_conn *)req)->tls;
+  return tls ? wsev__tls_server_name(tls) : NULL;
+}
+
 const char *wsev_request_header(const wsev_request *req, const char *name) {
   return wsev__hs_header(hs_of(req), name);
 }

@@ -1,1 +1,417 @@
-/* (being written) */
+/* TLS with mbedTLS 2.28 over memory buffers (see tls.h). */
+#include "tls.h"
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+
+#define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+#define RNG_POOL 256
+
+struct wsev_rng {
+  mbedtls_entropy_context entropy;
+  mbedtls_ctr_drbg_context drbg;
+  int seeded;
+  size_t pool_left;
+  uint8_t pool[RNG_POOL];
+};
+
+struct wsev_tls_config {
+  mbedtls_ssl_config conf;
+  mbedtls_x509_crt chain; /* servers: our chain; clients: the trusted CAs */
+  mbedtls_pk_context key;
+  size_t refs;
+  int server;
+  int insecure;
+  char *ca_file; /* clients: where the CAs came from (NULL: the system's) */
+};
+
+struct wsev_tls {
+  mbedtls_ssl_context ssl; /* first: the SNI callback gets only this pointer */
+  wsev_tls_config *conf;
+  const uint8_t *in; /* ciphertext being fed, not yet taken by mbedTLS */
+  size_t in_len;
+  uint8_t *out; /* ciphertext to write */
+  size_t out_len, out_cap;
+  char *server_name;
+  int error;  /* WSEV_ETLS, WSEV_ETLSVERIFY, or 0 */
+  int mbedtls_error;
+  uint8_t done;        /* handshake complete */
+  uint8_t notify_sent; /* close_notify queued */
+  uint8_t out_of_memory;
+};
+
+/* Forward secrecy and AEAD only. */
+static const int cipher_suites[] = {
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    0,
+};
+static const char *alpn_protocols[] = {"http/1.1", NULL};
+
+/* ---- random bytes ------------------------------------------------------------ */
+
+wsev_rng *wsev__rng_new(void) {
+  wsev_rng *rng = wsev__calloc(1, sizeof *rng);
+  if (!rng) return NULL;
+  mbedtls_entropy_init(&rng->entropy);
+  mbedtls_ctr_drbg_init(&rng->drbg);
+  return rng;
+}
+
+void wsev__rng_free(wsev_rng *rng) {
+  if (!rng) return;
+  mbedtls_ctr_drbg_free(&rng->drbg);
+  mbedtls_entropy_free(&rng->entropy);
+  mbedtls_platform_zeroize(rng->pool, sizeof rng->pool);
+  wsev__free(rng);
+}
+
+/* Seeding reads the OS entropy source once; a context that never needs random
+ * bytes (plain servers) never pays for it. */
+static int rng_seed(wsev_rng *rng) {
+  static const char personal[] = "wsev";
+  if (rng->seeded) return 0;
+  if (mbedtls_ctr_drbg_seed(&rng->drbg, mbedtls_entropy_func, &rng->entropy,
+                            (const unsigned char *)personal, sizeof personal - 1) != 0)
+    return -1;
+  rng->seeded = 1;
+  return 0;
+}
+
+int wsev__rng_bytes(wsev_rng *rng, void *buf, size_t len) {
+  if (rng_seed(rng) != 0) return -1;
+  if (len > RNG_POOL / 4) return mbedtls_ctr_drbg_random(&rng->drbg, buf, len) ? -1 : 0;
+  if (rng->pool_left < len) {
+    if (mbedtls_ctr_drbg_random(&rng->drbg, rng->pool, RNG_POOL) != 0) return -1;
+    rng->pool_left = RNG_POOL;
+  }
+  uint8_t *from = rng->pool + RNG_POOL - rng->pool_left;
+  memcpy(buf, from, len);
+  mbedtls_platform_zeroize(from, len); /* handed out once only */
+  rng->pool_left -= len;
+  return 0;
+}
+
+static int rng_for_tls(void *p, unsigned char *out, size_t len) {
+  wsev_rng *rng = p;
+  if (rng_seed(rng) != 0) return MBEDTLS_ERR_CTR_DRBG_ENTROPY_SOURCE_FAILED;
+  return mbedtls_ctr_drbg_random(&rng->drbg, out, len);
+}
+
+/* ---- configurations ------------------------------------------------------------ */
+
+static wsev_tls_config *config_new(void) {
+  wsev_tls_config *c = wsev__calloc(1, sizeof *c);
+  if (!c) return NULL;
+  mbedtls_ssl_config_init(&c->conf);
+  mbedtls_x509_crt_init(&c->chain);
+  mbedtls_pk_init(&c->key);
+  c->refs = 1;
+  return c;
+}
+
+static void config_free(wsev_tls_config *c) {
+  mbedtls_ssl_config_free(&c->conf);
+  mbedtls_x509_crt_free(&c->chain);
+  mbedtls_pk_free(&c->key);
+  wsev__free(c->ca_file);
+  wsev__free(c);
+}
+
+void wsev__tls_config_ref(wsev_tls_config *c) { c->refs++; }
+
+void wsev__tls_config_unref(wsev_tls_config *c) {
+  if (c && --c->refs == 0) config_free(c);
+}
+
+/* What every configuration shares: TLS 1.2 and later, our suites, our DRBG. */
+static int config_defaults(wsev_tls_config *c, wsev_rng *rng, int endpoint) {
+  if (mbedtls_ssl_config_defaults(&c->conf, endpoint, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                  MBEDTLS_SSL_PRESET_DEFAULT) != 0)
+    return UV_ENOMEM;
+  mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+  mbedtls_ssl_conf_ciphersuites(&c->conf, cipher_suites);
+  mbedtls_ssl_conf_rng(&c->conf, rng_for_tls, rng);
+  if (mbedtls_ssl_conf_alpn_protocols(&c->conf, alpn_protocols) != 0) return UV_ENOMEM;
+  return 0;
+}
+
+/* The server name a client asked for, kept for wsev_request_server_name. Any name
+ * is served with our one certificate. */
+static int on_sni(void *unused, mbedtls_ssl_context *ssl, const unsigned char *name, size_t len) {
+  wsev_tls *t = (wsev_tls *)ssl; /* ssl is the first member */
+  (void)unused;
+  wsev__free(t->server_name);
+  t->server_name = wsev__malloc(len + 1);
+  if (t->server_name) {
+    memcpy(t->server_name, name, len);
+    t->server_name[len] = 0;
+  }
+  return 0;
+}
+
+int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *key_file,
+                            wsev_tls_config **out) {
+  if (!cert_file) return WSEV_ETLSCERT;
+  if (!key_file) return WSEV_ETLSKEY;
+  wsev_tls_config *c = config_new();
+  if (!c) return UV_ENOMEM;
+  int rc = 0;
+  c->server = 1;
+  /* parse_file returns > 0 when some certificates of the file did not parse: a
+   * chain with a broken link is refused too. */
+  if (mbedtls_x509_crt_parse_file(&c->chain, cert_file) != 0)
+    rc = WSEV_ETLSCERT;
+  else if (mbedtls_pk_parse_keyfile(&c->key, key_file, NULL) != 0 ||
+           !(mbedtls_pk_can_do(&c->key, MBEDTLS_PK_RSA) ||
+             mbedtls_pk_can_do(&c->key, MBEDTLS_PK_ECKEY)))
+    rc = WSEV_ETLSKEY;
+  else if (mbedtls_pk_check_pair(&c->chain.pk, &c->key) != 0)
+    rc = WSEV_ETLSKEYMISMATCH;
+  else if ((rc = config_defaults(c, rng, MBEDTLS_SSL_IS_SERVER)) == 0 &&
+           mbedtls_ssl_conf_own_cert(&c->conf, &c->chain, &c->key) != 0)
+    rc = UV_ENOMEM;
+  if (rc) {
+    config_free(c);
+    return rc;
+  }
+  mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE); /* no client certificates */
+  mbedtls_ssl_conf_sni(&c->conf, on_sni, NULL);
+  *out = c;
+  return 0;
+}
+
+int wsev__tls_client_config(wsev_rng *rng, const char *ca_file, int insecure,
+                            wsev_tls_config **out) {
+  wsev_tls_config *c = config_new();
+  if (!c) return UV_ENOMEM;
+  int rc = config_defaults(c, rng, MBEDTLS_SSL_IS_CLIENT);
+  c->insecure = insecure != 0;
+  if (!rc && !insecure) {
+    if (ca_file && !(c->ca_file = wsev__malloc(strlen(ca_file) + 1)))
+      rc = UV_ENOMEM;
+    else if (ca_file)
+      strcpy(c->ca_file, ca_file);
+    /* A bundle with a few certificates mbedTLS cannot parse is still usable (> 0);
+     * none at all is not. */
+    if (!rc && (mbedtls_x509_crt_parse_file(&c->chain, ca_file ? ca_file : SYSTEM_CA_BUNDLE) < 0 ||
+                c->chain.version == 0))
+      rc = WSEV_ETLSCA;
+  }
+  if (rc) {
+    config_free(c);
+    return rc;
+  }
+  if (insecure) {
+    mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
+  } else {
+    mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+    mbedtls_ssl_conf_ca_chain(&c->conf, &c->chain, NULL);
+  }
+  *out = c;
+  return 0;
+}
+
+int wsev__tls_config_matches(const wsev_tls_config *c, const char *ca_file, int insecure) {
+  if (c->server || c->insecure != (insecure != 0)) return 0;
+  if (c->insecure) return 1;
+  if (!c->ca_file || !ca_file) return !c->ca_file && !ca_file;
+  return strcmp(c->ca_file, ca_file) == 0;
+}
+
+/* ---- one connection ------------------------------------------------------------- */
+
+static int bio_send(void *p, const unsigned char *data, size_t len) {
+  wsev_tls *t = p;
+  if (len > t->out_cap - t->out_len) {
+    size_t cap = t->out_cap ? t->out_cap : 16 * 1024 + 512;
+    while (cap - t->out_len < len)
+      cap *= 2;
+    uint8_t *grown = wsev__realloc(t->out, cap);
+    if (!grown) {
+      t->out_of_memory = 1;
+      return MBEDTLS_ERR_SSL_ALLOC_FAILED;
+    }
+    t->out = grown;
+    t->out_cap = cap;
+  }
+  memcpy(t->out + t->out_len, data, len);
+  t->out_len += len;
+  return (int)len;
+}
+
+static int bio_recv(void *p, unsigned char *buf, size_t len) {
+  wsev_tls *t = p;
+  if (t->in_len == 0) return MBEDTLS_ERR_SSL_WANT_READ;
+  if (len > t->in_len) len = t->in_len;
+  memcpy(buf, t->in, len);
+  t->in += len;
+  t->in_len -= len;
+  return (int)len;
+}
+
+wsev_tls *wsev__tls_new(wsev_tls_config *conf, const char *server_name) {
+  wsev_tls *t = wsev__calloc(1, sizeof *t);
+  if (!t) return NULL;
+  mbedtls_ssl_init(&t->ssl);
+  if (mbedtls_ssl_setup(&t->ssl, &conf->conf) != 0) goto fail;
+  if (server_name) {
+    /* Sets SNI and the name the certificate must carry. */
+    if (mbedtls_ssl_set_hostname(&t->ssl, server_name) != 0) goto fail;
+    size_t n = strlen(server_name);
+    if (!(t->server_name = wsev__malloc(n + 1))) goto fail;
+    memcpy(t->server_name, server_name, n + 1);
+  }
+  mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
+  t->conf = conf;
+  wsev__tls_config_ref(conf);
+  return t;
+fail:
+  mbedtls_ssl_free(&t->ssl);
+  wsev__free(t->server_name);
+  wsev__free(t);
+  return NULL;
+}
+
+void wsev__tls_free(wsev_tls *t) {
+  if (!t) return;
+  mbedtls_ssl_free(&t->ssl);
+  wsev__tls_config_unref(t->conf);
+  wsev__free(t->out);
+  wsev__free(t->server_name);
+  wsev__free(t);
+}
+
+static int failed(wsev_tls *t, int rc) {
+  t->mbedtls_error = rc;
+  if (!t->error)
+    t->error = rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED ? WSEV_ETLSVERIFY : WSEV_ETLS;
+  return WSEV_TLS_FAILED;
+}
+
+static int handshake(wsev_tls *t, const wsev_tls_sink *sink, void *conn) {
+  int rc = mbedtls_ssl_handshake(&t->ssl);
+  if (rc == 0) {
+    t->done = 1;
+    return sink && sink->handshake_done(conn) != 0 ? WSEV_TLS_STOPPED : WSEV_TLS_OK;
+  }
+  if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) return WSEV_TLS_OK;
+  return failed(t, rc);
+}
+
+int wsev__tls_start(wsev_tls *t) { return t->done ? WSEV_TLS_OK : handshake(t, NULL, NULL); }
+
+int wsev__tls_input(wsev_tls *t, const uint8_t *in, size_t len, uint8_t *plain, size_t plain_cap,
+                    const wsev_tls_sink *sink, void *conn) {
+  int result = WSEV_TLS_OK;
+  t->in = in;
+  t->in_len = len;
+  if (!t->done) {
+    result = handshake(t, sink, conn);
+    if (result != WSEV_TLS_OK || !t->done) goto out;
+  }
+  /* Decrypt as many records as fit, then hand them on together: a message that
+   * spans records still reaches the frame parser in one piece. */
+  for (;;) {
+    size_t got = 0;
+    int rc = 0;
+    while (got < plain_cap) {
+      rc = mbedtls_ssl_read(&t->ssl, plain + got, plain_cap - got);
+      if (rc <= 0) break;
+      got += (size_t)rc;
+    }
+    if (got && sink->plaintext(conn, plain, got) != 0) {
+      result = WSEV_TLS_STOPPED;
+      break;
+    }
+    if (rc > 0) continue; /* the buffer was full */
+    if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) break;
+    if (rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || rc == 0) {
+      result = WSEV_TLS_CLOSED;
+      break;
+    }
+    result = failed(t, rc);
+    break;
+  }
+out:
+  t->in = NULL;
+  t->in_len = 0;
+  return result;
+}
+
+int wsev__tls_handshake_done(const wsev_tls *t) { return t->done; }
+
+int wsev__tls_encrypt(wsev_tls *t, const uint8_t *data, size_t len) {
+  while (len) {
+    int rc = mbedtls_ssl_write(&t->ssl, data, len);
+    if (rc <= 0) {
+      if (t->out_of_memory) return UV_ENOMEM;
+      failed(t, rc);
+      return WSEV_ETLS;
+    }
+    data += rc;
+    len -= (size_t)rc;
+  }
+  return 0;
+}
+
+void wsev__tls_close_notify(wsev_tls *t) {
+  if (!t->done || t->notify_sent || t->error) return;
+  t->notify_sent = 1;
+  mbedtls_ssl_close_notify(&t->ssl);
+}
+
+size_t wsev__tls_pending(const wsev_tls *t) { return t->out_len; }
+
+uint8_t *wsev__tls_take(wsev_tls *t, size_t *len, size_t *cap) {
+  uint8_t *out = t->out;
+  *len = t->out_len;
+  *cap = t->out_cap;
+  t->out = NULL;
+  t->out_len = t->out_cap = 0;
+  return out;
+}
+
+int wsev__tls_error(const wsev_tls *t, char *reason, size_t cap) {
+  if (!cap) return t->error;
+  reason[0] = 0;
+  if (t->error == WSEV_ETLSVERIFY) {
+    uint32_t flags = mbedtls_ssl_get_verify_result(&t->ssl);
+    char info[512];
+    /* One line per problem, each starting with a prefix we do not need. */
+    if (flags != (uint32_t)-1 && mbedtls_x509_crt_verify_info(info, sizeof info, "", flags) > 0) {
+      char *nl = strchr(info, '\n');
+      if (nl) *nl = 0;
+      snprintf(reason, cap, "certificate: %s", info);
+      return t->error;
+    }
+  }
+  if (t->mbedtls_error) {
+    char text[200];
+    mbedtls_strerror(t->mbedtls_error, text, sizeof text);
+    snprintf(reason, cap, "%s", text);
+  }
+  return t->error;
+}
+
+const char *wsev__tls_version(const wsev_tls *t) {
+  return t->done ? mbedtls_ssl_get_version(&t->ssl) : NULL;
+}
+
+const char *wsev__tls_cipher(const wsev_tls *t) {
+  return t->done ? mbedtls_ssl_get_ciphersuite(&t->ssl) : NULL;
+}
+
+const char *wsev__tls_server_name(const wsev_tls *t) { return t->server_name; }

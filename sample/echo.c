@@ -3,6 +3,8 @@
  *
  *   wsev-echo PORT [options]        (PORT 0 picks a free port; the first line
  *                                    printed names the port)
+ *   wsev-echo PORT --tls-port N --cert FILE --key FILE
+ *                                   also serves wss on N (a second line names it)
  * Options (each sets the wsev limit of the same name; see include/wsev.h):
  *   --max-message-size BYTES   --max-buffered BYTES     --max-connections N
  *   --ping-interval MS         --ping-timeout MS
@@ -40,7 +42,7 @@ static const char *const option_names[] = {
 enum { N_OPTIONS = sizeof option_names / sizeof option_names[0] };
 
 int main(int argc, char **argv) {
-  const char *port = NULL;
+  const char *port = NULL, *tls_port = NULL, *cert = NULL, *key = NULL;
   unsigned long long value[N_OPTIONS] = {0};
   int ok = 1;
   for (int i = 1; i < argc && ok; i++) {
@@ -48,15 +50,22 @@ int main(int argc, char **argv) {
     while (k < N_OPTIONS && strcmp(argv[i], option_names[k]) != 0) k++;
     if (k < N_OPTIONS && i + 1 < argc)
       value[k] = strtoull(argv[++i], NULL, 10);
+    else if (strcmp(argv[i], "--tls-port") == 0 && i + 1 < argc)
+      tls_port = argv[++i];
+    else if (strcmp(argv[i], "--cert") == 0 && i + 1 < argc)
+      cert = argv[++i];
+    else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
+      key = argv[++i];
     else if (!port && argv[i][0] != '-')
       port = argv[i];
     else
       ok = 0;
   }
-  if (!ok || !port) {
+  if (!ok || !port || (tls_port && (!cert || !key))) {
     fprintf(stderr, "usage: %s PORT [--max-message-size BYTES] [--max-buffered BYTES]\n"
                     "  [--max-connections N] [--ping-interval MS] [--ping-timeout MS]\n"
-                    "  [--handshake-timeout MS] [--close-timeout MS] [--shutdown-timeout MS]\n",
+                    "  [--handshake-timeout MS] [--close-timeout MS] [--shutdown-timeout MS]\n"
+                    "  [--tls-port N --cert FILE --key FILE]\n",
             argv[0]);
     return 2;
   }
@@ -83,6 +92,16 @@ int main(int argc, char **argv) {
     return 1;
   }
   printf("wsev-echo listening on port %d\n", bound);
+  if (tls_port) {
+    bound = wsev_listen_and_serve_tls(ctx, tls_port, cert, key);
+    if (bound < 0) {
+      fprintf(stderr, "wsev-echo: cannot listen for TLS on port %s: %s\n", tls_port,
+              wsev_strerror(bound));
+      wsev_ctx_free(ctx);
+      return 1;
+    }
+    printf("wsev-echo listening for TLS on port %d\n", bound);
+  }
   fflush(stdout);
 
   /* The signal handles do not keep the loop alive: after a graceful shutdown the

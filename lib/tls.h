@@ -1,0 +1,85 @@
+/* TLS with mbedTLS, driven from memory: the SSL context never touches a socket.
+ * Ciphertext read from the socket is handed to wsev__tls_input, which decrypts
+ * into a buffer and passes plaintext on; plaintext output is encrypted into a
+ * ciphertext buffer that the connection layer writes. So no call ever blocks, and
+ * WANT_READ simply means "wait for the next read". */
+#ifndef WSEV_TLS_H
+#define WSEV_TLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wsev.h"
+
+typedef struct wsev_rng wsev_rng;
+typedef struct wsev_tls_config wsev_tls_config;
+typedef struct wsev_tls wsev_tls;
+
+/* The context's random source: an entropy pool and a CTR-DRBG seeded once (on
+ * first use), shared by every TLS connection and by client masking keys. */
+wsev_rng *wsev__rng_new(void);
+void wsev__rng_free(wsev_rng *rng);
+/* Fill buf with random bytes: 0, or -1 if the DRBG failed. Small requests are
+ * served from a refilled pool (a mask key per frame must be cheap). */
+int wsev__rng_bytes(wsev_rng *rng, void *buf, size_t len);
+
+/* Server configuration of one TLS listener: certificate chain and key loaded and
+ * checked at once. Returns 0 or WSEV_ETLSCERT / WSEV_ETLSKEY / WSEV_ETLSKEYMISMATCH
+ * / UV_ENOMEM. Counted references: every connection holds one, so it outlives its
+ * listener as long as needed. */
+int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *key_file,
+                            wsev_tls_config **out);
+/* Client configuration: trusted CAs from ca_file (NULL: the system bundle), or no
+ * verification at all (insecure). 0, WSEV_ETLSCA or UV_ENOMEM. */
+int wsev__tls_client_config(wsev_rng *rng, const char *ca_file, int insecure,
+                            wsev_tls_config **out);
+void wsev__tls_config_ref(wsev_tls_config *conf);
+void wsev__tls_config_unref(wsev_tls_config *conf);
+/* The same settings (for sharing client configurations between connections). */
+int wsev__tls_config_matches(const wsev_tls_config *conf, const char *ca_file, int insecure);
+
+/* Where a connection's TLS layer sends its results. Each returns 0 to go on, or
+ * non-zero to stop reading (the connection is over). */
+typedef struct {
+  /* The handshake completed (clients send their upgrade request now). */
+  int (*handshake_done)(void *conn);
+  /* Decrypted application bytes, in order; the buffer is only lent. */
+  int (*plaintext)(void *conn, uint8_t *data, size_t len);
+} wsev_tls_sink;
+
+/* A TLS session for one connection. server_name: for clients, the host to send as
+ * SNI and to check the certificate against (NULL for servers). NULL on ENOMEM. */
+wsev_tls *wsev__tls_new(wsev_tls_config *conf, const char *server_name);
+void wsev__tls_free(wsev_tls *tls);
+
+/* wsev__tls_input results. */
+#define WSEV_TLS_OK 0         /* all input used; wait for more */
+#define WSEV_TLS_CLOSED 1     /* the peer sent close_notify: treat as end of stream */
+#define WSEV_TLS_FAILED (-1)  /* fatal: see wsev__tls_error; any alert is queued */
+#define WSEV_TLS_STOPPED (-2) /* the sink asked to stop */
+
+/* Feed ciphertext: drives the handshake, then decrypts into `plain` (plain_cap
+ * bytes lent by the caller) and calls the sink. */
+int wsev__tls_input(wsev_tls *tls, const uint8_t *in, size_t len, uint8_t *plain, size_t plain_cap,
+                    const wsev_tls_sink *sink, void *conn);
+/* Start the handshake (clients: queues the ClientHello). Same results. */
+int wsev__tls_start(wsev_tls *tls);
+int wsev__tls_handshake_done(const wsev_tls *tls);
+/* Encrypt plaintext into the ciphertext buffer. 0, or UV_ENOMEM / WSEV_ETLS. */
+int wsev__tls_encrypt(wsev_tls *tls, const uint8_t *data, size_t len);
+/* Queue a close_notify alert (once; nothing if the handshake did not finish). */
+void wsev__tls_close_notify(wsev_tls *tls);
+/* The ciphertext waiting to be written. Take it (the caller then owns the buffer,
+ * allocated with wsev__malloc) or look at its length. */
+size_t wsev__tls_pending(const wsev_tls *tls);
+uint8_t *wsev__tls_take(wsev_tls *tls, size_t *len, size_t *cap);
+
+/* After a failure: WSEV_ETLS or WSEV_ETLSVERIFY and a description. */
+int wsev__tls_error(const wsev_tls *tls, char *reason, size_t cap);
+/* Negotiated parameters, once the handshake is done (NULL before), and the SNI
+ * name (the client's on a server, ours on a client; NULL if none). */
+const char *wsev__tls_version(const wsev_tls *tls);
+const char *wsev__tls_cipher(const wsev_tls *tls);
+const char *wsev__tls_server_name(const wsev_tls *tls);
+
+#endif
