@@ -27,9 +27,11 @@
  * subscribe, unsubscribe and lookups are O(1); publish is O(subscribers); closing a
  * connection is O(its channels).
  *
- * Usage: wsev-pubsub [--port N] [--quiet] [--max-buffered BYTES]
- *   --port N   port to listen on (default 9000; 0 picks a free port)
- *   --quiet    do not log connections and messages
+ * Usage: wsev-pubsub [--port N] [--tls-port N] [--cert F] [--key F] [--no-tls]
+ *                    [--quiet] [--max-buffered BYTES]
+ * Serves ws on --port (9000) and, like the original, wss on --tls-port (9001) with
+ * localhost.crt / localhost.key from the current directory (or --cert / --key); if
+ * those files are absent it says how to make them and serves ws only.
  */
 #include <wsev.h>
 
@@ -38,6 +40,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <uv.h>
 
@@ -470,16 +473,20 @@ static void on_signal(uv_signal_t *handle, int signum) {
 }
 
 static void usage(FILE *out) {
-  fprintf(out, "usage: wsev-pubsub [--port N] [--quiet] [--max-buffered BYTES]\n"
+  fprintf(out, "usage: wsev-pubsub [--port N] [--tls-port N] [--cert FILE] [--key FILE]\n"
+               "                   [--no-tls] [--quiet] [--max-buffered BYTES]\n"
                "  --port N   port to listen on (default 9000; 0 picks a free port)\n"
+               "  --tls-port N  port to serve wss on (default 9001), with --cert and --key\n"
+               "             (default localhost.crt and localhost.key); --no-tls: ws only\n"
                "  --quiet    do not log connections and messages\n"
                "  --max-buffered BYTES  close (1008) a subscriber with more than this\n"
                "             waiting to be sent (default: wsev's, 16 MiB)\n");
 }
 
 int main(int argc, char **argv) {
-  const char *port = "9000";
-  bool quiet = false;
+  const char *port = "9000", *tls_port = "9001";
+  const char *cert = "localhost.crt", *key = "localhost.key";
+  bool quiet = false, tls_asked = false;
   size_t max_buffered = 0;
 
   for (int i = 1; i < argc; i++) {
@@ -487,6 +494,17 @@ int main(int argc, char **argv) {
       port = argv[++i];
     } else if (strncmp(argv[i], "--port=", 7) == 0) {
       port = argv[i] + 7;
+    } else if (strcmp(argv[i], "--tls-port") == 0 && i + 1 < argc) {
+      tls_port = argv[++i];
+      tls_asked = true;
+    } else if (strcmp(argv[i], "--cert") == 0 && i + 1 < argc) {
+      cert = argv[++i];
+      tls_asked = true;
+    } else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) {
+      key = argv[++i];
+      tls_asked = true;
+    } else if (strcmp(argv[i], "--no-tls") == 0) {
+      tls_port = NULL;
     } else if (strcmp(argv[i], "--max-buffered") == 0 && i + 1 < argc) {
       max_buffered = strtoull(argv[++i], NULL, 10);
     } else if (strcmp(argv[i], "--quiet") == 0) {
@@ -521,6 +539,24 @@ int main(int argc, char **argv) {
     return 1;
   }
 
+  int bound_tls_port = 0;
+  if (tls_port && !tls_asked && (access(cert, R_OK) != 0 || access(key, R_OK) != 0)) {
+    fprintf(stderr,
+            "wsev-pubsub: no %s / %s here, serving ws only. For wss on port %s make a\n"
+            "  self-signed pair: scripts/make-cert.sh --self-signed . (or: openssl req -x509\n"
+            "  -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 -subj /CN=localhost\n"
+            "  -keyout localhost.key -out localhost.crt)\n",
+            cert, key, tls_port);
+  } else if (tls_port) {
+    bound_tls_port = wsev_listen_and_serve_tls(ctx, tls_port, cert, key);
+    if (bound_tls_port < 0) {
+      fprintf(stderr, "wsev-pubsub: cannot listen for TLS on port %s: %s\n", tls_port,
+              wsev_strerror(bound_tls_port));
+      wsev_ctx_free(ctx);
+      return 1;
+    }
+  }
+
   /* SIGINT and SIGTERM end the loop so that everything is freed on the way out. The
    * signal handles do not keep the loop alive by themselves. */
   uv_loop_t *loop = wsev_ctx_loop(ctx);
@@ -534,6 +570,7 @@ int main(int argc, char **argv) {
   uv_unref((uv_handle_t *)&sigterm);
 
   printf("wsev-pubsub listening on port %d\n", bound_port);
+  if (bound_tls_port) printf("wsev-pubsub listening for TLS on port %d\n", bound_tls_port);
   fflush(stdout);
 
   wsev_event_loop(ctx);
