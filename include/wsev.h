@@ -242,9 +242,13 @@ WSEV_EXPORT int wsev_listen_and_serve_tls_addr(wsev_ctx *ctx, const char *host, 
  * `error`: a DNS error such as UV_EAI_NONAME, a connect error such as
  * UV_ECONNREFUSED, UV_ETIMEDOUT, WSEV_ETLS, WSEV_ETLSVERIFY, WSEV_EHANDSHAKE or
  * UV_ECANCELED, with details in `reason`). Messages written before the connection
- * is open are queued (within the send limit) and sent once it opens. Frames we send
- * are masked with fresh random keys; the server's frames are checked as strictly as
- * a client's (masked ones fail the connection with 1002).
+ * is open are queued (within the send limit: beyond it wsev_write returns
+ * WSEV_EBACKPRESSURE and queues nothing) and sent once it opens (wsev_broadcast
+ * too). wsev_close before it opens abandons it (conn_closed
+ * with UV_ECANCELED). Frames we send are masked with fresh random keys; the
+ * server's frames are checked as strictly as a client's (masked ones fail the
+ * connection with 1002). For an IP literal the certificate must name that address
+ * (iPAddress subjectAltName), and no SNI is sent.
  */
 typedef struct {
   const char *origin;            /* the Origin header to send, or NULL for none */
@@ -252,7 +256,8 @@ typedef struct {
   const char *headers;           /* extra request header lines, each "Name: value\r\n" */
   const char *ca_file;           /* wss: PEM file of trusted CAs; NULL: the system's */
   int insecure;                  /* wss: 1 skips certificate and host name checks */
-  uint64_t connect_timeout_ms;   /* name lookup, connect, TLS and upgrade; 0: 10 s */
+  uint64_t connect_timeout_ms;   /* name lookup, connect, TLS and upgrade; 0: the
+                                    handshake timeout (10 s by default) */
   void *data;                    /* the connection's data (see wsev_set_conn_data) */
 } wsev_client_options;
 

@@ -48,14 +48,28 @@ int wsev__conn_queue(wsev_conn *c, const void *data, size_t len) {
   return queue_bytes(c, data, len);
 }
 
-static int queue_frame(wsev_conn *c, int opcode, const void *data, size_t len) {
-  int rc = out_reserve(c, WSEV_FRAME_MAX_HEADER + len);
+/* Frame a message into b; ours are masked with a fresh key (RFC 6455 5.3). */
+static int frame_into(wsev_conn *c, wsev_buf *b, int opcode, const void *data, size_t len) {
+  uint8_t mask[4];
+  if (len > SIZE_MAX / 2 - WSEV_FRAME_MAX_HEADER - b->len) return WSEV_EMSGSIZE;
+  int rc = wsev__buf_grow(c->ctx, b, b->len + WSEV_FRAME_MAX_HEADER + len);
   if (rc) return rc;
-  c->out.len += wsev__frame_encode_header(c->out.data + c->out.len, 1, opcode, len, NULL);
-  if (len) memcpy(c->out.data + c->out.len, data, len);
-  c->out.len += len;
-  wsev__mark_dirty(c);
+  if (c->client) {
+    wsev_rng *rng = wsev__ctx_rng(c->ctx);
+    if (!rng || wsev__rng_bytes(rng, mask, 4) != 0) return UV_ENOMEM;
+  }
+  uint8_t *payload = b->data + b->len;
+  payload += wsev__frame_encode_header(payload, 1, opcode, len, c->client ? mask : NULL);
+  if (len) memcpy(payload, data, len);
+  if (c->client) wsev__frame_unmask(payload, len, mask, 0); /* XOR: masking is unmasking */
+  b->len = (size_t)(payload - b->data) + len;
   return 0;
+}
+
+static int queue_frame(wsev_conn *c, int opcode, const void *data, size_t len) {
+  int rc = frame_into(c, &c->out, opcode, data, len);
+  if (!rc) wsev__mark_dirty(c);
+  return rc;
 }
 
 /* A close frame with `code` and a reason (NULL: none); 1005 (no status) means an
@@ -147,7 +161,17 @@ static int after_send(wsev_conn *c, int rc) {
   return rc;
 }
 
+/* Ours, before the 101: frames wait in `pending`, within the send limit. */
+static int opening(const wsev_conn *c) {
+  return c->client && (c->state == WSEV_CONN_CONNECTING || c->state == WSEV_CONN_HANDSHAKE);
+}
+
 int wsev__conn_send(wsev_conn *c, int opcode, const void *data, size_t len) {
+  if (opening(c)) {
+    if (len > c->ctx->max_buffered || c->pending.len > c->ctx->max_buffered - len)
+      return WSEV_EBACKPRESSURE;
+    return frame_into(c, &c->pending, opcode, data, len);
+  }
   if (c->state != WSEV_CONN_OPEN) return WSEV_ECLOSING;
   int rc = check_backpressure(c, len);
   return rc ? rc : after_send(c, queue_frame(c, opcode, data, len));
@@ -188,8 +212,9 @@ static void check_drained(wsev_conn *c) {
 
 /* ---- teardown ----------------------------------------------------------------- */
 
-static void on_conn_closed(uv_handle_t *h) {
-  wsev_conn *c = h->data;
+static void on_conn_closed(uv_handle_t *h) { wsev__conn_release(h->data); }
+
+void wsev__conn_release(wsev_conn *c) {
   wsev_ctx *ctx = c->ctx;
   if (c->all_prev)
     c->all_prev->all_next = c->all_next;
@@ -206,6 +231,7 @@ static void on_conn_closed(uv_handle_t *h) {
   wsev__deadline_clear(c);
   wsev__hs_free(c->hs);
   wsev__tls_free(c->tls);
+  wsev__client_hs_free(c->chs);
   while (c->segs) {
     wsev_seg *seg = c->segs;
     c->segs = seg->next;
@@ -231,16 +257,19 @@ static void end_websocket(wsev_conn *c) {
   if (!id) return;
   c->id = 0;
   wsev__idmap_del(&c->ctx->ids, id);
-  if (!c->accepted) return; /* an upgrade that was refused, or left while deferred */
+  if (!c->announced) return; /* an upgrade that was refused, or left while deferred */
   if (!c->close_set) set_close(c, WSEV_CLOSE_ABNORMAL, 1, NULL, 0); /* dropped */
-  wsev__emit_closed(c->ctx, id, c->close_code, c->close_by_peer, c->close_reason, c->user_data);
+  wsev__emit_closed(c->ctx, id, c->close_code, c->close_by_peer, c->error, c->close_reason,
+                    c->user_data);
 }
 
 void wsev__conn_abort(wsev_conn *c) {
   if (c->state == WSEV_CONN_DEAD) return;
   c->state = WSEV_CONN_DEAD;
   wsev__deadline_clear(c);
-  uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+  if (c->dial) wsev__dial_abort(c);
+  /* A failed attempt's socket that is closing already frees us when it is closed. */
+  if (!c->tcp_closing) uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
   end_websocket(c);
 }
 
@@ -259,6 +288,10 @@ static void fail(wsev_conn *c, unsigned code) {
 }
 
 int wsev__conn_close(wsev_conn *c, unsigned code, const char *reason) {
+  if (opening(c)) {
+    wsev__conn_fail_open(c, UV_ECANCELED, "closed by the application before it opened");
+    return 0;
+  }
   if (c->state != WSEV_CONN_OPEN) return WSEV_ECLOSING;
   set_close(c, code, 0, reason, reason ? strlen(reason) : 0);
   send_close(c, code, reason);
@@ -510,6 +543,16 @@ void wsev__conn_deadline(wsev_conn *c) {
     set_close(c, WSEV_CLOSE_ABNORMAL, 0, NULL, 0); /* we gave up on a silent peer */
     wsev__conn_abort(c);
     break;
+  case WSEV_DEADLINE_HANDSHAKE:
+    if (opening(c)) {
+      wsev__conn_fail_open(c, UV_ETIMEDOUT,
+                           c->state == WSEV_CONN_CONNECTING ? "timed out connecting"
+                           : c->chs && !c->dial             ? "timed out waiting for the 101"
+                                                            : "timed out in the TLS handshake");
+      break;
+    }
+    wsev__conn_abort(c);
+    break;
   default: wsev__conn_abort(c);
   }
 }
@@ -617,7 +660,7 @@ static void data_bytes(wsev_conn *c, uint8_t *p, size_t n) {
 
 /* Returns 1 if parsing goes on. */
 static int start_frame(wsev_conn *c, const wsev_frame_header *h) {
-  int code = wsev__frame_check(h, c->msg_opcode != 0, 1);
+  int code = wsev__frame_check(h, c->msg_opcode != 0, !c->client);
   if (code) {
     fail(c, (unsigned)code);
     return 0;
@@ -685,7 +728,7 @@ static void frame_bytes(wsev_conn *c, uint8_t *p, size_t n) {
       continue;
     }
     size_t take = n < c->payload_left ? n : (size_t)c->payload_left;
-    c->mask_offset = (uint8_t)wsev__frame_unmask(p, take, c->mask, c->mask_offset);
+    if (!c->client) c->mask_offset = (uint8_t)wsev__frame_unmask(p, take, c->mask, c->mask_offset);
     c->payload_left -= take;
     if (c->frame_opcode & 0x8)
       control_bytes(c, p, take);
@@ -733,7 +776,7 @@ static void accept_upgrade(wsev_conn *c, const char *protocol, uint8_t *rest, si
   wsev__hs_free(c->hs);
   c->hs = NULL;
   c->state = WSEV_CONN_OPEN;
-  c->accepted = 1;
+  c->announced = 1;
   c->last_rx = uv_now(ctx->loop);
   wsev__deadline_clear(c);
   wsev__emit(ctx, WSEV_EV_ACCEPTED, c->id);
@@ -888,10 +931,69 @@ static void on_peer_eof(wsev_conn *c) {
   /* Otherwise the shutdown callback closes the handle once our bytes are out. */
 }
 
+/* ---- connections we open ------------------------------------------------------ */
+
+void wsev__conn_fail_open(wsev_conn *c, int error, const char *reason) {
+  c->error = error;
+  set_close(c, WSEV_CLOSE_ABNORMAL, 0, reason, strlen(reason));
+  if (c->tls && wsev__tls_pending(c->tls)) {
+    start_draining(c); /* a TLS alert explains it to the server */
+    return;
+  }
+  wsev__conn_abort(c);
+}
+
+/* The server's 101 was verified: the WebSocket is open. `rest` are its first frames. */
+static void open_client(wsev_conn *c, uint8_t *rest, size_t n) {
+  wsev_ctx *ctx = c->ctx;
+  const char *protocol = wsev__client_hs_protocol(c->chs);
+  if (protocol) {
+    /* info is "path\0" so far: add the protocol. */
+    size_t path_len = strlen(c->info), protocol_len = strlen(protocol);
+    char *info = wsev__realloc(c->info, path_len + protocol_len + 2);
+    if (!info) {
+      wsev__conn_fail_open(c, UV_ENOMEM, "out of memory");
+      return;
+    }
+    memcpy(info + path_len + 1, protocol, protocol_len + 1);
+    c->info = info;
+    c->has_protocol = 1;
+  }
+  wsev__client_hs_free(c->chs);
+  c->chs = NULL;
+  c->state = WSEV_CONN_OPEN;
+  c->last_rx = uv_now(ctx->loop);
+  wsev__deadline_clear(c);
+  /* Frames written while opening go first, before anything conn_accepted writes. */
+  if (c->pending.len && queue_bytes(c, c->pending.data, c->pending.len) != 0) {
+    wsev__conn_fail_open(c, UV_ENOMEM, "out of memory");
+    return;
+  }
+  wsev__free(c->pending.data);
+  memset(&c->pending, 0, sizeof c->pending);
+  wsev__emit(ctx, WSEV_EV_ACCEPTED, c->id);
+  if (n && c->state == WSEV_CONN_OPEN) frame_bytes(c, rest, n);
+}
+
+static void client_handshake_bytes(wsev_conn *c, uint8_t *p, size_t n) {
+  size_t used = 0;
+  int rc = wsev__client_hs_feed(c->chs, (const char *)p, n, &used);
+  if (rc == WSEV_CHS_MORE) return;
+  if (rc == WSEV_CHS_DONE)
+    open_client(c, p + used, n - used);
+  else
+    wsev__conn_fail_open(c, rc, rc == UV_ENOMEM ? "out of memory" : wsev__client_hs_error(c->chs));
+}
+
 /* Bytes of the HTTP or WebSocket stream (decrypted, over TLS). */
 static void stream_bytes(wsev_conn *c, uint8_t *p, size_t n) {
   switch (c->state) {
-  case WSEV_CONN_HANDSHAKE: handshake_bytes(c, p, n); break;
+  case WSEV_CONN_HANDSHAKE:
+    if (c->client)
+      client_handshake_bytes(c, p, n);
+    else
+      handshake_bytes(c, p, n);
+    break;
   case WSEV_CONN_OPEN:
   case WSEV_CONN_CLOSING: frame_bytes(c, p, n); break;
   default: break; /* draining: discarded */
@@ -920,9 +1022,12 @@ static int tls_plaintext(void *conn, uint8_t *p, size_t n) {
   return !reading(c);
 }
 
+static void send_request(wsev_conn *c);
+
 static int tls_handshake_done(void *conn) {
-  (void)conn;
-  return 0;
+  wsev_conn *c = conn;
+  if (c->client) send_request(c);
+  return !reading(c);
 }
 
 static const wsev_tls_sink tls_sink = {tls_handshake_done, tls_plaintext};
@@ -930,6 +1035,12 @@ static const wsev_tls_sink tls_sink = {tls_handshake_done, tls_plaintext};
 /* A broken handshake or record: nothing more can be exchanged. The alert mbedTLS
  * queued goes out before the FIN. */
 static void tls_failed(wsev_conn *c) {
+  if (opening(c)) {
+    char reason[124];
+    int error = wsev__tls_error(c->tls, reason, sizeof reason);
+    wsev__conn_fail_open(c, error, reason);
+    return;
+  }
   set_close(c, WSEV_CLOSE_ABNORMAL, 1, NULL, 0);
   wsev__hs_free(c->hs);
   c->hs = NULL;
@@ -972,9 +1083,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     stream_bytes(c, p, (size_t)nread);
 }
 
-int wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server, wsev_tls_config *tls) {
+wsev_conn *wsev__conn_new(wsev_ctx *ctx) {
   wsev_conn *c = wsev__calloc(1, sizeof *c);
-  if (!c) return UV_ENOMEM;
+  if (!c) return NULL;
   c->ctx = ctx;
   uv_tcp_init(ctx->loop, &c->tcp);
   c->tcp.data = c;
@@ -982,31 +1093,72 @@ int wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server, wsev_tls_config *tls) {
   c->all_next = ctx->all_head;
   if (ctx->all_head) ctx->all_head->all_prev = c;
   ctx->all_head = c;
+  c->state = WSEV_CONN_CONNECTING;
+  return c;
+}
+
+void wsev__conn_serve(wsev_conn *c) {
+  wsev_ctx *ctx = c->ctx;
   c->state = WSEV_CONN_HANDSHAKE;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-    wsev__conn_abort(c);
-    return 0;
-  }
   uv_tcp_nodelay(&c->tcp, 1);
-  if (tls && !(c->tls = wsev__tls_new(tls, NULL))) {
-    wsev__conn_abort(c);
-    return 0;
-  }
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
     wsev__conn_abort(c);
-    return 0;
+    return;
   }
   if (ctx->max_connections && ctx->n_active >= ctx->max_connections) {
     reject(c, 503);
-    return 0;
+    return;
   }
   c->hs = wsev__hs_new(ctx->max_header_size);
   if (!c->hs) {
     wsev__conn_abort(c);
-    return 0;
+    return;
   }
   c->counted = 1;
   ctx->n_active++;
   wsev__deadline_set(c, WSEV_DEADLINE_HANDSHAKE, ctx->handshake_timeout_ms);
+}
+
+int wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server, wsev_tls_config *tls) {
+  wsev_conn *c = wsev__conn_new(ctx);
+  if (!c) return UV_ENOMEM;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    wsev__conn_abort(c);
+    return 0;
+  }
+  if (tls && !(c->tls = wsev__tls_new(tls, NULL))) {
+    wsev__conn_abort(c);
+    return 0;
+  }
+  wsev__conn_serve(c);
   return 0;
+}
+
+/* Ours: the upgrade request goes out (over TLS once its handshake is done). */
+static void send_request(wsev_conn *c) {
+  size_t len;
+  const char *request = wsev__dial_request(c, &len);
+  if (queue_bytes(c, request, len) != 0) {
+    wsev__conn_fail_open(c, UV_ENOMEM, "out of memory");
+    return;
+  }
+  wsev__dial_abort(c); /* done with dialing */
+}
+
+void wsev__conn_connected(wsev_conn *c) {
+  c->state = WSEV_CONN_HANDSHAKE;
+  uv_tcp_nodelay(&c->tcp, 1);
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+    wsev__conn_fail_open(c, UV_ENOMEM, "cannot read");
+    return;
+  }
+  if (!c->tls) {
+    send_request(c);
+    return;
+  }
+  if (wsev__tls_start(c->tls) == WSEV_TLS_FAILED) {
+    tls_failed(c);
+    return;
+  }
+  wsev__mark_dirty(c); /* the ClientHello */
 }

@@ -148,12 +148,13 @@ void wsev__emit(wsev_ctx *ctx, wsev_event_kind kind, uint64_t id) {
     dispatch(ctx, &ev);
 }
 
-void wsev__emit_closed(wsev_ctx *ctx, uint64_t id, unsigned code, int by_peer, const char *reason,
-                       void *user_data) {
+void wsev__emit_closed(wsev_ctx *ctx, uint64_t id, unsigned code, int by_peer, int error,
+                       const char *reason, void *user_data) {
   wsev_event ev = {.kind = WSEV_EV_CLOSED,
                    .id = id,
                    .close_code = (uint16_t)code,
                    .by_peer = (uint8_t)by_peer,
+                   .error = error,
                    .user_data = user_data};
   if (ctx->freeing) return;
   if (reason && *reason) {
@@ -317,13 +318,21 @@ void wsev__deadline_set(wsev_conn *c, int kind, uint64_t ms) {
   c->deadline = uv_now(ctx->loop) + ms;
   c->deadline_kind = (uint8_t)kind;
   c->in_deadline = 1;
-  c->dl_prev = ctx->dl_tail[kind];
-  c->dl_next = NULL;
-  if (c->dl_prev)
-    c->dl_prev->dl_next = c;
+  /* Usually the tail: durations of a kind are mostly equal (connect timeouts of
+   * our own connections may differ). */
+  wsev_conn *prev = ctx->dl_tail[kind];
+  while (prev && prev->deadline > c->deadline)
+    prev = prev->dl_prev;
+  c->dl_prev = prev;
+  c->dl_next = prev ? prev->dl_next : ctx->dl_head[kind];
+  if (prev)
+    prev->dl_next = c;
   else
     ctx->dl_head[kind] = c;
-  ctx->dl_tail[kind] = c;
+  if (c->dl_next)
+    c->dl_next->dl_prev = c;
+  else
+    ctx->dl_tail[kind] = c;
   if (!uv_is_active((uv_handle_t *)&ctx->deadline_timer) ||
       uv_timer_get_due_in(&ctx->deadline_timer) > ms)
     schedule_deadlines(ctx);
@@ -543,6 +552,8 @@ static void release(wsev_ctx *ctx) {
   wsev__free(ctx->origins);
   wsev__free(ctx->read_buf);
   wsev__free(ctx->tls_plain);
+  while (ctx->n_client_tls)
+    wsev__tls_config_unref(ctx->client_tls[--ctx->n_client_tls]);
   wsev__rng_free(ctx->rng);
   wsev__free(ctx);
 }
@@ -639,7 +650,7 @@ static wsev_conn *find(const wsev_ctx *ctx, uint64_t id) { return wsev__idmap_ge
 /* A connection the application may use: accepted, not yet closed. */
 static wsev_conn *find_open(const wsev_ctx *ctx, uint64_t id) {
   wsev_conn *c = find(ctx, id);
-  return c && c->accepted ? c : NULL;
+  return c && c->announced ? c : NULL;
 }
 
 static int send_message(wsev_ctx *ctx, uint64_t id, int opcode, const void *data, size_t len) {
@@ -678,8 +689,13 @@ int wsev_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void 
   for (size_t i = 0; i < count; i++) {
     wsev_conn *c = find_open(ctx, ids[i]);
     if (!c) continue;
-    int rc =
-        shared ? wsev__conn_send_shared(c, shared) : wsev__conn_send_framed(c, frame, header + len);
+    int rc;
+    if (c->client) /* each frame of ours has its own mask */
+      rc = wsev__conn_send(c, type == WSEV_TEXT ? WSEV_OP_TEXT : WSEV_OP_BINARY, data, len);
+    else if (shared)
+      rc = wsev__conn_send_shared(c, shared);
+    else
+      rc = wsev__conn_send_framed(c, frame, header + len);
     if (rc == 0) queued++;
   }
   ctx->in_api--;
@@ -709,7 +725,7 @@ int wsev_close_with(wsev_ctx *ctx, uint64_t id, unsigned code, const char *reaso
 
 static int decide(wsev_ctx *ctx, uint64_t id, int status, const char *protocol) {
   wsev_conn *c = find(ctx, id);
-  if (!c || c->accepted || !c->deferred) return WSEV_ENOCONN;
+  if (!c || c->announced || !c->deferred) return WSEV_ENOCONN;
   ctx->in_api++; /* conn_accepted and what follows go out from the next flush */
   int rc = wsev__conn_decide(c, status, protocol);
   ctx->in_api--;
@@ -741,6 +757,7 @@ void *wsev_conn_data(const wsev_ctx *ctx, uint64_t id) {
 int wsev_get_close_info(const wsev_ctx *ctx, uint64_t id, wsev_close_info *info) {
   const wsev_event *ev = ctx->closing;
   if (!ev || ev->id != id) return WSEV_ENOCONN;
+  info->error = ev->error;
   info->code = ev->close_code;
   info->by_peer = ev->by_peer;
   size_t n = ev->len < sizeof info->reason ? ev->len : sizeof info->reason - 1;

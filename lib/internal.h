@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "client_handshake.h"
 #include "handshake.h"
 #include "idmap.h"
 #include "tls.h"
@@ -60,6 +61,7 @@ typedef struct {
   uint8_t kind;
   uint8_t msg_type;
   uint8_t by_peer;     /* closed: who started the close */
+  int32_t error;       /* closed: why a connection of ours failed, or 0 */
   uint16_t close_code; /* closed */
   uint64_t id;
   uint8_t *data; /* owned copy of a message, or of a close reason */
@@ -67,9 +69,9 @@ typedef struct {
   void *user_data; /* closed: the connection's, still readable in conn_closed */
 } wsev_event;
 
-/* Lists of connections waiting on a deadline: the handshake, the end of closing, or
- * the answer to a keepalive ping. Each list has one duration, so appending at the
- * tail keeps it sorted (if a setting changes meanwhile, a few expire late). */
+/* Lists of connections waiting on a deadline, sorted: the handshake (or opening a
+ * connection of ours), the end of closing, the answer to a keepalive ping, a
+ * deferred upgrade. Mostly of one duration each, so an entry goes at the tail. */
 enum {
   WSEV_DEADLINE_HANDSHAKE,
   WSEV_DEADLINE_CLOSE,
@@ -85,7 +87,8 @@ typedef struct {
 } wsev_buf;
 
 typedef enum {
-  WSEV_CONN_HANDSHAKE, /* reading the upgrade request */
+  WSEV_CONN_CONNECTING, /* ours: resolving the name and connecting */
+  WSEV_CONN_HANDSHAKE, /* reading the upgrade request (ours: TLS, then the response) */
   WSEV_CONN_OPEN,      /* WebSocket frames both ways */
   WSEV_CONN_CLOSING,   /* we sent a close frame and wait for the peer's */
   WSEV_CONN_DRAINING,  /* the WebSocket is over: flush, send FIN, wait for EOF */
@@ -103,10 +106,13 @@ struct wsev_conn {
   uint64_t last_rx; /* loop time of the last bytes received, for keepalive */
   wsev_hs *hs;      /* only during the handshake */
   wsev_tls *tls;    /* over TLS: the session (records in, records out) */
+  struct wsev_dial *dial;  /* ours, until the upgrade request is sent */
+  wsev_client_hs *chs;     /* ours, while waiting for the 101 */
   void *user_data;
   char *info;           /* after the upgrade: "path\0protocol\0" for wsev_get_conn_info */
   char *close_reason;   /* ours or the peer's, once the close started (may be NULL) */
-  wsev_buf pending;     /* bytes that came behind a deferred upgrade request */
+  wsev_buf pending;     /* bytes that came behind a deferred upgrade request; ours:
+                           frames written before the connection opened */
   const char *selected; /* the subprotocol chosen during upgrade_requested */
   wsev_seg *segs;       /* output to write before `out`, oldest first (broadcasts) */
   wsev_seg *segs_tail;
@@ -141,7 +147,10 @@ struct wsev_conn {
   uint16_t response_left;  /* bytes of the 101 response not yet written */
   uint8_t close_set;   /* the first of: our close, the peer's close, a failure */
   uint8_t close_by_peer;
-  uint8_t accepted;        /* the application saw conn_accepted */
+  uint8_t announced;       /* the application knows the id: conn_closed is owed */
+  uint8_t client;          /* a connection we opened: frames masked, 101 expected */
+  uint8_t tcp_closing;     /* ours: the socket of a failed attempt is closing */
+  int error;               /* ours: why it failed (close info), or 0 */
   uint8_t deferred;        /* upgrade_requested said WSEV_DEFER; reading paused */
   uint8_t has_protocol;    /* info holds a subprotocol */
   uint8_t in_http;         /* inside http_request */
@@ -222,6 +231,8 @@ struct wsev_ctx {
   /* The same for decrypted bytes (allocated with the first TLS connection). */
   uint8_t *tls_plain;
   wsev_rng *rng; /* random bytes: TLS and client masking keys (seeded on first use) */
+  wsev_tls_config *client_tls[8]; /* for our wss connections, by CA file (client.c) */
+  int n_client_tls;
   /* Recycled buffers: small ones in a stack linked through their first bytes, a
    * few large ones in slots. */
   void *pool;
@@ -244,8 +255,8 @@ void wsev__handle_closed(wsev_ctx *ctx);
 /* Raise an event: dispatched at once, or queued if a callback is running. */
 void wsev__emit(wsev_ctx *ctx, wsev_event_kind kind, uint64_t id);
 /* Raise conn_closed with how the connection ended (reason copied). */
-void wsev__emit_closed(wsev_ctx *ctx, uint64_t id, unsigned code, int by_peer, const char *reason,
-                       void *user_data);
+void wsev__emit_closed(wsev_ctx *ctx, uint64_t id, unsigned code, int by_peer, int error,
+                       const char *reason, void *user_data);
 /* Run a callback that answers something (upgrade_requested, http_request) in the
  * serialized stream: queued events first. Returns the callback's verdict. */
 int wsev__call_upgrade(wsev_ctx *ctx, wsev_conn *c);
@@ -274,6 +285,16 @@ int wsev__buf_grow(wsev_ctx *ctx, wsev_buf *b, size_t need);
 /* Accept a pending connection of `server`. UV_ENOMEM if there was no memory to
  * accept it with (it is then still pending). */
 int wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server, wsev_tls_config *tls);
+/* A new connection in the CONNECTING state with its handle initialized, or NULL. */
+wsev_conn *wsev__conn_new(wsev_ctx *ctx);
+/* Serve an adopted socket (c->tcp is open) like an accepted one. */
+void wsev__conn_serve(wsev_conn *c);
+/* Ours: the socket is connected; start TLS or send the upgrade request. */
+void wsev__conn_connected(wsev_conn *c);
+/* Ours: it could not be opened (error and a reason for wsev_close_info). */
+void wsev__conn_fail_open(wsev_conn *c, int error, const char *reason);
+/* Free a connection whose handle has closed (the uv_close callback's work). */
+void wsev__conn_release(wsev_conn *c);
 /* Graceful shutdown of one connection: 503 during the handshake, 1001 when open. */
 void wsev__conn_shutdown(wsev_conn *c);
 /* Keepalive: ping an open connection that was silent for the interval. */
@@ -298,6 +319,12 @@ void wsev__conn_deadline(wsev_conn *c);
 wsev_rng *wsev__ctx_rng(wsev_ctx *ctx);
 /* The plaintext buffer for TLS connections, allocated on first use. */
 uint8_t *wsev__ctx_tls_plain(wsev_ctx *ctx);
+
+/* client.c */
+/* Forget the dialing state (the connection is dropped, or the request is sent). */
+void wsev__dial_abort(wsev_conn *c);
+/* The upgrade request to send. */
+const char *wsev__dial_request(wsev_conn *c, size_t *len);
 
 /* listener.c */
 void wsev__listeners_close(wsev_ctx *ctx);

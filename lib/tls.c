@@ -9,6 +9,7 @@
 #include <mbedtls/x509_crt.h>
 #include <stdio.h>
 #include <string.h>
+#include <uv.h>
 
 #include "alloc.h"
 
@@ -41,6 +42,8 @@ struct wsev_tls {
   uint8_t *out; /* ciphertext to write */
   size_t out_len, out_cap;
   char *server_name;
+  uint8_t ip[16]; /* clients dialling an IP literal: the address the certificate must name */
+  size_t ip_len;
   int error;  /* WSEV_ETLS, WSEV_ETLSVERIFY, or 0 */
   int mbedtls_error;
   uint8_t done;        /* handshake complete */
@@ -262,14 +265,38 @@ static int bio_recv(void *p, unsigned char *buf, size_t len) {
   return (int)len;
 }
 
+/* mbedTLS 2.28 checks only DNS names: for an IP literal the certificate must carry
+ * that address as an iPAddress subjectAltName (RFC 6125), checked here. */
+static int verify_ip(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags) {
+  const wsev_tls *t = p;
+  if (depth != 0) return 0;
+  for (const mbedtls_x509_sequence *san = &crt->subject_alt_names; san; san = san->next) {
+    if (san->buf.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7) && san->buf.len == t->ip_len &&
+        memcmp(san->buf.p, t->ip, t->ip_len) == 0)
+      return 0;
+  }
+  *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
+  return 0;
+}
+
 wsev_tls *wsev__tls_new(wsev_tls_config *conf, const char *server_name) {
   wsev_tls *t = wsev__calloc(1, sizeof *t);
   if (!t) return NULL;
   mbedtls_ssl_init(&t->ssl);
   if (mbedtls_ssl_setup(&t->ssl, &conf->conf) != 0) goto fail;
-  if (server_name) {
+  if (server_name && uv_inet_pton(AF_INET, server_name, t->ip) == 0) {
+    t->ip_len = 4;
+  } else if (server_name && uv_inet_pton(AF_INET6, server_name, t->ip) == 0) {
+    t->ip_len = 16;
+  }
+  if (t->ip_len) {
+    /* No SNI for addresses (RFC 6066 section 3). */
+    mbedtls_ssl_set_verify(&t->ssl, verify_ip, t);
+  } else if (server_name) {
     /* Sets SNI and the name the certificate must carry. */
     if (mbedtls_ssl_set_hostname(&t->ssl, server_name) != 0) goto fail;
+  }
+  if (server_name) {
     size_t n = strlen(server_name);
     if (!(t->server_name = wsev__malloc(n + 1))) goto fail;
     memcpy(t->server_name, server_name, n + 1);
