@@ -326,7 +326,8 @@ static void on_write(uv_write_t *req, int status) {
     return;
   }
   /* Output that waited behind this write goes out with the next flush. */
-  if (c->segs || c->out.len || (c->state == WSEV_CONN_DRAINING && !c->shutdown_sent))
+  if (c->segs || c->out.len || (c->tls && wsev__tls_pending(c->tls)) ||
+      (c->state == WSEV_CONN_DRAINING && !c->shutdown_sent))
     wsev__mark_dirty(c);
   check_drained(c);
 }

@@ -2,7 +2,8 @@
  * so it speaks wss as well as ws (the epoll generator, loadgen.c, speaks plain TCP
  * only). Used by scripts/bench.sh for the ws-versus-wss rows.
  *
- *   wsev-client-load URL CONNECTIONS IN_FLIGHT SIZE SECONDS [WARMUP_SECONDS] [--insecure]
+ *   wsev-client-load URL CONNECTIONS IN_FLIGHT SIZE SECONDS [WARMUP_SECONDS]
+ *                    [--ca FILE | --insecure]
  *
  * Every connection keeps IN_FLIGHT binary messages of SIZE bytes outstanding and
  * sends the next one when an echo arrives. Prints one line:
@@ -55,15 +56,23 @@ static void on_end(uv_timer_t *t) { wsev_stop(t->data); }
 
 int main(int argc, char **argv) {
   if (argc < 6) {
-    fprintf(stderr, "usage: %s URL CONNECTIONS IN_FLIGHT SIZE SECONDS [WARMUP] [--insecure]\n",
+    fprintf(stderr, "usage: %s URL CONNECTIONS IN_FLIGHT SIZE SECONDS [WARMUP] [--ca F | --insecure]\n",
             argv[0]);
     return 2;
   }
   int connections = atoi(argv[2]);
   load.in_flight = atoi(argv[3]);
   load.size = (size_t)atol(argv[4]);
-  double seconds = atof(argv[5]), warmup = argc > 6 && argv[6][0] != '-' ? atof(argv[6]) : 1.0;
-  wsev_client_options options = {.insecure = strcmp(argv[argc - 1], "--insecure") == 0};
+  double seconds = atof(argv[5]), warmup = 1.0;
+  wsev_client_options options = {0};
+  for (int i = 6; i < argc; i++) {
+    if (strcmp(argv[i], "--insecure") == 0)
+      options.insecure = 1;
+    else if (strcmp(argv[i], "--ca") == 0 && i + 1 < argc)
+      options.ca_file = argv[++i];
+    else
+      warmup = atof(argv[i]);
+  }
   load.payload = calloc(1, load.size ? load.size : 1);
 
   wsev_handler handler = {
