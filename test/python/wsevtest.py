@@ -64,13 +64,15 @@ def new_key():
 class Server:
     """A running wsev-echo. stdout is drained by a thread so the pipe never fills."""
 
-    def __init__(self, exe, *args, name="wsev-echo", port_args=("0",), wrap=()):
+    def __init__(self, exe, *args, name="wsev-echo", port_args=("0",), wrap=(),
+                 want_tls=False):
         self.name = name
         self.exe = exe
         self.args = list(args)
         self.lines = []
         self.sanitizer_reports = []
         self.port = None
+        self.tls_port = None  # from a "listening for TLS on port N" line
         # WSEV_SERVER_WRAP runs the server under a tool, e.g. valgrind: the tool's
         # verdict comes back as the exit status checked in stop().
         self.wrap = list(wrap) + shlex.split(os.environ.get("WSEV_SERVER_WRAP", ""))
@@ -79,6 +81,7 @@ class Server:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._port_event = threading.Event()
+        self._tls_port_event = threading.Event()
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)
         self._reader.start()
         self._err_reader = threading.Thread(target=self._read_stderr, daemon=True)
@@ -88,6 +91,13 @@ class Server:
             self._kill()
             raise TestFailure("%s %s: no 'listening on port N' line on stdout within 10 s "
                               "(exit status %r, stdout so far %r)"
+                              % (name, " ".join(cmd), rc, self.lines[:10]))
+        if want_tls and (not self._tls_port_event.wait(10.0 * self.slow)
+                         or self.tls_port is None):
+            rc = self.proc.poll()
+            self._kill()
+            raise TestFailure("%s %s: no 'listening for TLS on port N' line on stdout "
+                              "within 10 s (exit status %r, stdout so far %r)"
                               % (name, " ".join(cmd), rc, self.lines[:10]))
 
     def _read_stdout(self):
@@ -100,7 +110,13 @@ class Server:
                 if m:
                     self.port = int(m.group(1))
                     self._port_event.set()
+            if self.tls_port is None:
+                m = re.search(r"listening for TLS on port (\d+)", line)
+                if m:
+                    self.tls_port = int(m.group(1))
+                    self._tls_port_event.set()
         self._port_event.set()
+        self._tls_port_event.set()
 
     def _read_stderr(self):
         # Pass the server's stderr through, and remember sanitizer reports (UBSan keeps
