@@ -12,7 +12,10 @@ if [ "${1:-}" = "--test" ]; then
   test=1
   shift
 fi
-packages=(gcc pkg-config meson ninja-build libuv1-dev libmbedtls-dev node-llhttp "$@")
+# openssl makes the pubsub sample's self-signed pair; ca-certificates is the bundle
+# wss clients verify servers with.
+packages=(gcc pkg-config meson ninja-build libuv1-dev libmbedtls-dev node-llhttp openssl
+  ca-certificates "$@")
 if [ $test = 1 ]; then
   packages+=(python3 python3-websockets valgrind util-linux chromium)
   command -v node >/dev/null 2>&1 || packages+=(nodejs)
