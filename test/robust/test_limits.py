@@ -6,12 +6,17 @@ usage: test_limits.py WSEV_ECHO WSEV_PUBSUB CHURN
 Prints PASS/FAIL per case and "N passed, N failed"; exits non-zero on failure.
 """
 
+import concurrent.futures
 import os
+import random
 import re
 import signal
 import socket
+import ssl
+import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -388,6 +393,125 @@ def churn(_):
             raise TestFailure(problem)
 
 
+# ---------------------------------------------------------------- TLS churn
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+
+
+def tls_cycle(port, ctx, kind, rng):
+    """One connection to the TLS port. kind 0: reset after a random prefix of a real
+    ClientHello; 1: reset in the middle of the handshake (after our second flight
+    started); 2: reset after the handshake, in the middle of the upgrade request;
+    3: a whole session (upgrade, echo, close). Returns True if a session's echo came."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # SO_LINGER 0: close() sends an RST instead of a FIN.
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+
+    def pump():
+        data = outgoing.read()
+        if data:
+            raw.sendall(data)
+        return data
+
+    try:
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        hello = outgoing.read()
+        if kind == 0:
+            raw.sendall(hello[:rng.randrange(1, len(hello))])
+            return False
+        raw.sendall(hello)
+        while True:
+            incoming.write(raw.recv(65536) or b"")
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                data = outgoing.read()
+                if kind == 1 and data:
+                    raw.sendall(data[:rng.randrange(1, len(data))])
+                    return False
+                if data:
+                    raw.sendall(data)
+        pump()
+        request = (b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                   b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   b"Sec-WebSocket-Version: 13\r\n\r\n")
+        if kind == 2:
+            tls.write(request[:rng.randrange(1, len(request))])
+            pump()
+            return False
+        tls.write(request + build_frame(OP_TEXT, b"tls churn") +
+                  build_frame(OP_CLOSE, struct.pack("!H", 1000)))
+        pump()
+        got = b""
+        while b"tls churn" not in got or b"\x88\x02\x03\xe8" not in got:
+            data = raw.recv(65536)
+            check(data, "TLS session: the server closed before its echo and close frame")
+            incoming.write(data)
+            try:
+                while True:
+                    chunk = tls.read(65536)
+                    if not chunk:
+                        break
+                    got += chunk
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                pass
+        return True
+    finally:
+        raw.close()
+
+
+def tls_churn(_):
+    certs = tempfile.mkdtemp(prefix="wsev-tls-churn-")
+    subprocess.run([os.path.join(ROOT, "scripts", "make-cert.sh"), certs], check=True)
+    s = Server(ECHO, "--tls-port", "0", "--cert", os.path.join(certs, "localhost.crt"),
+               "--key", os.path.join(certs, "localhost.key"), name="wsev-echo (TLS churn)",
+               want_tls=True)
+    ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.crt"))
+    rng = random.Random(6455)
+    try:
+        pid = server_pid(s)
+
+        def run(n):
+            kinds = [i % 4 for i in range(n)]
+            with concurrent.futures.ThreadPoolExecutor(16) as pool:
+                seeds = [rng.randrange(1 << 30) for _ in kinds]
+                return list(pool.map(lambda a: tls_cycle(s.tls_port, ctx, a[0], random.Random(a[1])),
+                                     zip(kinds, seeds)))
+
+        run(200)  # warm-up: buffers and pools at their working size
+        time.sleep(0.3)
+        rss0, fds0 = proc_status(pid, "VmRSS"), fd_count(pid)
+        start = time.monotonic()
+        results = run(2000)
+        elapsed = time.monotonic() - start
+        deadline = time.monotonic() + 5 * s.slow
+        while fd_count(pid) != fds0 and time.monotonic() < deadline:
+            time.sleep(0.05)  # resets are seen by the server a little later
+        rss1, fds1 = proc_status(pid, "VmRSS"), fd_count(pid)
+        print("  2000 TLS cycles (500 each: reset in the ClientHello, in the handshake, in "
+              "the upgrade request, whole sessions: %d echoed) in %.1f s; server RSS %d kB "
+              "-> %d kB, fds %d -> %d" % (sum(results), elapsed, rss0, rss1, fds0, fds1),
+              flush=True)
+        check(sum(results) == 500, "only %d of 500 whole sessions echoed" % sum(results))
+        check(fds1 == fds0, "descriptors leaked: %d -> %d" % (fds0, fds1))
+        check(SANITIZED or rss1 - rss0 < 2048, "memory not back: %d kB -> %d kB" % (rss0, rss1))
+        c = s.connect()
+        c.handshake()
+        c.echo(OP_TEXT, "plain ws after the TLS churn")
+    finally:
+        problem = s.stop()
+        subprocess.run(["rm", "-rf", certs])
+        if problem:
+            raise TestFailure(problem)
+
+
 def main():
     r = Runner("wsev limits")
     keep = Server(ECHO, "--ping-interval", "200", "--ping-timeout", "300",
@@ -408,6 +532,7 @@ def main():
     r.run("slow-consumer-1008-bounded-memory", slow_consumer, None)
     r.run("fd-exhaustion-no-spin-recovers", fd_exhaustion, None)
     r.run("churn-100000-no-leak", churn, None)
+    r.run("tls-churn-resets-mid-handshake-no-leak", tls_churn, None)
     sys.exit(r.finish())
 
 
