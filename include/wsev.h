@@ -67,7 +67,8 @@ typedef enum {
 } wsev_errno;
 
 /* A human-readable description of any error code returned by this API (wsev's own
- * or libuv's). Never NULL; the string is static. */
+ * or libuv's). Never NULL; the string is static (for a code neither knows, it is
+ * valid until the next call of these two functions). */
 WSEV_EXPORT const char *wsev_strerror(int err);
 /* The symbolic name of an error code ("WSEV_ENOCONN", "EADDRINUSE", ...). */
 WSEV_EXPORT const char *wsev_err_name(int err);
@@ -242,9 +243,9 @@ WSEV_EXPORT int wsev_listen_and_serve_tls_addr(wsev_ctx *ctx, const char *host, 
  * `error`: a DNS error such as UV_EAI_NONAME, a connect error such as
  * UV_ECONNREFUSED, UV_ETIMEDOUT, WSEV_ETLS, WSEV_ETLSVERIFY, WSEV_EHANDSHAKE or
  * UV_ECANCELED, with details in `reason`). Messages written before the connection
- * is open are queued (within the send limit: beyond it wsev_write returns
- * WSEV_EBACKPRESSURE and queues nothing) and sent once it opens (wsev_broadcast
- * too). wsev_close before it opens abandons it (conn_closed
+ * is open are queued and sent once it opens (wsev_broadcast too); beyond the send
+ * limit the write returns WSEV_EBACKPRESSURE and the connection is abandoned
+ * (conn_closed with that error). wsev_close before it opens abandons it (conn_closed
  * with UV_ECANCELED). Frames we send are masked with fresh random keys; the
  * server's frames are checked as strictly as a client's (masked ones fail the
  * connection with 1002). For an IP literal the certificate must name that address
@@ -412,7 +413,7 @@ WSEV_EXPORT int wsev_shutdown(wsev_ctx *ctx, uint64_t timeout_ms);
  * together at the end of it, in order. Text must be valid UTF-8 (not checked: it is
  * the application's). Returns 0, WSEV_ENOCONN (unknown or closed id), WSEV_ECLOSING
  * (a close was started), WSEV_EBACKPRESSURE (see wsev_set_send_limits: the
- * connection is now closing), WSEV_EMSGSIZE (len too large to frame), or UV_ENOMEM
+ * connection is now closing, or for one of ours not open yet, abandoned), WSEV_EMSGSIZE (len too large to frame), or UV_ENOMEM
  * (this message only; the connection goes on). A failed write queues nothing.
  */
 WSEV_EXPORT int wsev_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len);

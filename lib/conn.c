@@ -98,9 +98,18 @@ static void set_close(wsev_conn *c, unsigned code, int by_peer, const char *reas
   }
 }
 
+/* Ours, before the 101 (frames written meanwhile wait in `pending`). */
+static int opening(const wsev_conn *c) {
+  return c->client && (c->state == WSEV_CONN_CONNECTING || c->state == WSEV_CONN_HANDSHAKE);
+}
+
 static void fail(wsev_conn *c, unsigned code);
 
 static size_t buffered(const wsev_conn *c) { return c->seg_bytes + c->out.len + c->inflight; }
+
+size_t wsev__conn_buffered(const wsev_conn *c) {
+  return buffered(c) + (opening(c) ? c->pending.len : 0);
+}
 
 static void append_seg(wsev_conn *c, wsev_seg *seg) {
   if (c->segs_tail)
@@ -161,15 +170,13 @@ static int after_send(wsev_conn *c, int rc) {
   return rc;
 }
 
-/* Ours, before the 101: frames wait in `pending`, within the send limit. */
-static int opening(const wsev_conn *c) {
-  return c->client && (c->state == WSEV_CONN_CONNECTING || c->state == WSEV_CONN_HANDSHAKE);
-}
 
 int wsev__conn_send(wsev_conn *c, int opcode, const void *data, size_t len) {
   if (opening(c)) {
-    if (len > c->ctx->max_buffered || c->pending.len > c->ctx->max_buffered - len)
+    if (len > c->ctx->max_buffered || c->pending.len > c->ctx->max_buffered - len) {
+      wsev__conn_fail_open(c, WSEV_EBACKPRESSURE, "send limit reached before it opened");
       return WSEV_EBACKPRESSURE;
+    }
     return frame_into(c, &c->pending, opcode, data, len);
   }
   if (c->state != WSEV_CONN_OPEN) return WSEV_ECLOSING;
@@ -916,10 +923,24 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init((char *)c->ctx->read_buf, WSEV_READ_BUFFER_SIZE);
 }
 
+/* Ours, before the 101: the server went away (EOF, or a read error). */
+static void lost_while_opening(wsev_conn *c, int error) {
+  char reason[124];
+  const char *during = c->tls && !wsev__tls_handshake_done(c->tls) ? "the TLS handshake"
+                                                                   : "the upgrade response";
+  snprintf(reason, sizeof reason, "connection %s during %s",
+           error == UV_EOF ? "closed by the server" : uv_strerror(error), during);
+  if (error == UV_EOF)
+    error = c->tls && !wsev__tls_handshake_done(c->tls) ? WSEV_ETLS : WSEV_EHANDSHAKE;
+  wsev__conn_fail_open(c, error, reason);
+}
+
 static void on_peer_eof(wsev_conn *c) {
   c->read_eof = 1;
   uv_read_stop((uv_stream_t *)&c->tcp);
-  if (c->state == WSEV_CONN_OPEN || c->state == WSEV_CONN_CLOSING) {
+  if (opening(c)) {
+    lost_while_opening(c, UV_EOF);
+  } else if (c->state == WSEV_CONN_OPEN || c->state == WSEV_CONN_CLOSING) {
     /* Gone without a closing handshake: send what is queued anyway. */
     if (!c->out.len && !c->inflight) {
       wsev__conn_abort(c);
@@ -966,6 +987,7 @@ static void open_client(wsev_conn *c, uint8_t *rest, size_t n) {
   c->last_rx = uv_now(ctx->loop);
   wsev__deadline_clear(c);
   /* Frames written while opening go first, before anything conn_accepted writes. */
+  if (c->pending.len > ctx->low_water) c->above_low_water = 1; /* conn_drained is due */
   if (c->pending.len && queue_bytes(c, c->pending.data, c->pending.len) != 0) {
     wsev__conn_fail_open(c, UV_ENOMEM, "out of memory");
     return;
@@ -1072,7 +1094,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread < 0) {
-    wsev__conn_abort(c);
+    if (opening(c))
+      lost_while_opening(c, (int)nread);
+    else
+      wsev__conn_abort(c);
     return;
   }
   uint8_t *p = (uint8_t *)buf->base;

@@ -780,6 +780,7 @@ int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info) {
                                                        : ((struct sockaddr_in *)&local)->sin_port);
   info->path = c->info ? c->info : "";
   info->protocol = c->has_protocol ? c->info + strlen(c->info) + 1 : NULL;
+  info->client = c->client;
   if (c->tls) {
     info->tls = 1;
     info->server_name = wsev__tls_server_name(c->tls);
@@ -791,5 +792,5 @@ int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info) {
 
 size_t wsev_buffered_amount(const wsev_ctx *ctx, uint64_t id) {
   const wsev_conn *c = find_open(ctx, id);
-  return c ? c->out.len + c->inflight : 0;
+  return c ? wsev__conn_buffered(c) : 0;
 }

@@ -1,4 +1,12 @@
+#include <string.h>
+
 #include "wsev.h"
+
+/* libuv allocates (and never frees) a string for codes it does not know: ours are
+ * written into a buffer instead, valid until the next such call. */
+static char unknown[64];
+
+static int is_unknown(const char *text) { return strncmp(text, "Unknown system error", 20) == 0; }
 
 const char *wsev_strerror(int err) {
   switch (err) {
@@ -6,8 +14,9 @@ const char *wsev_strerror(int err) {
   case WSEV_##name: return text;
     WSEV_ERRNO_MAP(WSEV_STRERROR_CASE)
 #undef WSEV_STRERROR_CASE
+  case 0: return "success";
   }
-  return uv_strerror(err);
+  return is_unknown(uv_strerror_r(err, unknown, sizeof unknown)) ? unknown : uv_strerror(err);
 }
 
 const char *wsev_err_name(int err) {
@@ -16,6 +25,7 @@ const char *wsev_err_name(int err) {
   case WSEV_##name: return "WSEV_" #name;
     WSEV_ERRNO_MAP(WSEV_ERR_NAME_CASE)
 #undef WSEV_ERR_NAME_CASE
+  case 0: return "OK";
   }
-  return uv_err_name(err);
+  return is_unknown(uv_err_name_r(err, unknown, sizeof unknown)) ? unknown : uv_err_name(err);
 }

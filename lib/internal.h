@@ -300,6 +300,8 @@ void wsev__conn_shutdown(wsev_conn *c);
 /* Keepalive: ping an open connection that was silent for the interval. */
 void wsev__conn_keepalive(wsev_conn *c, uint64_t now);
 void wsev__conn_flush(wsev_conn *c);
+/* Bytes waiting to be sent (wsev_buffered_amount). */
+size_t wsev__conn_buffered(const wsev_conn *c);
 /* Drop the connection now (deadline passed, or the context is freed). */
 void wsev__conn_abort(wsev_conn *c);
 int wsev__conn_send(wsev_conn *c, int opcode, const void *data, size_t len);
