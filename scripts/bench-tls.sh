@@ -33,20 +33,17 @@ ws_port=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$certs/out")
 wss_port=$(sed -n 's/.*listening for TLS on port \([0-9]*\).*/\1/p' "$certs/out")
 ticks=$(getconf CLK_TCK)
 
-server_cpu() { awk '{print $14 + $15}' /proc/$server/stat; }
-
-# run URL CONNS IN_FLIGHT SIZE -> "rate server_us_per_msg"
+# run URL CONNS IN_FLIGHT SIZE -> "rate server_us_per_msg"; the server's CPU time is
+# taken by the generator over its measurement window only (not the warmup's handshakes).
 run() {
-  local before after out msgs
-  before=$(server_cpu)
+  local out
   # Warm up long enough for every TLS handshake (a few ms of CPU each on both sides).
-  out=$(taskset -c 1 $BUILD/test/bench/wsev-client-load "$1" "$2" "$3" "$4" "$seconds" $(($2 / 150 + 1)) \
-    --ca "$certs/ca.crt")
-  after=$(server_cpu)
-  msgs=$(sed -n 's/.*msgs=\([0-9]*\).*/\1/p' <<<"$out")
-  # CPU of warmup and measurement over measured messages: an upper bound per message.
-  awk -v r="$(sed -n 's/.*rate=\([0-9]*\).*/\1/p' <<<"$out")" -v m="$msgs" \
-    -v c=$((after - before)) -v t="$ticks" 'BEGIN { printf "%d %.2f\n", r, c / t * 1e6 / m }'
+  out=$(taskset -c 1 $BUILD/test/bench/wsev-client-load "$1" "$2" "$3" "$4" "$seconds" \
+    $(($2 / 150 + 1)) --ca "$certs/ca.crt" --server-pid $server)
+  awk -v r="$(sed -n 's/.*rate=\([0-9]*\).*/\1/p' <<<"$out")" \
+    -v m="$(sed -n 's/.*msgs=\([0-9]*\).*/\1/p' <<<"$out")" \
+    -v c="$(sed -n 's/.*server_cpu=\([0-9.]*\).*/\1/p' <<<"$out")" \
+    'BEGIN { printf "%d %.2f\n", r, m ? c * 1e6 / m : 0 }'
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }

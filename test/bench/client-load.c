@@ -3,15 +3,18 @@
  * only). Used by scripts/bench.sh for the ws-versus-wss rows.
  *
  *   wsev-client-load URL CONNECTIONS IN_FLIGHT SIZE SECONDS [WARMUP_SECONDS]
- *                    [--ca FILE | --insecure]
+ *                    [--ca FILE | --insecure] [--server-pid PID]
  *
  * Every connection keeps IN_FLIGHT binary messages of SIZE bytes outstanding and
  * sends the next one when an echo arrives. Prints one line:
- *   msgs=N seconds=S rate=R open=C failed=F
- * counting echoes received between the warmup and the end. */
+ *   msgs=N seconds=S rate=R open=C failed=F [server_cpu=SECONDS]
+ * counting echoes received between the warmup and the end; with --server-pid, the
+ * server process's CPU time over that same window (from /proc), so the benchmark
+ * can report the server's cost per message without the handshakes of the warmup. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <wsev.h>
 
 static struct {
@@ -20,7 +23,29 @@ static struct {
   size_t size;
   uint8_t *payload;
   uint64_t start_ms;
+  int server_pid;
+  double server_cpu_at_warm, server_cpu_at_end;
 } load;
+
+/* User plus system CPU seconds of process `pid`, or -1 if it cannot be read. */
+static double process_cpu_seconds(int pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  char buf[1024];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  /* Fields after the parenthesised command name (which may hold spaces); utime and
+   * stime are fields 14 and 15, the 12th and 13th after the name. */
+  char *p = strrchr(buf, ')');
+  unsigned long long utime, stime;
+  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                   &stime) != 2)
+    return -1;
+  return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
 
 static void on_accepted(wsev_ctx *ctx, uint64_t id) {
   load.open++;
@@ -50,13 +75,19 @@ static void on_warm(uv_timer_t *t) {
   load.measuring = 1;
   load.measured = 0;
   load.start_ms = uv_now(t->loop);
+  if (load.server_pid) load.server_cpu_at_warm = process_cpu_seconds(load.server_pid);
 }
 
-static void on_end(uv_timer_t *t) { wsev_stop(t->data); }
+static void on_end(uv_timer_t *t) {
+  if (load.server_pid) load.server_cpu_at_end = process_cpu_seconds(load.server_pid);
+  wsev_stop(t->data);
+}
 
 int main(int argc, char **argv) {
   if (argc < 6) {
-    fprintf(stderr, "usage: %s URL CONNECTIONS IN_FLIGHT SIZE SECONDS [WARMUP] [--ca F | --insecure]\n",
+    fprintf(stderr,
+            "usage: %s URL CONNECTIONS IN_FLIGHT SIZE SECONDS [WARMUP] [--ca F | --insecure] "
+            "[--server-pid PID]\n",
             argv[0]);
     return 2;
   }
@@ -70,6 +101,8 @@ int main(int argc, char **argv) {
       options.insecure = 1;
     else if (strcmp(argv[i], "--ca") == 0 && i + 1 < argc)
       options.ca_file = argv[++i];
+    else if (strcmp(argv[i], "--server-pid") == 0 && i + 1 < argc)
+      load.server_pid = atoi(argv[++i]);
     else
       warmup = atof(argv[i]);
   }
@@ -95,8 +128,11 @@ int main(int argc, char **argv) {
   uv_timer_start(&end, on_end, (uint64_t)((warmup + seconds) * 1000), 0);
   wsev_event_loop(ctx);
   double elapsed = (double)(uv_now(wsev_ctx_loop(ctx)) - load.start_ms) / 1000.0;
-  printf("msgs=%llu seconds=%.2f rate=%.0f open=%d failed=%d\n", load.measured, elapsed,
+  printf("msgs=%llu seconds=%.2f rate=%.0f open=%d failed=%d", load.measured, elapsed,
          elapsed > 0 ? (double)load.measured / elapsed : 0.0, load.open, load.failed);
+  if (load.server_pid && load.server_cpu_at_warm >= 0 && load.server_cpu_at_end >= 0)
+    printf(" server_cpu=%.3f", load.server_cpu_at_end - load.server_cpu_at_warm);
+  printf("\n");
   uv_close((uv_handle_t *)&warm, NULL);
   uv_close((uv_handle_t *)&end, NULL);
   wsev_ctx_free(ctx);
