@@ -928,8 +928,8 @@ static void lost_while_opening(wsev_conn *c, int error) {
   char reason[124];
   const char *during = c->tls && !wsev__tls_handshake_done(c->tls) ? "the TLS handshake"
                                                                    : "the upgrade response";
-  snprintf(reason, sizeof reason, "connection %s during %s",
-           error == UV_EOF ? "closed by the server" : uv_strerror(error), during);
+  snprintf(reason, sizeof reason, "%s during %s",
+           error == UV_EOF ? "connection closed by the server" : uv_strerror(error), during);
   if (error == UV_EOF)
     error = c->tls && !wsev__tls_handshake_done(c->tls) ? WSEV_ETLS : WSEV_EHANDSHAKE;
   wsev__conn_fail_open(c, error, reason);
