@@ -10,9 +10,11 @@
 // origin), and every WebSocket operation runs inside the page through page.evaluate.
 // Every wait has a timeout: in the page, around each page.evaluate, per case, and for
 // the whole run. Prints PASS/FAIL per case and a final "N passed, N failed".
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -64,7 +66,8 @@ function withTimeout(promise, ms, what) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-// A server process; start() resolves once it printed "listening on port N".
+// A server process; start() resolves once it printed "listening on port N" (and, for
+// a server started with --tls-port, "listening for TLS on port N" too: s.tlsPort).
 class Server {
   static async start(name, exe, args) {
     const s = new Server();
@@ -84,10 +87,15 @@ class Server {
     });
     s.proc.on('error', (err) => { s.spawnError = err; });
     const lines = createInterface({ input: s.proc.stdout });
+    const tls = args.includes('--tls-port');
     s.port = await withTimeout(new Promise((resolve, reject) => {
+      let port;
       lines.on('line', (line) => {
         const m = /listening on port (\d+)/.exec(line);
-        if (m) resolve(Number(m[1]));
+        if (m) port = Number(m[1]);
+        const t = /listening for TLS on port (\d+)/.exec(line);
+        if (t) s.tlsPort = Number(t[1]);
+        if (port && (!tls || s.tlsPort)) resolve(port);
       });
       s.exit.then(({ code, signal }) => reject(new Error(
         `${exe} exited (code ${code}, signal ${signal}) before listening: ${s.stderr}`)));
@@ -274,7 +282,8 @@ function startHttp() {
   const html = `<!doctype html><html><head><meta charset="utf-8"><title>wsev browser test</title>
 <script>(${pageHelpers.toString()})();
 window.ECHO_URL = 'ws://127.0.0.1:${echo.port}/';
-window.PUBSUB_URL = 'ws://127.0.0.1:${pubsub.port}/';</script></head>
+window.PUBSUB_URL = 'ws://127.0.0.1:${pubsub.port}/';
+window.ECHO_WSS_URL = 'wss://localhost:${echo.tlsPort}/';</script></head>
 <body>wsev browser test</body></html>`;
   httpServer = http.createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
@@ -289,11 +298,24 @@ window.PUBSUB_URL = 'ws://127.0.0.1:${pubsub.port}/';</script></head>
   });
 }
 
-async function launch() {
+// A localhost certificate from our test CA (scripts/make-cert.sh) for wsev-echo's wss
+// listener. Chromium is told to accept that one public key (and no other error):
+// its SHA-256 SPKI hash goes into --ignore-certificate-errors-spki-list.
+const certDir = mkdtempSync(join(tmpdir(), 'wsev-browser-'));
+function makeCert() {
+  const script = new URL('../../scripts/make-cert.sh', import.meta.url).pathname;
+  execFileSync(script, [certDir], { stdio: 'ignore' });
+  const pub = execFileSync('openssl', ['x509', '-in', join(certDir, 'localhost.crt'), '-pubkey', '-noout']);
+  const der = execFileSync('openssl', ['pkey', '-pubin', '-outform', 'der'], { input: pub });
+  const hash = execFileSync('openssl', ['dgst', '-sha256', '-binary'], { input: der });
+  return hash.toString('base64');
+}
+
+async function launch(spki) {
   return withTimeout(chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, `--ignore-certificate-errors-spki-list=${spki}`],
     timeout: 30_000,
   }), 40_000, 'launching Chromium');
 }
@@ -371,6 +393,22 @@ const cases = [
     await T.expectNothing(id);
     const c = await T.close(id);
     if (!c.wasClean) throw new Error(`close not clean: ${JSON.stringify(c)}`);
+  }, undefined, 35_000)],
+
+  ['wss: text, 1 MiB binary and 100 small messages over TLS; clean close', () => onPage(async () => {
+    const T = window.T;
+    const id = await T.open(window.ECHO_WSS_URL, 'arraybuffer');
+    const t = 'over TLS \u{1F512} h\u00e9llo';
+    T.send(id, t);
+    await T.expectText(id, t, 'text echo over wss');
+    const big = T.bytes(1024 * 1024, 99);
+    T.send(id, big.buffer);
+    T.checkBytes(await T.next(id, 20000), big, 'echo of 1 MiB over wss');
+    for (let i = 0; i < 100; i++) T.send(id, `m${i}`);
+    for (let i = 0; i < 100; i++) await T.expectText(id, `m${i}`, `message ${i} over wss`);
+    await T.expectNothing(id);
+    const c = await T.close(id, 4003, 'tls bye');
+    if (!c.wasClean || c.code !== 4003) throw new Error(`close: ${JSON.stringify(c)}`);
   }, undefined, 35_000)],
 
   ['200 messages in a row arrive in order (text and binary interleaved)', () => onPage(async () => {
@@ -631,12 +669,14 @@ const watchdog = setTimeout(() => {
 watchdog.unref();
 
 try {
-  echo = await Server.start('wsev-echo', echoExe, ['0']);
-  pubsub = await Server.start('wsev-pubsub', pubsubExe, ['--port', '0', '--quiet']);
+  const spki = makeCert();
+  echo = await Server.start('wsev-echo', echoExe, ['0', '--tls-port', '0',
+    '--cert', join(certDir, 'localhost.crt'), '--key', join(certDir, 'localhost.key')]);
+  pubsub = await Server.start('wsev-pubsub', pubsubExe, ['--port', '0', '--no-tls', '--quiet']);
   await startHttp();
-  browser = await launch();
-  console.log(`# ${browser.version()} at ${CHROMIUM}; wsev-echo on ${echo.port}, `
-    + `wsev-pubsub on ${pubsub.port}, pages from ${base}`);
+  browser = await launch(spki);
+  console.log(`# ${browser.version()} at ${CHROMIUM}; wsev-echo on ${echo.port} (wss `
+    + `${echo.tlsPort}), wsev-pubsub on ${pubsub.port}, pages from ${base}`);
 } catch (err) {
   failed++;
   console.log(`FAIL setup: ${err && err.stack ? err.stack : err}`);
@@ -697,6 +737,7 @@ for (const s of [echo, pubsub]) {
   }
   if (s.stderr) console.log(`# ${s.name} stderr:\n${s.stderr}`);
 }
+rmSync(certDir, { recursive: true, force: true });
 console.log(`# ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);
