@@ -201,7 +201,8 @@ WSEV_EXPORT void wsev_set_send_limits(wsev_ctx *ctx, size_t max_buffered, size_t
 WSEV_EXPORT void wsev_set_keepalive(wsev_ctx *ctx, uint64_t interval_ms, uint64_t timeout_ms);
 
 /* At most `max` connections at once (upgrading, open or closing); a client over it
- * gets 503 and is disconnected. 0 (the default) means no limit. */
+ * gets 503 and is disconnected (over TLS it is disconnected at once, before any
+ * handshake). Connections we open are not counted. 0 (the default) means no limit. */
 WSEV_EXPORT void wsev_set_max_connections(wsev_ctx *ctx, size_t max);
 
 /*

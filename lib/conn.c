@@ -1152,6 +1152,12 @@ int wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server, wsev_tls_config *tls) {
     wsev__conn_abort(c);
     return 0;
   }
+  /* Over the limit, a TLS client is closed at once: a 503 would first cost a whole
+   * handshake, just when the server is at its limit (and plaintext is no answer). */
+  if (tls && ctx->max_connections && ctx->n_active >= ctx->max_connections) {
+    wsev__conn_abort(c);
+    return 0;
+  }
   if (tls && !(c->tls = wsev__tls_new(tls, NULL))) {
     wsev__conn_abort(c);
     return 0;

@@ -65,6 +65,7 @@ class Env:
     echo = None   # wsev-echo with the ECDSA certificate
     echo_rsa = None  # wsev-echo with the RSA certificate
     stall = None  # wsev-echo with --handshake-timeout 500
+    limited = None  # wsev-echo with --max-connections 2
 
 
 E = Env()
@@ -892,6 +893,46 @@ def c_client_rejects_certificate():
     still_serving()
 
 
+def c_max_connections_over_tls():
+    """At the connection limit a TLS client is closed before any handshake (no
+    plaintext 503 on a TLS port), a plain client still gets its 503, the connections
+    in place keep being served, and a closed one makes room for a new TLS client."""
+    s = E.limited
+    conns = [TlsConn(s.tls_port), TlsConn(s.tls_port)]
+    for c in conns:
+        c.handshake()
+    extra = raw_connect(s.tls_port)
+    extra.sendall(client_hello())
+    got = read_until_closed(extra, 3 * SLOW, "a TLS client over the limit")
+    extra.close()
+    check(got == b"", "a TLS client over the limit got %s, expected a close" % short(got))
+    plain = s.connect()
+    plain.send(plain.request())
+    status, _ = plain.read_response()
+    check(str(status).startswith("HTTP/1.1 503"), "a ws client over the limit got %r, "
+          "expected 503" % status)
+    plain.close()
+    for i, c in enumerate(conns):
+        c.echo(OP_TEXT, "still served %d" % i)
+    conns[0].send_close(1000)
+    conns[0].expect_close(1000, reply=False)
+    conns[0].close()
+    deadline = time.monotonic() + 3 * SLOW
+    while True:  # the server counts the closed one out once it has answered
+        try:
+            t = TlsConn(s.tls_port)
+            t.handshake()
+            break
+        except (ssl.SSLError, OSError, TestFailure):
+            check(time.monotonic() < deadline, "no room for a TLS client after a close")
+            time.sleep(0.05)
+    t.echo(OP_BINARY, os.urandom(20000))
+    for c in (t, conns[1]):
+        c.send_close(1000)
+        c.expect_close(1000, reply=False)
+        c.close()
+
+
 def c_many_garbage_conns(n=200):
     base = fd_count(E.echo)
     old = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -1151,6 +1192,9 @@ def main():
             E.stall = echo_server("ec", "--handshake-timeout", str(STALL_MS),
                                   name="wsev-echo (handshake timeout %d ms)" % STALL_MS)
             servers.append(E.stall)
+            E.limited = echo_server("ec", "--max-connections", "2",
+                                    name="wsev-echo (max 2 connections)")
+            servers.append(E.limited)
         except TestFailure as e:
             R.record("start wsev-echo with TLS", str(e))
             return R.finish()
@@ -1203,6 +1247,7 @@ def main():
         run("bad-client-rejects-certificate", c_client_rejects_certificate)
         run("bad-200-garbage-connections-at-once", c_many_garbage_conns)
         run("bad-forged-record-after-handshake", c_bad_mac_after_handshake)
+        run("limit-max-connections-closes-tls-before-handshake", c_max_connections_over_tls)
         # 7. startup errors
         startup_cases()
         # 9. pubsub
