@@ -6,6 +6,7 @@
 #include <mbedtls/error.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ticket.h>
 #include <mbedtls/x509_crt.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +16,9 @@
 
 #define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
 #define RNG_POOL 256
+/* How long a session ticket we issue may resume a session (its keys live twice as
+ * long and rotate by themselves). */
+#define TICKET_LIFETIME_S 3600
 
 struct wsev_rng {
   mbedtls_entropy_context entropy;
@@ -28,6 +32,7 @@ struct wsev_tls_config {
   mbedtls_ssl_config conf;
   mbedtls_x509_crt chain; /* servers: our chain; clients: the trusted CAs */
   mbedtls_pk_context key;
+  mbedtls_ssl_ticket_context tickets; /* servers: keys that seal session tickets */
   size_t refs;
   int server;
   int insecure;
@@ -131,6 +136,7 @@ static wsev_tls_config *config_new(void) {
   mbedtls_ssl_config_init(&c->conf);
   mbedtls_x509_crt_init(&c->chain);
   mbedtls_pk_init(&c->key);
+  mbedtls_ssl_ticket_init(&c->tickets);
   c->refs = 1;
   return c;
 }
@@ -139,6 +145,7 @@ static void config_free(wsev_tls_config *c) {
   mbedtls_ssl_config_free(&c->conf);
   mbedtls_x509_crt_free(&c->chain);
   mbedtls_pk_free(&c->key);
+  mbedtls_ssl_ticket_free(&c->tickets);
   wsev__free(c->ca_file);
   wsev__free(c);
 }
@@ -197,12 +204,19 @@ int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *ke
   else if ((rc = config_defaults(c, rng, MBEDTLS_SSL_IS_SERVER)) == 0 &&
            mbedtls_ssl_conf_own_cert(&c->conf, &c->chain, &c->key) != 0)
     rc = UV_ENOMEM;
+  /* Session tickets (RFC 5077): a returning client resumes without a new key
+   * exchange or signature, and the server keeps no state for it. */
+  else if (mbedtls_ssl_ticket_setup(&c->tickets, rng_for_tls, rng, MBEDTLS_CIPHER_AES_256_GCM,
+                                    TICKET_LIFETIME_S) != 0)
+    rc = UV_ENOMEM;
   if (rc) {
     config_free(c);
     return rc;
   }
   mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE); /* no client certificates */
   mbedtls_ssl_conf_sni(&c->conf, on_sni, NULL);
+  mbedtls_ssl_conf_session_tickets_cb(&c->conf, mbedtls_ssl_ticket_write,
+                                      mbedtls_ssl_ticket_parse, &c->tickets);
   *out = c;
   return 0;
 }

@@ -90,12 +90,13 @@ class TlsConn(Conn):
     """wsevtest's raw frame connection, over a verified TLS connection made by the
     ssl module (the handshake happens here, bounded by the socket timeout)."""
 
-    def __init__(self, port, ctx=None, server_hostname="localhost", timeout=None):
+    def __init__(self, port, ctx=None, server_hostname="localhost", timeout=None,
+                 session=None):
         super().__init__(port, timeout=timeout or TIMEOUT)
         self.raw = self.sock
         try:
-            self.sock = (ctx or client_ctx()).wrap_socket(self.raw,
-                                                          server_hostname=server_hostname)
+            self.sock = (ctx or client_ctx()).wrap_socket(
+                self.raw, server_hostname=server_hostname, session=session)
         except BaseException:
             self.raw.close()
             raise
@@ -933,6 +934,37 @@ def c_max_connections_over_tls():
         c.close()
 
 
+def c_session_resumption():
+    """A listener issues session tickets: a returning client resumes (no key exchange)
+    and its WebSocket works as before; another listener, with its own ticket keys,
+    ignores the ticket and does a full handshake."""
+    ctx = client_ctx()
+    first = TlsConn(E.echo.tls_port, ctx=ctx)
+    first.handshake()
+    first.echo(OP_TEXT, "first visit")
+    session = first.sock.session
+    check(not first.sock.session_reused, "the first connection claims a resumed session")
+    check(session is not None and session.has_ticket, "the server issued no session ticket")
+    first.send_close(1000)
+    first.expect_close(1000, reply=False)
+    first.close()
+    for i in range(3):  # a ticket may be used again while it is valid
+        again = TlsConn(E.echo.tls_port, ctx=ctx, session=session)
+        check(again.sock.session_reused, "connection %d with the ticket was not resumed" % i)
+        again.handshake()
+        again.echo(OP_BINARY, os.urandom(70000))
+        again.send_close(1000)
+        again.expect_close(1000, reply=False)
+        again.close()
+    other = TlsConn(E.stall.tls_port, ctx=ctx, session=session)
+    check(not other.sock.session_reused, "another listener resumed a session it never made")
+    other.handshake()
+    other.echo(OP_TEXT, "full handshake elsewhere")
+    other.send_close(1000)
+    other.expect_close(1000, reply=False)
+    other.close()
+
+
 def c_many_garbage_conns(n=200):
     base = fd_count(E.echo)
     old = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -1248,6 +1280,7 @@ def main():
         run("bad-200-garbage-connections-at-once", c_many_garbage_conns)
         run("bad-forged-record-after-handshake", c_bad_mac_after_handshake)
         run("limit-max-connections-closes-tls-before-handshake", c_max_connections_over_tls)
+        run("session-ticket-resumption", c_session_resumption)
         # 7. startup errors
         startup_cases()
         # 9. pubsub
