@@ -393,6 +393,9 @@ typedef struct {
                                    dialled); else NULL */
   const char *tls_version;      /* TLS: "TLSv1.2" ...; else NULL */
   const char *tls_cipher;       /* TLS: the cipher suite's name; else NULL */
+  int tls_resumed;              /* TLS: 1 if the handshake resumed an earlier session
+                                   (a session ticket: listeners issue them, and a
+                                   context offers a server its last session) */
 } wsev_conn_info;
 /* Returns 0, WSEV_ENOCONN, or a libuv error reading the addresses. */
 WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info);

@@ -190,7 +190,7 @@ static int new_client(wsev_ctx *ctx, const char *url_text, const wsev_client_opt
   c->user_data = o ? o->data : NULL;
   if (!(c->chs = wsev__client_hs_new(accept, protocols, ctx->max_header_size)) ||
       !(c->info = wsev__malloc(resource_len + 1)) ||
-      (url.tls && !(c->tls = wsev__tls_new(tls_conf, url.host))) ||
+      (url.tls && !(c->tls = wsev__tls_new(tls_conf, url.host, url.port))) ||
       wsev__reserve_events(ctx, ctx->ids.count + 1) != 0 ||
       wsev__idmap_put(&ctx->ids, ctx->next_id, c) != 0)
     goto fail;

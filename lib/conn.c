@@ -1158,7 +1158,7 @@ int wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server, wsev_tls_config *tls) {
     wsev__conn_abort(c);
     return 0;
   }
-  if (tls && !(c->tls = wsev__tls_new(tls, NULL))) {
+  if (tls && !(c->tls = wsev__tls_new(tls, NULL, 0))) {
     wsev__conn_abort(c);
     return 0;
   }

@@ -786,6 +786,7 @@ int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info) {
     info->server_name = wsev__tls_server_name(c->tls);
     info->tls_version = wsev__tls_version(c->tls);
     info->tls_cipher = wsev__tls_cipher(c->tls);
+    info->tls_resumed = wsev__tls_resumed(c->tls);
   }
   return 0;
 }

@@ -19,6 +19,8 @@
 /* How long a session ticket we issue may resume a session (its keys live twice as
  * long and rotate by themselves). */
 #define TICKET_LIFETIME_S 3600
+/* Clients: how many servers' sessions one client configuration remembers. */
+#define CLIENT_SESSIONS 8
 
 struct wsev_rng {
   mbedtls_entropy_context entropy;
@@ -28,15 +30,25 @@ struct wsev_rng {
   uint8_t pool[RNG_POOL];
 };
 
+/* A client's last session with one server (host and port), to resume the next
+ * connection there without a key exchange or certificate check. */
+typedef struct {
+  char *peer; /* "host port"; NULL: a free slot */
+  mbedtls_ssl_session session;
+} client_session;
+
 struct wsev_tls_config {
   mbedtls_ssl_config conf;
   mbedtls_x509_crt chain; /* servers: our chain; clients: the trusted CAs */
   mbedtls_pk_context key;
   mbedtls_ssl_ticket_context tickets; /* servers: keys that seal session tickets */
+  wsev_tls *stepping; /* servers: the connection whose handshake is being driven */
   size_t refs;
   int server;
   int insecure;
   char *ca_file; /* clients: where the CAs came from (NULL: the system's) */
+  client_session sessions[CLIENT_SESSIONS]; /* clients */
+  unsigned next_session;                      /* the slot a new server replaces */
 };
 
 struct wsev_tls {
@@ -47,11 +59,16 @@ struct wsev_tls {
   uint8_t *out; /* ciphertext to write */
   size_t out_len, out_cap;
   char *server_name;
+  char *peer; /* clients: "host port", the key of its session in conf->sessions */
+  uint8_t offered_master[48]; /* clients: the secret of the session offered, to tell
+                                 whether the server took it */
   uint8_t ip[16]; /* clients dialling an IP literal: the address the certificate must name */
   size_t ip_len;
   int error;  /* WSEV_ETLS, WSEV_ETLSVERIFY, or 0 */
   int mbedtls_error;
   uint8_t done;        /* handshake complete */
+  uint8_t offered;     /* clients: an earlier session was offered */
+  uint8_t resumed;     /* the handshake resumed an earlier session */
   uint8_t notify_sent; /* close_notify queued */
   uint8_t out_of_memory;
 };
@@ -137,6 +154,7 @@ static wsev_tls_config *config_new(void) {
   mbedtls_x509_crt_init(&c->chain);
   mbedtls_pk_init(&c->key);
   mbedtls_ssl_ticket_init(&c->tickets);
+  for (int i = 0; i < CLIENT_SESSIONS; i++) mbedtls_ssl_session_init(&c->sessions[i].session);
   c->refs = 1;
   return c;
 }
@@ -146,6 +164,10 @@ static void config_free(wsev_tls_config *c) {
   mbedtls_x509_crt_free(&c->chain);
   mbedtls_pk_free(&c->key);
   mbedtls_ssl_ticket_free(&c->tickets);
+  for (int i = 0; i < CLIENT_SESSIONS; i++) {
+    mbedtls_ssl_session_free(&c->sessions[i].session);
+    wsev__free(c->sessions[i].peer);
+  }
   wsev__free(c->ca_file);
   wsev__free(c);
 }
@@ -183,6 +205,21 @@ static int on_sni(void *unused, mbedtls_ssl_context *ssl, const unsigned char *n
   return 0;
 }
 
+/* Tickets are sealed and opened by mbedTLS; opening one successfully means the
+ * handshake being driven resumes that session, which the connection records. */
+static int ticket_write(void *p, const mbedtls_ssl_session *session, unsigned char *start,
+                        const unsigned char *end, size_t *len, uint32_t *lifetime) {
+  return mbedtls_ssl_ticket_write(&((wsev_tls_config *)p)->tickets, session, start, end, len,
+                                  lifetime);
+}
+
+static int ticket_parse(void *p, mbedtls_ssl_session *session, unsigned char *buf, size_t len) {
+  wsev_tls_config *c = p;
+  int rc = mbedtls_ssl_ticket_parse(&c->tickets, session, buf, len);
+  if (rc == 0 && c->stepping) c->stepping->resumed = 1;
+  return rc;
+}
+
 int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *key_file,
                             wsev_tls_config **out) {
   if (!cert_file) return WSEV_ETLSCERT;
@@ -215,8 +252,7 @@ int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *ke
   }
   mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE); /* no client certificates */
   mbedtls_ssl_conf_sni(&c->conf, on_sni, NULL);
-  mbedtls_ssl_conf_session_tickets_cb(&c->conf, mbedtls_ssl_ticket_write,
-                                      mbedtls_ssl_ticket_parse, &c->tickets);
+  mbedtls_ssl_conf_session_tickets_cb(&c->conf, ticket_write, ticket_parse, c);
   *out = c;
   return 0;
 }
@@ -304,7 +340,37 @@ static int verify_ip(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
   return 0;
 }
 
-wsev_tls *wsev__tls_new(wsev_tls_config *conf, const char *server_name) {
+static client_session *find_session(wsev_tls_config *conf, const char *peer) {
+  for (int i = 0; i < CLIENT_SESSIONS; i++)
+    if (conf->sessions[i].peer && strcmp(conf->sessions[i].peer, peer) == 0)
+      return &conf->sessions[i];
+  return NULL;
+}
+
+static void forget_session(client_session *s) {
+  mbedtls_ssl_session_free(&s->session); /* frees and re-initialises */
+  wsev__free(s->peer);
+  s->peer = NULL;
+}
+
+/* A client's handshake completed: keep the session (or the renewed ticket) for the
+ * next connection to the same server. Without memory we just do not remember. */
+static void remember_session(wsev_tls *t) {
+  wsev_tls_config *conf = t->conf;
+  client_session *s = find_session(conf, t->peer);
+  if (!s) {
+    s = &conf->sessions[conf->next_session];
+    conf->next_session = (conf->next_session + 1) % CLIENT_SESSIONS;
+    forget_session(s);
+    if (!(s->peer = wsev__malloc(strlen(t->peer) + 1))) return;
+    strcpy(s->peer, t->peer);
+  } else {
+    mbedtls_ssl_session_free(&s->session);
+  }
+  if (mbedtls_ssl_get_session(&t->ssl, &s->session) != 0) forget_session(s);
+}
+
+wsev_tls *wsev__tls_new(wsev_tls_config *conf, const char *server_name, unsigned port) {
   wsev_tls *t = wsev__calloc(1, sizeof *t);
   if (!t) return NULL;
   mbedtls_ssl_init(&t->ssl);
@@ -325,6 +391,17 @@ wsev_tls *wsev__tls_new(wsev_tls_config *conf, const char *server_name) {
     size_t n = strlen(server_name);
     if (!(t->server_name = wsev__malloc(n + 1))) goto fail;
     memcpy(t->server_name, server_name, n + 1);
+    if (!(t->peer = wsev__malloc(n + 7))) goto fail;
+    snprintf(t->peer, n + 7, "%s %u", server_name, port & 0xffff);
+    client_session *s = find_session(conf, t->peer);
+    /* Resuming skips the certificate check: the session was verified when it was
+     * made, for this server, under this same configuration (same trusted CAs). */
+    if (s && mbedtls_ssl_set_session(&t->ssl, &s->session) != 0) {
+      forget_session(s);
+    } else if (s) {
+      memcpy(t->offered_master, s->session.master, sizeof t->offered_master);
+      t->offered = 1;
+    }
   }
   mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
   t->conf = conf;
@@ -333,6 +410,7 @@ wsev_tls *wsev__tls_new(wsev_tls_config *conf, const char *server_name) {
 fail:
   mbedtls_ssl_free(&t->ssl);
   wsev__free(t->server_name);
+  wsev__free(t->peer);
   wsev__free(t);
   return NULL;
 }
@@ -340,13 +418,17 @@ fail:
 void wsev__tls_free(wsev_tls *t) {
   if (!t) return;
   mbedtls_ssl_free(&t->ssl);
+  mbedtls_platform_zeroize(t->offered_master, sizeof t->offered_master);
   wsev__tls_config_unref(t->conf);
   wsev__free(t->out);
   wsev__free(t->server_name);
+  wsev__free(t->peer);
   wsev__free(t);
 }
 
 static int failed(wsev_tls *t, int rc) {
+  client_session *s = t->peer && !t->done ? find_session(t->conf, t->peer) : NULL;
+  if (s) forget_session(s); /* a handshake that failed starts afresh next time */
   t->mbedtls_error = rc;
   if (!t->error)
     t->error = rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED ? WSEV_ETLSVERIFY : WSEV_ETLS;
@@ -354,9 +436,17 @@ static int failed(wsev_tls *t, int rc) {
 }
 
 static int handshake(wsev_tls *t, const wsev_tls_sink *sink, void *conn) {
+  t->conf->stepping = t;
   int rc = mbedtls_ssl_handshake(&t->ssl);
+  t->conf->stepping = NULL;
   if (rc == 0) {
     t->done = 1;
+    if (t->offered) {
+      /* The server took our session if the secret is still the one we offered. */
+      t->resumed = memcmp(t->offered_master, t->ssl.session->master, sizeof t->offered_master) == 0;
+      mbedtls_platform_zeroize(t->offered_master, sizeof t->offered_master);
+    }
+    if (t->peer) remember_session(t);
     return sink && sink->handshake_done(conn) != 0 ? WSEV_TLS_STOPPED : WSEV_TLS_OK;
   }
   if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) return WSEV_TLS_OK;
@@ -461,6 +551,8 @@ int wsev__tls_error(const wsev_tls *t, char *reason, size_t cap) {
 const char *wsev__tls_version(const wsev_tls *t) {
   return t->done ? mbedtls_ssl_get_version(&t->ssl) : NULL;
 }
+
+int wsev__tls_resumed(const wsev_tls *t) { return t->resumed; }
 
 const char *wsev__tls_cipher(const wsev_tls *t) {
   return t->done ? mbedtls_ssl_get_ciphersuite(&t->ssl) : NULL;

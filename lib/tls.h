@@ -48,8 +48,10 @@ typedef struct {
 } wsev_tls_sink;
 
 /* A TLS session for one connection. server_name: for clients, the host to send as
- * SNI and to check the certificate against (NULL for servers). NULL on ENOMEM. */
-wsev_tls *wsev__tls_new(wsev_tls_config *conf, const char *server_name);
+ * SNI and to check the certificate against, and with `port` the server whose last
+ * session is resumed if the configuration remembers one (NULL and 0 for servers).
+ * NULL on ENOMEM. */
+wsev_tls *wsev__tls_new(wsev_tls_config *conf, const char *server_name, unsigned port);
 void wsev__tls_free(wsev_tls *tls);
 
 /* wsev__tls_input results. */
@@ -81,5 +83,8 @@ int wsev__tls_error(const wsev_tls *tls, char *reason, size_t cap);
 const char *wsev__tls_version(const wsev_tls *tls);
 const char *wsev__tls_cipher(const wsev_tls *tls);
 const char *wsev__tls_server_name(const wsev_tls *tls);
+/* 1 if the handshake resumed an earlier session (a ticket we issued, or a session
+ * of ours the server took back). */
+int wsev__tls_resumed(const wsev_tls *tls);
 
 #endif
