@@ -223,9 +223,10 @@ WSEV_EXPORT int wsev_listen_and_serve_addr(wsev_ctx *ctx, const char *host, cons
  * encrypted). Both are loaded and checked now, once for this listener: returns the
  * bound port, or WSEV_ETLSCERT, WSEV_ETLSKEY, WSEV_ETLSKEYMISMATCH (a key that is
  * not the certificate's), WSEV_EBADPORT or a libuv error. TLS 1.2 or later,
- * forward-secret AEAD cipher suites only, ALPN "http/1.1". A TLS connection is the
- * same to the application as a plain one (same callbacks and ordering; a close
- * sends close_notify). A failed or stalled TLS handshake (handshake timeout) costs
+ * forward-secret AEAD cipher suites only, ALPN "http/1.1". Session tickets are
+ * issued (keys per listener, rotated hourly) so returning clients resume without a
+ * key exchange. A TLS connection is the same to the application as a plain one
+ * (same callbacks and ordering; a close sends close_notify). A failed or stalled TLS handshake (handshake timeout) costs
  * that connection only and is never reported.
  */
 WSEV_EXPORT int wsev_listen_and_serve_tls(wsev_ctx *ctx, const char *port, const char *cert_file,
@@ -270,10 +271,12 @@ typedef struct {
  * without blocking the loop and each address is tried in turn. options may be NULL.
  * For wss, the server's certificate is verified against options->ca_file or the
  * system's CA bundle and must be for the URL's host (sent as SNI), unless
- * options->insecure. Returns 0 and the new connection's id in *id, or
- * WSEV_EBADURL, WSEV_ETLSCA (ca_file cannot be loaded), UV_EINVAL (a subprotocol
- * that is not a token, or malformed extra headers), UV_ENOMEM. Callable from
- * callbacks.
+ * options->insecure. The context remembers the last TLS session with each of the
+ * last 8 servers (per ca_file/insecure setting) and offers it to resume, which
+ * skips the key exchange (wsev_conn_info.tls_resumed). Returns 0 and the new
+ * connection's id in *id, or WSEV_EBADURL, WSEV_ETLSCA (ca_file cannot be loaded),
+ * UV_EINVAL (a subprotocol that is not a token, or malformed extra headers),
+ * UV_ENOMEM. Callable from callbacks.
  */
 WSEV_EXPORT int wsev_add_conn(wsev_ctx *ctx, const char *url, const wsev_client_options *options,
                               uint64_t *id);
