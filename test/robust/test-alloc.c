@@ -3,7 +3,15 @@
  * on), while a client goes through upgrade, echo, a fragmented message, a ping, a
  * 100 KB message and the closing handshake. Whatever fails must cost only that
  * connection or call: no crash, conn_closed exactly once per conn_accepted, the
- * loop still ends, and no allocation outlives wsev_ctx_free. */
+ * loop still ends, and no allocation outlives wsev_ctx_free.
+ *
+ *   test-alloc                      a raw client thread against a ws listener
+ *   test-alloc --client MAKE_CERT   a connection of ours (wsev_add_conn) to a wss
+ *                                   listener in the same context: name lookup,
+ *                                   dial, TLS both ways, the 101, an echo, a close
+ *                                   (also conn_closed exactly once for its id);
+ *                                   certificates from scripts/make-cert.sh.
+ * (mbedTLS allocates its own buffers with calloc, out of our allocator's reach.) */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -224,19 +232,133 @@ static int run(long fail_n, int all_after, int *problems) {
   return steps_done;
 }
 
-int main(void) {
+/* ---- a connection of ours over TLS ---------------------------------------------- */
+
+static char cert_dir[] = "/tmp/wsev-alloc-XXXXXX";
+static char cmd_buffer[512];
+static uint64_t our_id;
+static int our_closed, our_opened, our_echoed, our_clean;
+
+static void c_on_accepted(wsev_ctx *ctx, uint64_t id) {
+  if (id == our_id) {
+    our_opened = 1;
+    wsev_write_text(ctx, id, "hello", 5);
+  } else {
+    accepted++;
+  }
+}
+static void c_on_closed(wsev_ctx *ctx, uint64_t id) {
+  wsev_close_info info;
+  if (id != our_id) {
+    closed++;
+    return;
+  }
+  our_closed++;
+  our_clean = wsev_get_close_info(ctx, id, &info) == 0 && info.code == 1000 && !info.error;
+}
+static void c_on_message(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
+                         wsev_msg_type type) {
+  if (id != our_id) {
+    wsev_write_text(ctx, id, data, len); /* the server's end echoes */
+    return;
+  }
+  our_echoed = type == WSEV_TEXT && len == 5 && memcmp(data, "hello", 5) == 0;
+  wsev_close(ctx, id);
+}
+
+/* One run; returns how far the connection got (4 = opened, echoed, closed cleanly). */
+static int run_client(long fail_n, int all_after, int *problems) {
+  char crt[64], key[64], ca[64], url[64];
+  snprintf(crt, sizeof crt, "%s/localhost.crt", cert_dir);
+  snprintf(key, sizeof key, "%s/localhost.key", cert_dir);
+  snprintf(ca, sizeof ca, "%s/ca.crt", cert_dir);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  allocations = 0;
+  fail_at = fail_n;
+  fail_all_after = all_after;
+  accepted = closed = our_closed = our_opened = our_echoed = our_clean = 0;
+  our_id = 0;
+  wsev_handler h = {
+      .conn_accepted = c_on_accepted, .conn_closed = c_on_closed, .message_received = c_on_message};
+  wsev_ctx *ctx = NULL;
+  int added = 0;
+  if (wsev_ctx_new(&ctx, &loop, &h, NULL) == 0) {
+    int tls_port = wsev_listen_and_serve_tls_addr(ctx, "127.0.0.1", "0", crt, key);
+    snprintf(url, sizeof url, "wss://localhost:%d/", tls_port > 0 ? tls_port : 1);
+    wsev_client_options options = {.ca_file = ca, .connect_timeout_ms = 3000};
+    added = wsev_add_conn(ctx, url, &options, &our_id) == 0;
+    /* Until our connection is over, or 4 s (its timeout is 3 s). */
+    uint64_t deadline = uv_now(&loop) + 4000;
+    while (added && !our_closed && uv_now(&loop) < deadline) {
+      uv_run(&loop, UV_RUN_NOWAIT);
+      usleep(200);
+      uv_update_time(&loop);
+    }
+    for (int i = 0; i < 50 && accepted != closed; i++) { /* the server's end finishing */
+      uv_run(&loop, UV_RUN_NOWAIT);
+      usleep(1000);
+    }
+  }
+  const char *how = all_after ? "+" : "";
+  if (added && our_closed != 1) {
+    fprintf(stderr, "n=%ld%s: conn_closed %d times for our connection\n", fail_n, how, our_closed);
+    (*problems)++;
+  }
+  if (!added && (our_opened || our_closed)) {
+    fprintf(stderr, "n=%ld%s: events for a connection wsev_add_conn refused\n", fail_n, how);
+    (*problems)++;
+  }
+  if (accepted != closed) {
+    fprintf(stderr, "n=%ld%s: %d accepted but %d closed\n", fail_n, how, accepted, closed);
+    (*problems)++;
+  }
+  wsev_ctx_free(ctx);
+  if (uv_run(&loop, UV_RUN_DEFAULT) != 0 || uv_loop_close(&loop) != 0) {
+    fprintf(stderr, "n=%ld%s: the loop did not end cleanly\n", fail_n, how);
+    (*problems)++;
+  }
+  if (live != 0) {
+    fprintf(stderr, "n=%ld%s: %ld allocations leaked\n", fail_n, how, live);
+    (*problems)++;
+    live = 0;
+  }
+  return added + our_opened + our_echoed + our_clean;
+}
+
+int main(int argc, char **argv) {
   int problems = 0;
+  int (*one_run)(long, int, int *) = run;
+  int all_steps = 7;
+  if (argc == 3 && strcmp(argv[1], "--client") == 0) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "'%s' '%s' >/dev/null", argv[2], mkdtemp(cert_dir));
+    if (system(cmd) != 0) {
+      fprintf(stderr, "%s failed\n", cmd);
+      return 2;
+    }
+    one_run = run_client;
+    all_steps = 4;
+  } else if (argc != 1) {
+    fprintf(stderr, "usage: %s [--client PATH/TO/make-cert.sh]\n", argv[0]);
+    return 2;
+  }
   wsev_replace_allocator(t_malloc, t_realloc, t_calloc, t_free);
-  int steps = run(0, 0, &problems);
+  int steps = one_run(0, 0, &problems);
   long total = allocations;
-  if (steps != 7) {
-    fprintf(stderr, "without failures the client got through %d of 7 steps\n", steps);
+  if (steps != all_steps) {
+    fprintf(stderr, "without failures the client got through %d of %d steps\n", steps,
+            all_steps);
     problems++;
   }
   int degraded = 0;
   for (int all_after = 0; all_after <= 1; all_after++)
     for (long n = 1; n <= total + 1; n++)
-      if (run(n, all_after, &problems) != 7) degraded++;
+      if (one_run(n, all_after, &problems) != all_steps) degraded++;
+  if (one_run == run_client) {
+    snprintf(cmd_buffer, sizeof cmd_buffer, "rm -rf '%s'", cert_dir);
+    if (system(cmd_buffer) != 0) fprintf(stderr, "could not remove %s\n", cert_dir);
+  }
   printf("%ld allocations in a full run; %ld runs with one failing allocation and %ld with all "
          "failing from the n-th; %d of them cost the connection or the context; %d problems\n",
          total, total + 1, total + 1, degraded, problems);
