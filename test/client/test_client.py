@@ -16,6 +16,7 @@ Prints PASS/FAIL per case and "N passed, N failed"; exits 1 if any failed.
 """
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -43,6 +44,16 @@ def client(url, *args, **kw):
     return Client(A.client, url, *args, **kw)
 
 
+@contextlib.contextmanager
+def running(url, *args, **kw):
+    """A wsev-client for the length of a `with` block, killed at its end if need be."""
+    c = client(url, *args, **kw)
+    try:
+        yield c
+    finally:
+        c.kill()
+
+
 def echo_url(path="/", host="127.0.0.1"):
     return "ws://%s:%d%s" % (host, ECHO.port, path)
 
@@ -66,36 +77,27 @@ def roundtrip(c, messages):
 # =========================================================================== wsev-echo
 
 def echo_text():
-    c = client(echo_url("/some/path?x=1"))
-    try:
+    with running(echo_url("/some/path?x=1")) as c:
         msgs = ["hello", "", "caf\u00e9 \u2603 \U0001F600", "x" * 200, "y" * 70000]
         roundtrip(c, msgs)
         c.wait_connected()
         c.finish(0, "closed 1000")
-    finally:
-        c.kill()
 
 
 def echo_binary():
-    c = client(echo_url(), "--binary")
-    try:
+    with running(echo_url(), "--binary") as c:
         roundtrip(c, [b"bin\x00\x01\xff", b"", b"\x80\x81 not utf-8 \xc3\x28"])
         c.finish(0, "closed 1000")
-    finally:
-        c.kill()
 
 
 def echo_many_in_order():
-    c = client(echo_url())
-    try:
+    with running(echo_url()) as c:
         msgs = ["m%05d" % i for i in range(2000)]
         c.proc.stdin.write(("\n".join(msgs) + "\n").encode())
         c.proc.stdin.flush()
         for m in msgs:
             c.expect(m)
         c.finish(0, "closed 1000")
-    finally:
-        c.kill()
 
 
 # 24 MiB: more than the default 16 MiB send limit (6 MiB under valgrind: still more
@@ -150,8 +152,7 @@ def flow_before_open():
             f.write(flow_line(i) + b"\n")
         f.seek(0)
         with RawServer() as srv:
-            c = client(srv.url(), stdin=f)
-            try:
+            with running(srv.url(), stdin=f) as c:
                 p = srv.accept()
                 p.read_request()
                 time.sleep(0.5 * SLOW)  # let it read (and queue) what it will
@@ -169,60 +170,43 @@ def flow_before_open():
                 p.expect_client_close(1000)
                 c.finish(0, "closed 1000", close_stdin=False)
                 check("cannot send" not in c.stderr_text(), c.stderr_text())
-            finally:
-                c.kill()
 
 
 def echo_stdin_devnull():
     """stdin ends at once (before the connection is open): still a clean 1000."""
-    c = client(echo_url(), stdin=subprocess.DEVNULL)
-    try:
+    with running(echo_url(), stdin=subprocess.DEVNULL) as c:
         c.finish(0, "closed 1000", close_stdin=False)
         check(re.search(r"^wsev-client: connected$", c.stderr_text(), re.M),
               "no 'connected' line: %s" % c.stderr_text())
-    finally:
-        c.kill()
 
 
 def echo_localhost_name():
-    c = client(echo_url(host="localhost"))
-    try:
+    with running(echo_url(host="localhost")) as c:
         roundtrip(c, ["by name"])
         c.finish(0, "closed 1000")
-    finally:
-        c.kill()
 
 
 def echo_ipv6():
-    c = client(echo_url(host="[::1]"))
-    try:
+    with running(echo_url(host="[::1]")) as c:
         roundtrip(c, ["over ipv6"])
         c.finish(0, "closed 1000")
-    finally:
-        c.kill()
 
 
 def echo_server_shutdown():
     """The server goes away (SIGTERM: wsev-echo closes with 1001)."""
     srv = start_server(A.echo, name="wsev-echo-2")
-    c = client("ws://127.0.0.1:%d/" % srv.port)
-    try:
+    with running("ws://127.0.0.1:%d/" % srv.port) as c:
         roundtrip(c, ["before shutdown"])
         srv.proc.send_signal(signal.SIGTERM)
         c.finish(1, "closed 1001( .*)?", close_stdin=False)
-    finally:
-        c.kill()
         srv.stop()
 
 
 def echo_sigint_closes():
-    c = client(echo_url())
-    try:
+    with running(echo_url()) as c:
         roundtrip(c, ["then a signal"])
         c.signal(signal.SIGINT)
         c.finish(0, "closed 1000", close_stdin=False)
-    finally:
-        c.kill()
 
 
 # =========================================================================== wss
@@ -231,13 +215,10 @@ def wss_with_ca():
     need_tls()
     ca = os.path.join(ct.certs(), "ca.crt")
     for host in ("localhost", "127.0.0.1"):
-        c = client(wss_url("/tls", host=host), "--ca", ca)
-        try:
+        with running(wss_url("/tls", host=host), "--ca", ca) as c:
             roundtrip(c, ["over tls via " + host, "z" * 100000])
             c.wait_connected()
             c.finish(0, "closed 1000")
-        finally:
-            c.kill()
 
 
 # What wsev-client prints when certificate verification fails (mbedTLS's words).
@@ -249,32 +230,23 @@ WRONG_NAME = ("failed: WSEV_ETLSVERIFY: certificate: The certificate Common Name
 
 def wss_system_bundle_rejects():
     need_tls()
-    c = client(wss_url())
-    try:
+    with running(wss_url()) as c:
         c.finish(1, UNTRUSTED)
-    finally:
-        c.kill()
 
 
 def wss_insecure():
     need_tls()
-    c = client(wss_url(host="127.0.0.1"), "--insecure")
-    try:
+    with running(wss_url(host="127.0.0.1"), "--insecure") as c:
         roundtrip(c, ["insecure but encrypted"])
         c.finish(0, "closed 1000")
-    finally:
-        c.kill()
 
 
 def wss_host_not_on_certificate():
     """127.0.0.2 reaches the same listener but is not in the certificate's SAN."""
     need_tls()
     ca = os.path.join(ct.certs(), "ca.crt")
-    c = client(wss_url(host="127.0.0.2"), "--ca", ca)
-    try:
+    with running(wss_url(host="127.0.0.2"), "--ca", ca) as c:
         c.finish(1, WRONG_NAME)
-    finally:
-        c.kill()
 
 
 def wss_certificate_for_another_name():
@@ -287,18 +259,12 @@ def wss_certificate_for_another_name():
                        name="wsev-echo-other")
     try:
         port = int(server_line(srv, r"listening for TLS on port (\d+)").group(1))
-        c = client("wss://localhost:%d/" % port, "--ca", os.path.join(d, "ca.crt"))
-        try:
+        with running("wss://localhost:%d/" % port, "--ca", os.path.join(d, "ca.crt")) as c:
             c.finish(1, WRONG_NAME)
-        finally:
-            c.kill()
         # ... and with --insecure the same server is fine.
-        c = client("wss://localhost:%d/" % port, "--insecure")
-        try:
+        with running("wss://localhost:%d/" % port, "--insecure") as c:
             roundtrip(c, ["name not checked"])
             c.finish(0, "closed 1000")
-        finally:
-            c.kill()
     finally:
         problem = srv.stop()
         check(problem is None, problem)
@@ -306,21 +272,15 @@ def wss_certificate_for_another_name():
 
 def wss_to_plain_port():
     """A TLS client against a plain ws listener: the TLS handshake fails."""
-    c = client("wss://127.0.0.1:%d/" % ECHO.port, "--insecure")
-    try:
+    with running("wss://127.0.0.1:%d/" % ECHO.port, "--insecure") as c:
         c.finish(1, "failed: WSEV_ETLS: .+")
-    finally:
-        c.kill()
 
 
 def wss_bad_ca_file():
-    c = client(wss_url(port=1), "--ca", "/nonexistent/ca.pem")
-    try:
+    with running(wss_url(port=1), "--ca", "/nonexistent/ca.pem") as c:
         c.finish(2)
         check("cannot load the CA certificates" in c.stderr_text(),
               "expected the WSEV_ETLSCA text, got %r" % c.stderr_text())
-    finally:
-        c.kill()
 
 
 # =========================================================================== wsev-pubsub
@@ -433,46 +393,31 @@ PY = None
 
 
 def py_echo():
-    c = client(PY.url("/echo"))
-    try:
+    with running(PY.url("/echo")) as c:
         roundtrip(c, ["hello websockets", "\u00fcber", ""])
         c.wait_connected()
         c.finish(0, "closed 1000")
-    finally:
-        c.kill()
-    c = client(PY.url("/echo"), "--binary")
-    try:
+    with running(PY.url("/echo"), "--binary") as c:
         roundtrip(c, [b"\x00\xff binary"])
         c.finish(0, "closed 1000")
-    finally:
-        c.kill()
 
 
 def py_subprotocol():
-    c = client(PY.url("/headers"), "--protocol", "chat")
-    try:
+    with running(PY.url("/headers"), "--protocol", "chat") as c:
         c.wait_connected(protocol="chat")
         info = json.loads(c.recv())
         check(info["protocol"] == "chat", "server side selected %r" % info["protocol"])
         c.finish(0, "closed 1000")
-    finally:
-        c.kill()
     # Several offered: the server picks one of them, and we report it.
-    c = client(PY.url("/headers"), "--protocol", "other", "--protocol", "superchat")
-    try:
+    with running(PY.url("/headers"), "--protocol", "other", "--protocol", "superchat") as c:
         c.wait_connected(protocol="superchat")
         c.finish(0, "closed 1000")
-    finally:
-        c.kill()
     # None the server knows: no protocol.
-    c = client(PY.url("/headers"), "--protocol", "nothing-known")
-    try:
+    with running(PY.url("/headers"), "--protocol", "nothing-known") as c:
         c.wait_connected()
         info = json.loads(c.recv())
         check(info["protocol"] is None, "server selected %r" % info["protocol"])
         c.finish(0, "closed 1000")
-    finally:
-        c.kill()
 
 
 def py_origin_and_headers():
@@ -488,33 +433,24 @@ def py_origin_and_headers():
     finally:
         c.kill()
     # Without --origin no Origin header is sent.
-    c = client(PY.url("/headers"))
-    try:
+    with running(PY.url("/headers")) as c:
         info = json.loads(c.recv())
         check(info["origin"] == [], "Origin sent without --origin: %r" % info["origin"])
         c.finish(0, "closed 1000")
-    finally:
-        c.kill()
 
 
 def py_big_messages():
-    c = client(PY.url("/big"))
-    try:
+    with running(PY.url("/big")) as c:
         c.expect("b" * (1 << 20), timeout=TIMEOUT * 2)
         big = "".join(chr(0x41 + i % 26) for i in range(1 << 20))
         roundtrip(c, [big])
         c.finish(0, "closed 1000")
-    finally:
-        c.kill()
 
 
 def py_server_closes_4001():
-    c = client(PY.url("/close4001"))
-    try:
+    with running(PY.url("/close4001")) as c:
         roundtrip(c, ["one"])
         c.finish(1, "closed 4001 server says bye", close_stdin=False)
-    finally:
-        c.kill()
 
 
 # =========================================================================== node ws
@@ -554,30 +490,18 @@ def node_stop(proc):
 def node_echo_and_close():
     proc, port = node_server()
     try:
-        c = client("ws://127.0.0.1:%d/echo" % port)
-        try:
+        with running("ws://127.0.0.1:%d/echo" % port) as c:
             roundtrip(c, ["hello node", "\u2603" * 1000, "n" * 300000])
             c.finish(0, "closed 1000")
-        finally:
-            c.kill()
-        c = client("ws://127.0.0.1:%d/echo" % port, "--binary")
-        try:
+        with running("ws://127.0.0.1:%d/echo" % port, "--binary") as c:
             roundtrip(c, [b"\x01\x02\xfe"])
             c.finish(0, "closed 1000")
-        finally:
-            c.kill()
-        c = client("ws://127.0.0.1:%d/close" % port)
-        try:
+        with running("ws://127.0.0.1:%d/close" % port) as c:
             roundtrip(c, ["last"])
             c.finish(1, "closed 4002 node says bye", close_stdin=False)
-        finally:
-            c.kill()
-        c = client("ws://127.0.0.1:%d/refused" % port)
-        try:
+        with running("ws://127.0.0.1:%d/refused" % port) as c:
             m = c.finish(1, "failed: WSEV_EHANDSHAKE: (.*)")
             check("401" in m.group(1), "reason should name the status 401: %r" % m.group(1))
-        finally:
-            c.kill()
     finally:
         node_stop(proc)
 
@@ -585,30 +509,23 @@ def node_echo_and_close():
 # =========================================================================== failures
 
 def fail_dns():
-    c = client("ws://does-not-exist.invalid/")
-    try:
+    with running("ws://does-not-exist.invalid/") as c:
         c.finish(1, "failed: EAI_[A-Z]+: cannot resolve does-not-exist.invalid: .+",
                  timeout=TIMEOUT * 2)
-    finally:
-        c.kill()
 
 
 def fail_refused():
     port = ct.free_port()
-    c = client("ws://127.0.0.1:%d/" % port)
-    try:
+    with running("ws://127.0.0.1:%d/" % port) as c:
         c.finish(1, "failed: ECONNREFUSED: cannot connect to 127.0.0.1 port %d: connection "
                  "refused" % port)
-    finally:
-        c.kill()
 
 
 def raw_answer(response, expect_final, status=1):
     """A raw server reads the request and answers `response`; the client must fail
     with the final status line `expect_final`. Returns the match."""
     with RawServer() as srv:
-        c = client(srv.url())
-        try:
+        with running(srv.url()) as c:
             p = srv.accept()
             p.read_request()
             if callable(response):
@@ -617,8 +534,6 @@ def raw_answer(response, expect_final, status=1):
             m = c.finish(status, expect_final, close_stdin=False)
             p.expect_eof(what="after a refused upgrade: ")
             return m
-        finally:
-            c.kill()
 
 
 def fail_http_200():
@@ -666,22 +581,18 @@ def fail_extension_not_offered():
 def fail_closed_before_response():
     """The server reads the request and closes: the upgrade failed."""
     with RawServer() as srv:
-        c = client(srv.url())
-        try:
+        with running(srv.url()) as c:
             p = srv.accept()
             p.read_request()
             p.close()
             c.finish(1, "failed: WSEV_EHANDSHAKE: connection closed by the server during the "
                      "upgrade response", close_stdin=False)
-        finally:
-            c.kill()
 
 
 def fail_reset_before_response():
     """The server reads the request and resets the connection."""
     with RawServer() as srv:
-        c = client(srv.url())
-        try:
+        with running(srv.url()) as c:
             p = srv.accept()
             p.read_request()
             p.abort()
@@ -689,30 +600,24 @@ def fail_reset_before_response():
             c.finish(1, "failed: (ECONNRESET: connection reset by peer|WSEV_EHANDSHAKE: "
                      "connection closed by the server) during the upgrade response",
                      close_stdin=False)
-        finally:
-            c.kill()
 
 
 def fail_connect_timeout():
     """TCP is accepted but nothing is ever answered: --connect-timeout ends it."""
     with RawServer() as srv:
-        c = client(srv.url(), "--connect-timeout", "500")
-        try:
+        with running(srv.url(), "--connect-timeout", "500") as c:
             p = srv.accept()
             p.read_request()
             c.finish(1, "failed: ETIMEDOUT: timed out waiting for the 101", close_stdin=False,
                      timeout=2.0 * SLOW + 1)
             check(c.elapsed() < 2.0 * SLOW + 1, "took %.1f s" % c.elapsed())
             p.expect_eof()
-        finally:
-            c.kill()
 
 
 def fail_wss_connect_timeout():
     """wss: TCP is accepted but no TLS answer ever comes: ETIMEDOUT as well."""
     with RawServer() as srv:
-        c = client(srv.url(scheme="wss"), "--insecure", "--connect-timeout", "500")
-        try:
+        with running(srv.url(scheme="wss"), "--insecure", "--connect-timeout", "500") as c:
             p = srv.accept()
             c.finish(1, "failed: ETIMEDOUT: timed out in the TLS handshake", close_stdin=False,
                      timeout=2.0 * SLOW + 1)
@@ -722,76 +627,59 @@ def fail_wss_connect_timeout():
                 p.read_all_until_eof(TIMEOUT)
             except TestFailure:
                 raise TestFailure("the client did not close the TCP connection")
-        finally:
-            c.kill()
 
 
 def fail_tls_garbage():
     """wss: the server answers the ClientHello with something that is not TLS."""
     with RawServer() as srv:
-        c = client(srv.url(scheme="wss"), "--insecure")
-        try:
+        with running(srv.url(scheme="wss"), "--insecure") as c:
             p = srv.accept()
             p.read_exact(5, time.monotonic() + TIMEOUT)  # a TLS record header
             p.send(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
             c.finish(1, "failed: WSEV_ETLS: .*", close_stdin=False)
-        finally:
-            c.kill()
 
 
 def fail_cancelled_before_open():
     """SIGINT before the 101 (wsev_close before open): failed with ECANCELED."""
     with RawServer() as srv:
-        c = client(srv.url())
-        try:
+        with running(srv.url()) as c:
             p = srv.accept()
             p.read_request()
             c.signal(signal.SIGINT)
             c.finish(1, "failed: ECANCELED: closed by the application before it opened",
                      close_stdin=False)
             p.expect_eof()
-        finally:
-            c.kill()
 
 
 def fail_masked_frame():
     """A masked frame from the server: we fail the connection with 1002."""
     with RawServer() as srv:
-        c = client(srv.url())
-        try:
+        with running(srv.url()) as c:
             p = srv.accept().handshake()
             c.wait_connected()
             p.send_frame(OP_TEXT, b"masked!", mask=True)
             p.expect_client_close(1002)
             c.expect_no_output(0)
             c.finish(1, "closed 1002( .*)?", close_stdin=False)
-        finally:
-            c.kill()
 
 
 def bad_urls():
     for url in ["http://x", "ws://", "ws://host:99999", "ws://host/#frag", "wss://",
                 "ws://[::1/", "ws://host:port/", "ws:/host/", "x"]:
-        c = client(url)
-        try:
+        with running(url) as c:
             c.finish(2)
             check(BADURL in c.stderr_text(), "URL %r: expected the EBADURL text, got %r"
                   % (url, c.stderr_text()))
             check(url in c.stderr_text(), "URL %r not named in %r" % (url, c.stderr_text()))
-        finally:
-            c.kill()
 
 
 def bad_options():
     for args in (["--protocol", "not a token"], ["--header", "no colon here"],
                  ["--header", "X-A: b\nX-Injected: c"], ["--header", ": no name"]):
-        c = client("ws://127.0.0.1:1/", *args)
-        try:
+        with running("ws://127.0.0.1:1/", *args) as c:
             c.finish(2)
             check("invalid argument" in c.stderr_text(),
                   "%r: expected UV_EINVAL's text, got %r" % (args, c.stderr_text()))
-        finally:
-            c.kill()
     for args in (["ws://a/", "--connect-timeout", "soon"], ["ws://a/", "--bogus"],
                  ["ws://a/", "ws://second/"], []):
         c = Client(A.client, *args) if args else Client(A.client, "--binary")
@@ -840,20 +728,16 @@ def request_format():
             c.kill()
     # The default port is in Host only when given; IPv6 literals keep brackets.
     with RawServer("::1") as srv:
-        c = client(srv.url("/"))
-        try:
+        with running(srv.url("/")) as c:
             p = srv.accept()
             _, h = p.read_request()
             check(h.get("host") == ["[::1]:%d" % srv.port], "Host %r" % h.get("host"))
-        finally:
-            c.kill()
 
 
 def write_before_open():
     """Lines typed before the 101 are queued, and sent after it, in order."""
     with RawServer() as srv:
-        c = client(srv.url())
-        try:
+        with running(srv.url()) as c:
             p = srv.accept()
             p.read_request()
             c.send("early 1")
@@ -867,8 +751,6 @@ def write_before_open():
             c.close_stdin()
             p.expect_client_close(1000)
             c.finish(0, "closed 1000")
-        finally:
-            c.kill()
 
 
 def stdin_is_a_file():
@@ -878,8 +760,7 @@ def stdin_is_a_file():
         f.write(b"line one\nline two\nno newline at the end")
         f.seek(0)
         with RawServer() as srv:
-            c = client(srv.url(), stdin=f)
-            try:
+            with running(srv.url(), stdin=f) as c:
                 p = srv.accept()
                 p.read_request()
                 p.expect_silence()
@@ -888,15 +769,12 @@ def stdin_is_a_file():
                     p.expect_text(m)
                 p.expect_client_close(1000)
                 c.finish(0, "closed 1000", close_stdin=False)
-            finally:
-                c.kill()
 
 
 def frame_in_101_segment():
     """Bytes right behind the 101, in the same TCP segment, are frames."""
     with RawServer() as srv:
-        c = client(srv.url())
-        try:
+        with running(srv.url()) as c:
             p = srv.accept()
             p.read_request()
             p.send(p.response_101() + ct.build_frame(OP_TEXT, b"right behind", mask=False)
@@ -906,16 +784,13 @@ def frame_in_101_segment():
             c.close_stdin()
             p.expect_client_close(1000)
             c.finish(0, "closed 1000")
-        finally:
-            c.kill()
 
 
 def response_bytewise_odd_case():
     """A 101 sent one byte at a time, with odd header case, token lists and extra
     headers, is fine."""
     with RawServer() as srv:
-        c = client(srv.url())
-        try:
+        with running(srv.url()) as c:
             p = srv.accept()
             p.read_request()
             resp = ("HTTP/1.1 101 Web Socket Protocol Handshake\r\nserver: raw\r\n"
@@ -928,16 +803,13 @@ def response_bytewise_odd_case():
             c.close_stdin()
             p.expect_client_close(1000)
             c.finish(0, "closed 1000")
-        finally:
-            c.kill()
 
 
 def server_close_then_client_reply():
     """The server closes with a code and reason: the client echoes the code, and
     reports the server's code and reason."""
     with RawServer() as srv:
-        c = client(srv.url())
-        try:
+        with running(srv.url()) as c:
             p = srv.accept().handshake()
             p.send_close(4321, "see you")
             f = p.recv_frame()
@@ -945,8 +817,6 @@ def server_close_then_client_reply():
                   "expected the client's close echoing 4321, got %r" % f)
             p.close()
             c.finish(1, "closed 4321 see you", close_stdin=False)
-        finally:
-            c.kill()
 
 
 CASES = [
