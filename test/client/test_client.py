@@ -21,6 +21,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -317,9 +318,11 @@ def pubsub_two_clients():
 # =========================================================================== websockets
 
 class PyServer:
-    """A websockets 10.4 server in a thread with its own asyncio loop."""
+    """A websockets 10.4 server in a thread with its own asyncio loop; with an
+    ssl.SSLContext, a wss server (OpenSSL: a TLS stack other than ours)."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
+        self.tls = tls
         self.requests = []
         self.ready = threading.Event()
         self.loop = asyncio.new_event_loop()
@@ -336,7 +339,8 @@ class PyServer:
         try:
             self.server = self.loop.run_until_complete(websockets.serve(
                 self.handler, "127.0.0.1", 0, subprotocols=["chat", "superchat"],
-                compression=None, max_size=None, ping_interval=None, close_timeout=2))
+                compression=None, max_size=None, ping_interval=None, close_timeout=2,
+                ssl=self.tls))
             self.port = self.server.sockets[0].getsockname()[1]
         except Exception as e:  # noqa: BLE001
             self.error = e
@@ -346,6 +350,8 @@ class PyServer:
         self.loop.run_forever()
 
     def url(self, path):
+        if self.tls:
+            return "wss://localhost:%d%s" % (self.port, path)
         return "ws://127.0.0.1:%d%s" % (self.port, path)
 
     async def echo_loop(self, ws):
@@ -358,10 +364,12 @@ class PyServer:
     async def handler(self, ws, path=None):
         path = ws.path
         h = ws.request_headers
+        tls = ws.transport.get_extra_info("ssl_object")
         self.requests.append({"path": path, "origin": h.get_all("Origin"),
                               "x-test": h.get_all("X-Test"),
                               "x-other": h.get_all("X-Other"),
-                              "protocol": ws.subprotocol})
+                              "protocol": ws.subprotocol,
+                              "tls": tls and [tls.version(), tls.cipher()[0]]})
         if path == "/headers":
             await ws.send(json.dumps(self.requests[-1]))
             await self.echo_loop(ws)
@@ -390,6 +398,8 @@ class PyServer:
 
 
 PY = None
+PY_TLS = None  # the same server over wss, with our test CA's localhost certificate
+SNI_SEEN = []  # the server names PY_TLS's clients asked for
 
 
 def py_echo():
@@ -445,6 +455,29 @@ def py_big_messages():
         big = "".join(chr(0x41 + i % 26) for i in range(1 << 20))
         roundtrip(c, [big])
         c.finish(0, "closed 1000")
+
+
+def py_wss():
+    """Our client (mbedTLS) against an OpenSSL wss server: verified with --ca, TLS 1.2
+    with a forward-secret AEAD suite, SNI sent, 1 MiB both ways, clean close."""
+    ca = os.path.join(ct.certs(), "ca.crt")
+    with running(PY_TLS.url("/headers"), "--ca", ca) as c:
+        info = json.loads(c.recv())
+        version, cipher = info["tls"]
+        check(version == "TLSv1.2", "negotiated %r" % version)
+        check(cipher.startswith("ECDHE-") and ("GCM" in cipher or "CHACHA20" in cipher),
+              "cipher suite %r" % cipher)
+        check(SNI_SEEN[-1:] == ["localhost"], "the server saw SNI %r" % SNI_SEEN)
+        roundtrip(c, ["over OpenSSL", "\u00fcber"])
+        c.finish(0, "closed 1000")
+    with running(PY_TLS.url("/big"), "--ca", ca) as c:
+        c.expect("b" * (1 << 20), timeout=TIMEOUT * 2)
+        big = "".join(chr(0x41 + i % 26) for i in range(1 << 20))
+        roundtrip(c, [big])
+        c.finish(0, "closed 1000")
+    # Without our CA the system bundle does not trust it.
+    with running(PY_TLS.url("/echo")) as c:
+        c.finish(1, UNTRUSTED)
 
 
 def py_server_closes_4001():
@@ -843,6 +876,7 @@ CASES = [
     ("websockets: Origin and extra headers", py_origin_and_headers),
     ("websockets: 1 MiB both ways", py_big_messages),
     ("websockets: server closes with 4001", py_server_closes_4001),
+    ("websockets over wss (OpenSSL): verified, TLS 1.2 AEAD, SNI, 1 MiB", py_wss),
     ("node ws: echo, close, refused", node_echo_and_close),
     ("fail: DNS", fail_dns),
     ("fail: connection refused", fail_refused),
@@ -872,7 +906,7 @@ CASES = [
 
 
 def main():
-    global A, ECHO, TLS_PORT, PY
+    global A, ECHO, TLS_PORT, PY, PY_TLS
     ap = argparse.ArgumentParser()
     ap.add_argument("--client", required=True)
     ap.add_argument("--echo", required=True)
@@ -894,6 +928,10 @@ def main():
             ECHO.stop()
         ECHO = start_server(A.echo, name="wsev-echo")
     PY = PyServer()
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(os.path.join(d, "localhost.crt"), os.path.join(d, "localhost.key"))
+    tls.sni_callback = lambda ssl_object, name, context: SNI_SEEN.append(name)
+    PY_TLS = PyServer(tls)
     try:
         for name, fn in CASES:
             if A.only and not any(o in name for o in A.only):
@@ -904,6 +942,7 @@ def main():
             r.run(name, fn)
     finally:
         PY.stop()
+        PY_TLS.stop()
         r.record("wsev-echo survived and exited cleanly", ECHO.stop())
     return r.finish()
 
