@@ -756,7 +756,7 @@ int main(int argc, char **argv) {
     opt.mode = M_HANDSHAKES;
   else
     usage();
-  for (int i = 2; i < argc; i++) {
+  for (int i = 2; i < argc; i += 2) { /* options come in pairs: name value */
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) usage();
@@ -788,7 +788,6 @@ int main(int argc, char **argv) {
       opt.max_pending = atoi(v);
     else
       usage();
-    i++;
   }
   if (opt.inflight < 1) opt.inflight = 1;
   if ((opt.mode == M_ECHO || opt.mode == M_RAW) && opt.size < 8) opt.size = 8;
