@@ -226,8 +226,8 @@ WSEV_EXPORT int wsev_listen_and_serve_addr(wsev_ctx *ctx, const char *host, cons
  * forward-secret AEAD cipher suites only, ALPN "http/1.1". Session tickets are
  * issued (keys per listener, rotated hourly) so returning clients resume without a
  * key exchange. A TLS connection is the same to the application as a plain one
- * (same callbacks and ordering; a close sends close_notify). A failed or stalled TLS handshake (handshake timeout) costs
- * that connection only and is never reported.
+ * (same callbacks and ordering; a close sends close_notify). A failed or stalled TLS
+ * handshake (handshake timeout) costs that connection only and is never reported.
  */
 WSEV_EXPORT int wsev_listen_and_serve_tls(wsev_ctx *ctx, const char *port, const char *cert_file,
                                           const char *key_file);

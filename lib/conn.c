@@ -1123,6 +1123,10 @@ wsev_conn *wsev__conn_new(wsev_ctx *ctx) {
   return c;
 }
 
+static int at_connection_limit(const wsev_ctx *ctx) {
+  return ctx->max_connections && ctx->n_active >= ctx->max_connections;
+}
+
 void wsev__conn_serve(wsev_conn *c) {
   wsev_ctx *ctx = c->ctx;
   c->state = WSEV_CONN_HANDSHAKE;
@@ -1131,7 +1135,7 @@ void wsev__conn_serve(wsev_conn *c) {
     wsev__conn_abort(c);
     return;
   }
-  if (ctx->max_connections && ctx->n_active >= ctx->max_connections) {
+  if (at_connection_limit(ctx)) {
     reject(c, 503);
     return;
   }
@@ -1154,7 +1158,7 @@ int wsev__conn_start(wsev_ctx *ctx, uv_stream_t *server, wsev_tls_config *tls) {
   }
   /* Over the limit, a TLS client is closed at once: a 503 would first cost a whole
    * handshake, just when the server is at its limit (and plaintext is no answer). */
-  if (tls && ctx->max_connections && ctx->n_active >= ctx->max_connections) {
+  if (tls && at_connection_limit(ctx)) {
     wsev__conn_abort(c);
     return 0;
   }

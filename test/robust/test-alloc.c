@@ -235,7 +235,6 @@ static int run(long fail_n, int all_after, int *problems) {
 /* ---- a connection of ours over TLS ---------------------------------------------- */
 
 static char cert_dir[] = "/tmp/wsev-alloc-XXXXXX";
-static char cmd_buffer[512];
 static uint64_t our_id;
 static int our_closed, our_opened, our_echoed, our_clean;
 
@@ -330,8 +329,8 @@ int main(int argc, char **argv) {
   int problems = 0;
   int (*one_run)(long, int, int *) = run;
   int all_steps = 7;
+  char cmd[512];
   if (argc == 3 && strcmp(argv[1], "--client") == 0) {
-    char cmd[512];
     snprintf(cmd, sizeof cmd, "'%s' '%s' >/dev/null", argv[2], mkdtemp(cert_dir));
     if (system(cmd) != 0) {
       fprintf(stderr, "%s failed\n", cmd);
@@ -356,8 +355,8 @@ int main(int argc, char **argv) {
     for (long n = 1; n <= total + 1; n++)
       if (one_run(n, all_after, &problems) != all_steps) degraded++;
   if (one_run == run_client) {
-    snprintf(cmd_buffer, sizeof cmd_buffer, "rm -rf '%s'", cert_dir);
-    if (system(cmd_buffer) != 0) fprintf(stderr, "could not remove %s\n", cert_dir);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", cert_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", cert_dir);
   }
   printf("%ld allocations in a full run; %ld runs with one failing allocation and %ld with all "
          "failing from the n-th; %d of them cost the connection or the context; %d problems\n",

@@ -6,22 +6,14 @@
  * - the other listener cannot open that ticket: a full handshake, then its own;
  * - an insecure client configuration keeps its own sessions;
  * and that messages flow on resumed connections. Certificates are made at run time
- * by scripts/make-cert.sh (argv[1]). Prints "N checks, N failed". */
+ * by scripts/make-cert.sh (argv[1]). Ends with test.h's summary of checks. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <wsev.h>
 
-static int failures, checks;
-#define CHECK(cond)                                                                                \
-  do {                                                                                             \
-    checks++;                                                                                      \
-    if (!(cond)) {                                                                                 \
-      failures++;                                                                                  \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                     \
-    }                                                                                              \
-  } while (0)
+#include "../unit/test.h"
 
 /* What one round (a connection of ours and the server's end of it) saw. */
 static struct {
@@ -83,6 +75,7 @@ static int connect_once(wsev_ctx *ctx, int port, const char *ca_file, int insecu
 /* Connect and check who says the session was resumed. */
 static void expect(wsev_ctx *ctx, int port, const char *ca, int insecure, int resumed,
                    const char *what) {
+  TEST_CASE(what);
   int ok = connect_once(ctx, port, ca, insecure) == 0;
   CHECK(ok);
   CHECK(round_.client_resumed == resumed);
@@ -130,6 +123,5 @@ int main(int argc, char **argv) {
   wsev_ctx_free(ctx);
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-  printf("%d checks, %d failed\n", checks, failures);
-  return failures ? 1 : 0;
+  return TEST_REPORT();
 }
