@@ -74,8 +74,8 @@ fi
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
 echo "== valgrind (build/)"
-run build --suite vgwrap --timeout-multiplier 10 \
-  --wrap='valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect'
+# test/valgrind-wrap holds the memcheck options; the 'valgrind' suite uses it too.
+run build --suite vgwrap --timeout-multiplier 10 --wrap="$PWD/test/valgrind-wrap"
 run build --suite valgrind
 
 echo "== fuzzing, 12 s per target (build-fuzz/)"

@@ -4,8 +4,8 @@ python3-websockets, run with /usr/bin/python3).
 
 usage: test_pubsub.py /path/to/wsev-pubsub [--valgrind]
 
-With --valgrind every server runs under valgrind's memcheck (exit code 99 on a memory
-error or leak, which fails the exit-code checks).
+With --valgrind every server runs under valgrind's memcheck, through test/valgrind-wrap
+(exit code 99 on a memory error or leak, which fails the exit-code checks).
 
 Starts `wsev-pubsub --port 0 --quiet`, runs every case against it (and a few cases
 against extra instances), prints PASS/FAIL per case and a final `N passed, N failed`
@@ -26,10 +26,10 @@ STEP = 10.0  # timeout of any single await, seconds
 CASE = 90.0  # timeout of a whole case, seconds
 QUIET = 0.3  # how long to wait to be sure that no further message arrives
 
-EXE = None  # the server command: [path] or [valgrind ..., path]
-VALGRIND = ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
-            "--errors-for-leak-kinds=definite,indirect",
-            "--show-leak-kinds=definite,indirect"]
+EXE = None  # the server command: [path] or [valgrind-wrap, path]
+# test/valgrind-wrap: valgrind with the memcheck options every wsev test uses.
+VALGRIND = [os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                          "valgrind-wrap"))]
 
 
 class Server:
