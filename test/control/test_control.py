@@ -1,14 +1,18 @@
 """Application control against real clients (Python websockets, raw sockets,
 http.client): origin policy, subprotocol negotiation, deferred upgrades, close codes
-and reasons on both sides, per-connection data, connection info, plain HTTP.
+and reasons on both sides, per-connection data, connection info, plain HTTP (/health,
+/stats), graceful shutdown on SIGINT. The server is the wsev-control sample
+(sample/control.c), which prints one line per event.
 
-usage: test_control.py CONTROL_SERVER
+usage: test_control.py PATH/TO/wsev-control
 """
 
 import asyncio
 import http.client
+import json
 import os
 import re
+import signal
 import sys
 import time
 
@@ -238,7 +242,13 @@ def close_bad_arguments(s):
             check(await ws.recv() == "ping", "still open after refused closes")
     run(go())
     m = wait_line(s, r"accepted (\d+) path=/args ", start=mark)
-    lines = [l for l in s.lines[mark:] if l.startswith("close_with %s " % m.group(1))]
+    # The lines were printed before the echo left, but our reader thread may lag.
+    deadline = time.monotonic() + 3.0
+    while True:
+        lines = [l for l in s.lines[mark:] if l.startswith("close_with %s " % m.group(1))]
+        if len(lines) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     check(len(lines) == 2 and all(not l.endswith("rc=0") for l in lines),
           "close_with with a bad code or reason: %r" % lines)
 
@@ -284,10 +294,111 @@ def http_requests(s):
     check(b"Connection: close" in data, "the last one says it closes")
 
 
+def stats_now(s):
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
+    try:
+        conn.request("GET", "/stats")
+        r = conn.getresponse()
+        body = r.read()
+        check(r.status == 200, "stats: %d" % r.status)
+        check(r.getheader("Content-Type") == "application/json", "stats content type %r"
+              % r.getheader("Content-Type"))
+        return json.loads(body)
+    finally:
+        conn.close()
+
+
+def stats(s):
+    """GET /stats: open connections (by subprotocol), accepted, closed, messages."""
+    mark = len(s.lines)
+    zero = {"open": 0, "accepted": 0, "closed": 0, "messages": 0,
+            "protocols": {"chat.v2": 0, "chat.v1": 0, "none": 0}}
+    got = stats_now(s)
+    check(got == zero, "a new server's stats: %r" % got)
+
+    async def go():
+        a = await websockets.connect(uri(s, "/a"), subprotocols=["chat.v1"])
+        b = await websockets.connect(uri(s, "/b"), subprotocols=["chat.v1", "chat.v2"])
+        c = await websockets.connect(uri(s, "/c"))
+        await a.send("one")
+        await a.recv()
+        await b.send("two")
+        await b.recv()
+        got = stats_now(s)
+        check(got == {"open": 3, "accepted": 3, "closed": 0, "messages": 2,
+                      "protocols": {"chat.v2": 1, "chat.v1": 1, "none": 1}},
+              "three open: %r" % got)
+        await b.close()
+        await c.close()
+        for path in ("/b", "/c"):
+            cid = wait_line(s, r"accepted (\d+) path=%s " % path, start=mark).group(1)
+            wait_line(s, r"closed %s " % cid, start=mark)
+        got = stats_now(s)
+        check(got == {"open": 1, "accepted": 3, "closed": 2, "messages": 2,
+                      "protocols": {"chat.v2": 0, "chat.v1": 1, "none": 0}},
+              "two closed: %r" % got)
+        await a.close()
+        cid = wait_line(s, r"accepted (\d+) path=/a ", start=mark).group(1)
+        wait_line(s, r"closed %s " % cid, start=mark)
+    run(go())
+    got = stats_now(s)
+    check(got["open"] == 0 and got["closed"] == 3 and got["protocols"]["chat.v1"] == 0,
+          "all closed: %r" % got)
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
+    conn.request("HEAD", "/stats")  # only GET is answered
+    r = conn.getresponse()
+    r.read()
+    check(r.status == 404, "HEAD /stats: %d" % r.status)
+    conn.close()
+
+
+def sigint_shutdown():
+    """SIGINT: open connections get a 1001 close and their conn_closed, a deferred
+    upgrade still waiting gets 503, and the server frees everything and exits 0."""
+    s = Server(EXE, "--port", "0", name="wsev-control (SIGINT)", port_args=())
+    try:
+        async def go():
+            ws = await websockets.connect(uri(s, "/stay"))
+            await ws.send("hello")
+            check(await ws.recv() == "hello", "echo")
+            waiting = asyncio.ensure_future(websockets.connect(uri(s, "/defer-message")))
+            for _ in range(int(300 * s.slow)):
+                if any("path=/defer-message" in l for l in s.lines):
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise TestFailure("the deferred upgrade never reached the server")
+            s.proc.send_signal(signal.SIGINT)
+            try:
+                await ws.recv()
+                raise TestFailure("a message instead of the close")
+            except ConnectionClosed as e:
+                check(e.code == 1001, "close code on shutdown: %r" % e.code)
+            try:
+                await waiting
+                raise TestFailure("the deferred upgrade was accepted during shutdown")
+            except InvalidStatusCode as e:
+                check(e.status_code == 503, "deferred upgrade on shutdown: %d" % e.status_code)
+        run(go())
+        cid = wait_line(s, r"accepted (\d+) path=/stay ").group(1)
+        wait_line(s, r"shutdown on signal %d" % signal.SIGINT)
+        wait_line(s, r"closed %s code=1001 by_peer=0 data=tag-%s reason=$" % (cid, cid))
+        try:
+            rc = s.proc.wait(10 * s.slow)
+        except Exception:
+            raise TestFailure("still running 10 s after SIGINT")
+        check(rc == 0, "exit status %r after SIGINT (expected 0)" % rc)
+    finally:
+        problem = s.stop()  # reports sanitizer lines; "exited on its own" is expected
+    if problem and "exited on its own with status 0" not in problem:
+        raise TestFailure(problem)
+
+
 def main():
     r = Runner("wsev application control")
-    s = Server(EXE, "--allow-origin", "https://good.example", "--defer-timeout", "300",
-               name="control-server", port_args=())
+    s = Server(EXE, "--port", "0", "--allow-origin", "https://good.example",
+               "--defer-timeout", "300", name="wsev-control", port_args=())
+    r.run("http-stats-counts-connections", stats, s)  # first: counts from zero
     r.run("origin-allowed-list-403-for-others", origins_list, s)
     r.run("subprotocols-none-one-both-nomatch", subprotocols, s)
     r.run("upgrade-reject-defer-accept-reject-timeout", upgrade_decisions, s)
@@ -300,10 +411,12 @@ def main():
     r.run("close-with-bad-arguments-refused", close_bad_arguments, s)
     r.run("conn-info", conn_info, s)
     r.run("http-health-keepalive-404-413-pipelined", http_requests, s)
-    r.record("control-server-clean-exit", s.stop())
-    same = Server(EXE, "--same-host", name="control-server --same-host", port_args=())
+    r.record("server-clean-exit", s.stop())
+    same = Server(EXE, "--port", "0", "--same-host", name="wsev-control --same-host",
+                  port_args=())
     r.run("origin-same-host", origins_same_host, same)
     r.record("same-host-server-clean-exit", same.stop())
+    r.run("sigint-graceful-shutdown-1001-503-exit-0", sigint_shutdown)
     sys.exit(r.finish())
 
 

@@ -1,16 +1,16 @@
-// Application control (test/control/control-server.c) against Node's ws client:
+// Application control (the wsev-control sample, sample/control.c) against Node's ws client:
 // origin policy, subprotocols, deferred upgrades, close codes and reasons both ways.
-// usage: node test/node/control.test.mjs /path/to/control-server
+// usage: node test/node/control.test.mjs /path/to/wsev-control
 import assert from 'node:assert/strict';
 import { loadWs, Server, runCases, withTimeout, STEP_MS } from './harness.mjs';
 
 const exe = process.argv[2];
 if (!exe) {
-  console.error('usage: node control.test.mjs /path/to/control-server');
+  console.error('usage: node control.test.mjs /path/to/wsev-control');
   process.exit(2);
 }
 const WebSocket = await loadWs();
-const server = await Server.start(exe, ['--allow-origin', 'https://good.example',
+const server = await Server.start(exe, ['--port', '0', '--allow-origin', 'https://good.example',
   '--defer-timeout', '300']);
 const url = (path = '/') => `ws://127.0.0.1:${server.port}${path}`;
 
