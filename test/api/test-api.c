@@ -499,7 +499,7 @@ static void bc_on_accepted(wsev_ctx *ctx, uint64_t id) {
 /* Reads one unmasked frame of up to 65535 bytes: 0 if it has this opcode and payload. */
 static int expect_frame(int fd, int opcode, const void *payload, size_t len) {
   uint8_t h[4];
-  static uint8_t got[65536];
+  static _Thread_local uint8_t got[65536]; /* one per client thread */
   if (read_full(fd, h, 2) || (h[0] & 0x0f) != opcode) return -1;
   size_t n = h[1] & 0x7f;
   if (n == 126) {
