@@ -1,25 +1,39 @@
 /*
  * wsev: WebSocket servers and clients inside a libuv event loop.
  *
- * All network work (accept, HTTP upgrade, RFC 6455 framing, pings, closes) happens
- * per connection inside the loop. The application sees one strictly serialized
- * stream of events through the callbacks of a wsev_handler: a connection was
- * accepted, a message arrived, a connection closed, the loop timed out. Every
- * callback runs on the loop's thread, one after another, and never re-enters
- * another: functions of this API called from inside a callback only queue work, and
- * any event they cause is dispatched after the callback returns.
+ * All network work (accept, dial, TLS, the HTTP upgrade, RFC 6455 framing, pings,
+ * closes) happens per connection inside the loop. The application sees one strictly
+ * serialized stream of events through the callbacks of a wsev_handler: a connection
+ * opened, a message arrived, a connection closed, the loop timed out. Every callback
+ * runs on the loop's thread, one after another, and never inside another one.
  *
- * Conventions (the same as libuv's):
- * - Functions returning int return 0 (or a documented non-negative value) on success
- *   and a negative error code on failure: a libuv code (UV_E*) where one fits, or a
- *   WSEV_E* code below. wsev_strerror() and wsev_err_name() describe either kind.
- * - Connection ids are uint64_t, never 0, unique for the context's lifetime and
- *   never reused.
- * - For every id handed to the application (by conn_accepted, wsev_add_conn or
- *   wsev_adopt_socket), conn_closed is called exactly once, after every
- *   message_received of that id.
+ * Rules that hold for the whole API:
+ * - Errors. Functions returning int return 0 (or a documented non-negative value) on
+ *   success and a negative error code on failure: a libuv code (UV_E*) where one
+ *   fits, or a WSEV_E* code (see "Errors" at the end). wsev_strerror() and
+ *   wsev_err_name() describe either kind.
+ * - Ids. Connection ids are uint64_t, never 0, unique for the context's lifetime and
+ *   never reused. For every id handed to the application (by conn_accepted,
+ *   wsev_add_conn or wsev_adopt_socket), conn_closed is called exactly once, after
+ *   every message_received of that id; afterwards the id is unknown (WSEV_ENOCONN).
+ * - Callbacks never nest. Any function here may be called from any callback except
+ *   wsev_ctx_free and wsev_event_loop; events it causes are dispatched after the
+ *   callback returns. A call made outside any callback never runs a callback before it
+ *   returns either.
+ * - NULL. A NULL context, request or required pointer is never a crash: a function
+ *   returning int returns UV_EINVAL, a getter returns 0 or NULL, a function returning
+ *   void does nothing. Pointers documented as optional may be NULL.
+ * - Zero. For every setter, 0 turns that limit or timer off (no limit, no timeout);
+ *   "off" is never a default. In option structs, a zero field means the default.
+ * - Ownership. Strings and buffers passed in are only read during the call (copied if
+ *   kept), unless documented otherwise. Strings returned are owned by wsev and valid
+ *   for the time documented with the function.
  * - The library never prints, and never exits or aborts on bad input.
- * - Nothing here is thread-safe: call it from the loop's thread only.
+ * - Threads: nothing here is thread-safe; call it from the loop's thread only.
+ *
+ * Sections: the context; listening; connections we open; messages; closing; limits;
+ * application control (upgrade requests, plain HTTP, origins, per-connection data);
+ * errors; names of earlier versions.
  */
 #ifndef WSEV_H
 #define WSEV_H
@@ -39,47 +53,18 @@ extern "C" {
 #endif
 
 #define WSEV_VERSION_MAJOR 0
-#define WSEV_VERSION_MINOR 1
+#define WSEV_VERSION_MINOR 2
 #define WSEV_VERSION_PATCH 0
 
-/* wsev's own error codes, in a range far from libuv's (which are negated errnos
- * and small negative numbers above -4096). */
-#define WSEV_ERRNO_MAP(XX)                                                                         \
-  XX(ENOCONN, -30001, "no such connection (it closed, or never existed)")                          \
-  XX(ECLOSING, -30002, "connection is closing")                                                    \
-  XX(EMSGSIZE, -30003, "message larger than the configured maximum")                               \
-  XX(EBADPORT, -30004, "invalid port string")                                                      \
-  XX(EINCALLBACK, -30005, "not allowed from inside a wsev callback")                               \
-  XX(EBACKPRESSURE, -30006, "send buffer limit reached: the connection is closing (1008)")      \
-  XX(ETLSCERT, -30007, "cannot load the TLS certificate chain (missing, unreadable or not PEM)")   \
-  XX(ETLSKEY, -30008, "cannot load the TLS private key (missing, unreadable, encrypted or bad)")  \
-  XX(ETLSKEYMISMATCH, -30009, "the TLS private key does not match the certificate")              \
-  XX(ETLSCA, -30010, "cannot load the CA certificates to verify servers with")                   \
-  XX(EBADURL, -30011, "invalid WebSocket URL (ws://host[:port][/path] or wss://...)")            \
-  XX(ETLS, -30012, "TLS handshake failed")                                                         \
-  XX(ETLSVERIFY, -30013, "the server's certificate was not trusted or not for that host")         \
-  XX(EHANDSHAKE, -30014, "the server did not accept the WebSocket upgrade")
+typedef struct wsev_ctx wsev_ctx;
+/* An HTTP request being answered: an upgrade request in upgrade_requested, or a plain
+ * request in http_request. Valid only during that callback. */
+typedef struct wsev_request wsev_request;
 
-typedef enum {
-#define WSEV_ERRNO_ENUM(name, value, text) WSEV_##name = value,
-  WSEV_ERRNO_MAP(WSEV_ERRNO_ENUM)
-#undef WSEV_ERRNO_ENUM
-} wsev_errno;
-
-/* A human-readable description of any error code returned by this API (wsev's own
- * or libuv's). Never NULL; the string is static (for a code neither knows, it is
- * valid until the next call of these two functions). */
-WSEV_EXPORT const char *wsev_strerror(int err);
-/* The symbolic name of an error code ("WSEV_ENOCONN", "EADDRINUSE", ...). */
-WSEV_EXPORT const char *wsev_err_name(int err);
-
-/* The kind of a received message. */
+/* The kind of a message. */
 typedef enum { WSEV_BINARY = 0, WSEV_TEXT = 1 } wsev_msg_type;
 
-typedef struct wsev_ctx wsev_ctx;
-/* An HTTP request being answered: an upgrade request in upgrade_requested, or a
- * plain request in http_request. Valid only during that callback. */
-typedef struct wsev_request wsev_request;
+/* ==== the context ====================================================================== */
 
 /* upgrade_requested returns WSEV_ACCEPT, an HTTP status of 400..599 to refuse, or
  * WSEV_DEFER to decide later with wsev_accept / wsev_reject. */
@@ -87,44 +72,33 @@ typedef struct wsev_request wsev_request;
 #define WSEV_DEFER 1
 
 /*
- * The application's callbacks. Any of them may be NULL (that event is then
- * ignored). Each runs on the loop's thread, never concurrently with, and never
- * inside, another one. From any callback the application may call any function of
- * this API on any connection (wsev_write, wsev_broadcast, wsev_close, wsev_accept,
- * wsev_shutdown, wsev_stop, ...) except wsev_ctx_free and wsev_event_loop; events
- * they cause are dispatched after the callback returns. Neither does a call made
- * outside any callback run a callback before it returns.
+ * The application's callbacks. Any of them may be NULL (that event is then ignored).
+ * Each runs on the loop's thread, never concurrently with, and never inside, another.
  */
 typedef struct wsev_handler {
-  /* A WebSocket connection is open: a client completed the upgrade (`id` is new),
-   * or a connection of ours (wsev_add_conn) got the server's 101 (`id` is the one
-   * wsev_add_conn returned; wsev_get_conn_info tells them apart by `client`). */
+  /* A WebSocket connection is open: a client completed the upgrade (`id` is new), or a
+   * connection of ours got the server's 101 (`id` is the one wsev_add_conn returned;
+   * wsev_get_conn_info tells them apart by `client`). */
   void (*conn_accepted)(wsev_ctx *ctx, uint64_t id);
-  /* The connection is gone: closed by either side, failed, or dropped. `id` is
-   * never used again; wsev_write on it returns WSEV_ENOCONN from now on. */
+  /* The connection is gone: closed by either side, failed, or dropped. `id` is never
+   * used again; wsev_get_close_info tells how it ended (inside this callback only). */
   void (*conn_closed)(wsev_ctx *ctx, uint64_t id);
-  /* No event was dispatched for the context's timeout (wsev_set_timeout). Fires
-   * again after each further timeout without events. */
+  /* No event was dispatched for the context's timeout (wsev_set_timeout). Fires again
+   * after each further timeout without events. */
   void (*event_loop_timeout)(wsev_ctx *ctx);
-  /* A complete message arrived. `data` (not NUL-terminated; NULL or any pointer
-   * when len is 0) is valid only until the callback returns. A WSEV_TEXT message
-   * has been validated as UTF-8. Messages arriving after the application called
-   * wsev_close on the connection are not delivered. */
+  /* A complete message arrived. `data` (not NUL-terminated; NULL or any pointer when
+   * len is 0) is valid only until the callback returns. A WSEV_TEXT message has been
+   * validated as UTF-8. Messages arriving after the application called wsev_close on
+   * the connection are not delivered. */
   void (*message_received)(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
                            wsev_msg_type type);
-  /* Optional. A client asks to upgrade (it passed the protocol checks and the
-   * origin policy). Read it with wsev_request_*, choose a subprotocol with
-   * wsev_request_select_protocol, and return WSEV_ACCEPT (conn_accepted follows),
-   * a status of 400..599 (the client gets it and nothing else happens), or
-   * WSEV_DEFER: answer later, from any callback, with wsev_accept/wsev_reject and
-   * wsev_request_id's id; without an answer in time (wsev_set_defer_timeout) the
-   * client gets 503. Without this callback every valid upgrade is accepted. */
+  /* Optional. A client asks to upgrade (it passed the protocol checks and the origin
+   * policy). See "application control". Without this callback every valid upgrade is
+   * accepted. */
   int (*upgrade_requested)(wsev_ctx *ctx, wsev_request *req);
-  /* Optional. A request without an Upgrade header (a health check, a page). Answer
-   * it with wsev_respond; without an answer the client gets 404. The connection is
-   * then kept alive as HTTP/1.1 says (more requests come here), or closed. Without
-   * this callback, GET gets 426 Upgrade Required and other methods 400. Requests
-   * with a body get 413 and are never passed on. */
+  /* Optional. A request without an Upgrade header (a health check, a page). See
+   * "application control". Without this callback, GET gets 426 Upgrade Required and
+   * other methods 400. */
   void (*http_request)(wsev_ctx *ctx, wsev_request *req);
   /* Optional. The bytes waiting to be sent to `id` fell to the low-water mark
    * (wsev_set_send_limits) after having been above it: a good time to write more. */
@@ -136,10 +110,11 @@ typedef struct wsev_handler {
  * - loop NULL: the context makes and owns a private loop; run it with
  *   wsev_event_loop() or wsev_event_loop_iteration().
  * - loop given: the context lives on the caller's loop (embedding); the caller runs
- *   that loop as it pleases and wsev's callbacks fire from it.
- * `handler` is copied. If SIGPIPE still has its default disposition it is set to
- * ignored, so that a peer resetting a connection cannot kill the process.
- * `data` is the application's, returned by wsev_ctx_data().
+ *   that loop as it pleases and wsev's callbacks fire from it. The loop must outlive
+ *   the context.
+ * `handler` is copied. `data` is the application's (wsev_get_ctx_data). If SIGPIPE
+ * still has its default disposition it is set to ignored, so that a peer resetting a
+ * connection cannot kill the process.
  * Returns 0, UV_EINVAL (NULL ctxp or handler), UV_ENOMEM, or a libuv error.
  */
 WSEV_EXPORT int wsev_ctx_new(wsev_ctx **ctxp, uv_loop_t *loop, const wsev_handler *handler,
@@ -147,69 +122,43 @@ WSEV_EXPORT int wsev_ctx_new(wsev_ctx **ctxp, uv_loop_t *loop, const wsev_handle
 
 /*
  * Release the context: listeners stop, every connection is dropped at once (no
- * callbacks fire, not even conn_closed), and all memory is freed. ctx may be NULL.
- * With a private loop everything is released before this returns. On a caller's
- * loop the libuv handles finish closing, and the last memory is freed, the next
- * time the caller's loop runs; the loop itself stays valid.
- * Must not be called from inside a wsev callback.
+ * callbacks fire, not even conn_closed), and all memory is freed. With a private loop
+ * everything is released before this returns. On a caller's loop the libuv handles
+ * finish closing, and the last memory is freed, the next time the caller's loop runs;
+ * the loop itself stays valid. Must not be called from inside a wsev callback. For a
+ * graceful end, call wsev_shutdown first and run the loop until it returns.
  */
 WSEV_EXPORT void wsev_ctx_free(wsev_ctx *ctx);
 
-/* The application data given to wsev_ctx_new (or set later). */
-WSEV_EXPORT void *wsev_ctx_data(const wsev_ctx *ctx);
-WSEV_EXPORT void wsev_ctx_set_data(wsev_ctx *ctx, void *data);
+/* The application data given to wsev_ctx_new, or set later. */
+WSEV_EXPORT void *wsev_get_ctx_data(const wsev_ctx *ctx);
+WSEV_EXPORT int wsev_set_ctx_data(wsev_ctx *ctx, void *data);
 /* The loop the context runs on (its private loop or the caller's). */
-WSEV_EXPORT uv_loop_t *wsev_ctx_loop(const wsev_ctx *ctx);
+WSEV_EXPORT uv_loop_t *wsev_get_loop(const wsev_ctx *ctx);
 
-/* The event-loop timeout in milliseconds (default 60000). Setting it restarts the
- * count from now; 0 disables event_loop_timeout. */
+/* Run the loop once: wait for events (blocking until at least one arrives) and
+ * dispatch them. Returns 0, or non-zero if the loop still has active handles
+ * (uv_run's UV_RUN_ONCE result). */
+WSEV_EXPORT int wsev_event_loop_iteration(wsev_ctx *ctx);
+/* Run the loop until wsev_stop() is called (or nothing is left to do). Returns 0, or
+ * WSEV_EINCALLBACK when called from inside a wsev callback. */
+WSEV_EXPORT int wsev_event_loop(wsev_ctx *ctx);
+/* Make wsev_event_loop() return after the current iteration. */
+WSEV_EXPORT void wsev_stop(wsev_ctx *ctx);
+
+/* The event-loop timeout in milliseconds (default 60000): event_loop_timeout fires when
+ * no event was dispatched for that long. Setting it restarts the count from now; 0
+ * turns it off. */
 WSEV_EXPORT uint64_t wsev_get_timeout(const wsev_ctx *ctx);
-WSEV_EXPORT void wsev_set_timeout(wsev_ctx *ctx, uint64_t timeout_ms);
+WSEV_EXPORT int wsev_set_timeout(wsev_ctx *ctx, uint64_t timeout_ms);
 
-/* Limits. A message (all fragments together) larger than max_message_size fails the
- * connection with close code 1009 (default 16 MiB). An upgrade request whose header
- * block is larger than max_header_size gets 431 (default 8 KiB). A client that has
- * not completed the upgrade after handshake_timeout_ms is dropped (default 10 s);
- * a peer that does not answer our close frame within close_timeout_ms is dropped
- * (default 5 s). Values of 0 leave the setting unchanged. Apply to connections
- * accepted afterwards. */
-WSEV_EXPORT void wsev_set_max_message_size(wsev_ctx *ctx, size_t bytes);
-WSEV_EXPORT size_t wsev_get_max_message_size(const wsev_ctx *ctx);
-WSEV_EXPORT void wsev_set_max_header_size(wsev_ctx *ctx, size_t bytes);
-WSEV_EXPORT void wsev_set_handshake_timeout(wsev_ctx *ctx, uint64_t ms);
-WSEV_EXPORT void wsev_set_close_timeout(wsev_ctx *ctx, uint64_t ms);
+/* ==== listening ========================================================================= */
 
 /*
- * Backpressure. wsev_write never blocks: bytes the kernel does not take wait in the
- * connection's send buffer (see wsev_buffered_amount). If a write would take the
- * buffer over `max_buffered` bytes while bytes are already waiting, the peer is not
- * keeping up: the message is refused with WSEV_EBACKPRESSURE, the connection is
- * closed with 1008 (policy violation) and conn_closed follows, so memory stays
- * bounded (a single message larger than the limit is still accepted into an empty
- * buffer). conn_drained fires when a buffer that went above `low_water` drains to
- * it. Defaults: 16 MiB and 64 KiB. Zeros leave a value unchanged.
- */
-WSEV_EXPORT void wsev_set_send_limits(wsev_ctx *ctx, size_t max_buffered, size_t low_water);
-
-/*
- * Keepalive. An open connection from which nothing arrived for `interval_ms` is sent
- * a ping; if still nothing arrives within `timeout_ms`, the connection is dropped
- * and conn_closed fires. Traffic in either direction of the peer's making counts, so
- * busy connections are never pinged. Defaults: 30000 and 30000; interval 0 turns
- * keepalive off.
- */
-WSEV_EXPORT void wsev_set_keepalive(wsev_ctx *ctx, uint64_t interval_ms, uint64_t timeout_ms);
-
-/* At most `max` connections at once (upgrading, open or closing); a client over it
- * gets 503 and is disconnected (over TLS it is disconnected at once, before any
- * handshake). Connections we open are not counted. 0 (the default) means no limit. */
-WSEV_EXPORT void wsev_set_max_connections(wsev_ctx *ctx, size_t max);
-
-/*
- * Listen for WebSocket clients on every interface (IPv6 and IPv4 where available)
- * at `port`, a decimal string ("9000"; "0" picks a free port). May be called many
- * times for several ports. Returns the bound port (> 0) on success, or
- * WSEV_EBADPORT for a malformed port string, or a libuv error such as
+ * Listen for WebSocket clients on every interface (IPv6 and IPv4 where available) at
+ * `port`, a decimal string ("9000"; "0" picks a free port). May be called many times
+ * for several ports. Returns the bound port (> 0), or WSEV_EBADPORT for a malformed
+ * port string, UV_EINVAL (the context is shutting down), or a libuv error such as
  * UV_EADDRINUSE or UV_EACCES. Nothing is logged.
  */
 WSEV_EXPORT int wsev_listen_and_serve(wsev_ctx *ctx, const char *port);
@@ -220,14 +169,15 @@ WSEV_EXPORT int wsev_listen_and_serve_addr(wsev_ctx *ctx, const char *host, cons
  * Listen for wss:// clients (WebSocket over TLS) at `port`, as wsev_listen_and_serve
  * does for ws://. cert_file is a PEM certificate chain (the server's certificate
  * first, then any intermediates); key_file its PEM private key (RSA or ECDSA, not
- * encrypted). Both are loaded and checked now, once for this listener: returns the
- * bound port, or WSEV_ETLSCERT, WSEV_ETLSKEY, WSEV_ETLSKEYMISMATCH (a key that is
- * not the certificate's), WSEV_EBADPORT or a libuv error. TLS 1.2 or later,
- * forward-secret AEAD cipher suites only, ALPN "http/1.1". Session tickets are
- * issued (keys per listener, rotated hourly) so returning clients resume without a
- * key exchange. A TLS connection is the same to the application as a plain one
- * (same callbacks and ordering; a close sends close_notify). A failed or stalled TLS
- * handshake (handshake timeout) costs that connection only and is never reported.
+ * encrypted). Both are read and checked now, once for this listener (the files are
+ * not read again): returns the bound port, or WSEV_ETLSCERT, WSEV_ETLSKEY,
+ * WSEV_ETLSKEYMISMATCH (a key that is not the certificate's), WSEV_EBADPORT or a libuv
+ * error. TLS 1.2 or later, forward-secret AEAD cipher suites only, ALPN "http/1.1".
+ * Session tickets are issued (keys per listener, rotated hourly) so returning clients
+ * resume without a key exchange. A TLS connection is the same to the application as a
+ * plain one (same callbacks and ordering; a close sends close_notify). A failed or
+ * stalled TLS handshake (handshake timeout) costs that connection only and is never
+ * reported.
  */
 WSEV_EXPORT int wsev_listen_and_serve_tls(wsev_ctx *ctx, const char *port, const char *cert_file,
                                           const char *key_file);
@@ -235,61 +185,61 @@ WSEV_EXPORT int wsev_listen_and_serve_tls(wsev_ctx *ctx, const char *port, const
 WSEV_EXPORT int wsev_listen_and_serve_tls_addr(wsev_ctx *ctx, const char *host, const char *port,
                                                const char *cert_file, const char *key_file);
 
-/* ---- connections we open ------------------------------------------------------------
+/* ==== connections we open ================================================================
  *
  * wsev_add_conn dials a WebSocket server and puts the connection into the same
- * serialized stream as accepted ones. The id is returned at once; conn_accepted
- * follows when the server's 101 response has been verified, and conn_closed follows
- * in every case, exactly once: after a normal close, or when the connection could
- * not be opened. Inside that conn_closed, wsev_get_close_info tells why (its
- * `error`: a DNS error such as UV_EAI_NONAME, a connect error such as
- * UV_ECONNREFUSED, UV_ETIMEDOUT, WSEV_ETLS, WSEV_ETLSVERIFY, WSEV_EHANDSHAKE or
- * UV_ECANCELED, with details in `reason`). Messages written before the connection
- * is open are queued and sent once it opens (wsev_broadcast too); beyond the send
- * limit the write returns WSEV_EBACKPRESSURE and the connection is abandoned
- * (conn_closed with that error). wsev_close before it opens abandons it (conn_closed
- * with UV_ECANCELED). Frames we send are masked with fresh random keys; the
- * server's frames are checked as strictly as a client's (masked ones fail the
- * connection with 1002). For an IP literal the certificate must name that address
- * (iPAddress subjectAltName), and no SNI is sent.
+ * serialized stream as accepted ones. The id is returned at once; conn_accepted follows
+ * when the server's 101 response has been verified, and conn_closed follows in every
+ * case, exactly once: after a normal close, or when the connection could not be opened.
+ * Inside that conn_closed, wsev_get_close_info tells why (its `error`: a DNS error such
+ * as UV_EAI_NONAME, a connect error such as UV_ECONNREFUSED, UV_ETIMEDOUT, WSEV_ETLS,
+ * WSEV_ETLSVERIFY, WSEV_EHANDSHAKE, or UV_ECANCELED for wsev_close or wsev_shutdown
+ * before it opened; details in `reason`). Messages written before the connection is
+ * open are queued and sent once it opens (wsev_broadcast too); beyond the send limit
+ * the write returns WSEV_EBACKPRESSURE and the connection is abandoned (conn_closed
+ * with that error). Frames we send are masked with fresh random keys; the server's
+ * frames are checked as strictly as a client's (masked ones fail the connection with
+ * 1002). For an IP literal the certificate must name that address (iPAddress
+ * subjectAltName), and no SNI is sent.
  */
 typedef struct {
-  const char *origin;            /* the Origin header to send, or NULL for none */
-  const char *const *protocols;  /* subprotocols to offer, NULL-terminated, or NULL */
-  const char *headers;           /* extra request header lines, each "Name: value\r\n" */
-  const char *ca_file;           /* wss: PEM file of trusted CAs; NULL: the system's */
-  int insecure;                  /* wss: 1 skips certificate and host name checks */
-  uint64_t connect_timeout_ms;   /* name lookup, connect, TLS and upgrade; 0: the
-                                    handshake timeout (10 s by default) */
-  void *data;                    /* the connection's data (see wsev_set_conn_data) */
+  const char *origin;           /* the Origin header to send, or NULL for none */
+  const char *const *protocols; /* subprotocols to offer, NULL-terminated, or NULL */
+  const char *headers;          /* extra request header lines, each "Name: value\r\n" */
+  const char *ca_file;          /* wss: PEM file of trusted CAs; NULL: the system's */
+  int insecure;                 /* wss: 1 skips certificate and host name checks */
+  uint64_t connect_timeout_ms;  /* name lookup, connect, TLS and upgrade; 0: the
+                                   handshake timeout (10 s by default) */
+  void *data;                   /* the connection's data (wsev_get_conn_data) */
 } wsev_client_options;
 
 /*
  * Open a connection to `url`: "ws://" or "wss://", then a host name, an IPv4 literal
  * or a bracketed IPv6 literal ("[::1]"), an optional ":port" (default 80 / 443), and
- * an optional path and query ("/chat?room=1"; no fragment). Names are resolved
- * without blocking the loop and each address is tried in turn. options may be NULL.
- * For wss, the server's certificate is verified against options->ca_file or the
- * system's CA bundle and must be for the URL's host (sent as SNI), unless
- * options->insecure. The context remembers the last TLS session with each of the
- * last 8 servers (per ca_file/insecure setting) and offers it to resume, which
- * skips the key exchange (wsev_conn_info.tls_resumed). Returns 0 and the new
- * connection's id in *id, or WSEV_EBADURL, WSEV_ETLSCA (ca_file cannot be loaded),
- * UV_EINVAL (a subprotocol that is not a token, or malformed extra headers),
- * UV_ENOMEM. Callable from callbacks.
+ * an optional path and query ("/chat?room=1"; no fragment). Names are resolved without
+ * blocking the loop and each address is tried in turn. options is optional; it and
+ * every string it points to are only read during this call (the strings are copied or
+ * used at once), and `data` is stored as the connection's data. For wss, the server's
+ * certificate is verified against options->ca_file or the system's CA bundle and must
+ * be for the URL's host (sent as SNI), unless options->insecure. The context remembers
+ * the last TLS session with each of the last 8 servers (per ca_file/insecure setting)
+ * and offers it to resume, which skips the key exchange (wsev_conn_info.tls_resumed).
+ * Returns 0 and the new connection's id in *id, or WSEV_EBADURL, WSEV_ETLSCA (ca_file
+ * cannot be loaded), UV_EINVAL (a subprotocol that is not a token, malformed extra
+ * headers, a context shutting down), UV_ENOMEM.
  */
 WSEV_EXPORT int wsev_add_conn(wsev_ctx *ctx, const char *url, const wsev_client_options *options,
                               uint64_t *id);
 
 /*
- * Hand over a connected TCP socket on which nothing was read or written yet; from
- * now on the library owns it (and closes it), unless an error is returned.
- * - url NULL: a server-side connection, exactly like one accepted by a plain
- *   listener (its upgrade request is read next; conn_accepted follows). *id is set
+ * Hand over a connected TCP socket on which nothing was read or written yet; from now
+ * on the library owns it (and closes it), unless an error is returned.
+ * - url NULL: a server-side connection, exactly like one accepted by a plain listener
+ *   (its upgrade request is read next; conn_accepted follows). *id (optional) is set
  *   to 0: the id comes with conn_accepted.
  * - url given: a client-side connection, like wsev_add_conn but without the name
  *   lookup and the connect: the URL's host, port and path go into the request (and
- *   SNI and the certificate check for wss). *id is set as by wsev_add_conn.
+ *   SNI and the certificate check for wss). *id (optional) is set as by wsev_add_conn.
  * Returns 0, WSEV_EBADURL, WSEV_ETLSCA, UV_EINVAL, UV_ENOMEM or a libuv error from
  * opening the socket. (A libuv handle is handed over by duplicating its fd and
  * closing the handle.)
@@ -297,131 +247,17 @@ WSEV_EXPORT int wsev_add_conn(wsev_ctx *ctx, const char *url, const wsev_client_
 WSEV_EXPORT int wsev_adopt_socket(wsev_ctx *ctx, uv_os_sock_t sock, const char *url,
                                   const wsev_client_options *options, uint64_t *id);
 
-/*
- * Run the loop once: wait for events (blocking until at least one arrives) and
- * dispatch them. Returns 0, or non-zero if the loop still has active handles
- * (uv_run's UV_RUN_ONCE result).
- */
-WSEV_EXPORT int wsev_event_loop_iteration(wsev_ctx *ctx);
-/* Run the loop until wsev_stop() is called (or nothing is left to do). Returns 0,
- * or WSEV_EINCALLBACK when called from inside a wsev callback. */
-WSEV_EXPORT int wsev_event_loop(wsev_ctx *ctx);
-/* Make wsev_event_loop() return after the current iteration. Safe from callbacks. */
-WSEV_EXPORT void wsev_stop(wsev_ctx *ctx);
-
-/* ---- the upgrade request ----------------------------------------------------------
- * Strings returned here are valid during the callback that received `req`. */
-
-/* The request target, path and query ("/chat?room=1"). */
-WSEV_EXPORT const char *wsev_request_path(const wsev_request *req);
-/* The method ("GET"). */
-WSEV_EXPORT const char *wsev_request_method(const wsev_request *req);
-/* The first value of a header, by case-insensitive name; NULL if absent. */
-WSEV_EXPORT const char *wsev_request_header(const wsev_request *req, const char *name);
-/* The subprotocols the client offered, in its order of preference. */
-WSEV_EXPORT size_t wsev_request_protocol_count(const wsev_request *req);
-WSEV_EXPORT const char *wsev_request_protocol(const wsev_request *req, size_t index);
-/* Select one of the offered subprotocols for the 101 response (NULL: none).
- * Returns 0, or UV_EINVAL if the client did not offer it. */
-WSEV_EXPORT int wsev_request_select_protocol(wsev_request *req, const char *protocol);
-/* The server name the client asked for with TLS SNI, or NULL (plain, or none). */
-WSEV_EXPORT const char *wsev_request_server_name(const wsev_request *req);
-/* The id the connection has if it is accepted (for WSEV_DEFER); never 0. */
-WSEV_EXPORT uint64_t wsev_request_id(const wsev_request *req);
-
-/* Answer a deferred upgrade: accept with a subprotocol (NULL: none), or refuse with
- * a status of 400..599. Returns 0, WSEV_ENOCONN (unknown id, the client left, or
- * the deadline passed), or UV_EINVAL (protocol not offered, bad status). */
-WSEV_EXPORT int wsev_accept(wsev_ctx *ctx, uint64_t id, const char *protocol);
-WSEV_EXPORT int wsev_reject(wsev_ctx *ctx, uint64_t id, int status);
-/* How long a deferred upgrade may wait for its answer (default 10000 ms). */
-WSEV_EXPORT void wsev_set_defer_timeout(wsev_ctx *ctx, uint64_t ms);
-
-/* Answer a plain HTTP request from http_request: status, extra header lines (each
- * ending in "\r\n", e.g. "Content-Type: text/plain\r\n"; NULL for none), and a
- * body (copied). Content-Length is added. Returns 0, or UV_EINVAL (already
- * answered, not an http_request, status out of 100..599). */
-WSEV_EXPORT int wsev_respond(wsev_request *req, int status, const char *headers, const void *body,
-                             size_t len);
-
-/* ---- the origin policy --------------------------------------------------------------
- * Browsers send an Origin header; other clients usually do not, and are not
- * affected. A refused upgrade gets 403 and never reaches upgrade_requested. */
-
-/* Allow this origin ("https://example.com:8443": scheme, host and port, compared
- * case-insensitively). Once any origin is allowed, requests from any other origin
- * are refused. Returns 0 or UV_ENOMEM. */
-WSEV_EXPORT int wsev_allow_origin(wsev_ctx *ctx, const char *origin);
-/* Allow only origins whose host[:port] equals the request's Host header (on
- * together with the list: either passes). */
-WSEV_EXPORT void wsev_allow_same_host_origin(wsev_ctx *ctx, int enabled);
-
-/* ---- per connection ------------------------------------------------------------- */
-
-/* The application's pointer for an open connection (NULL until set). Readable until
- * conn_closed for that id returns. set returns 0 or WSEV_ENOCONN. */
-WSEV_EXPORT int wsev_set_conn_data(wsev_ctx *ctx, uint64_t id, void *data);
-WSEV_EXPORT void *wsev_conn_data(const wsev_ctx *ctx, uint64_t id);
-
-/* Close with a code (1000..1003, 1007..1014, 3000..4999) and a UTF-8 reason of at
- * most 123 bytes (NULL or "" for none). Like wsev_close otherwise. Returns 0,
- * WSEV_ENOCONN, WSEV_ECLOSING, or UV_EINVAL (bad code or reason). */
-WSEV_EXPORT int wsev_close_with(wsev_ctx *ctx, uint64_t id, unsigned code, const char *reason);
-
-/* How a connection ended, readable inside conn_closed for that id. */
-typedef struct {
-  int error;        /* 0 for a WebSocket that closed or dropped; for a connection of
-                       ours that never opened, why (see wsev_add_conn) */
-  unsigned code;    /* the close code: the peer's if it closed first (1005 when its
-                       close frame had none), ours if we did (1000 for wsev_close,
-                       1001 shutdown, 1002/1007/1009 protocol errors, 1008
-                       backpressure), 1006 if the connection dropped without one */
-  int by_peer;      /* 1 if the peer started the close or went away, 0 if we did */
-  char reason[124]; /* the close reason, NUL-terminated UTF-8 (may be empty); with
-                       `error`, a description of the failure ("HTTP 404 Not Found",
-                       the certificate problem, ...) */
-} wsev_close_info;
-/* Returns 0, or WSEV_ENOCONN outside conn_closed for that id. */
-WSEV_EXPORT int wsev_get_close_info(const wsev_ctx *ctx, uint64_t id, wsev_close_info *info);
-
-/* About an open connection. Strings are valid until its conn_closed returns. */
-typedef struct {
-  struct sockaddr_storage peer; /* the peer's address */
-  int local_port;               /* the port it connected to */
-  int tls;                      /* 1 over TLS */
-  int client;                   /* 1 for a connection we opened, 0 for an accepted one */
-  const char *path;             /* the request target of the upgrade */
-  const char *protocol;         /* the selected subprotocol, or NULL */
-  const char *server_name;      /* TLS: the SNI the client sent (or the host we
-                                   dialled); else NULL */
-  const char *tls_version;      /* TLS: "TLSv1.2" ...; else NULL */
-  const char *tls_cipher;       /* TLS: the cipher suite's name; else NULL */
-  int tls_resumed;              /* TLS: 1 if the handshake resumed an earlier session
-                                   (a session ticket: listeners issue them, and a
-                                   context offers a server its last session) */
-} wsev_conn_info;
-/* Returns 0, WSEV_ENOCONN, or a libuv error reading the addresses. */
-WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info);
-
-/*
- * Graceful shutdown: stop listening, answer clients still upgrading with 503, start
- * the closing handshake (1001, going away) on every open connection, and stop the
- * loop timeout and keepalive. conn_closed fires for each connection as its
- * handshake completes; whatever is still open after `timeout_ms` is dropped (its
- * conn_closed fires then). Once the last connection is gone the context holds no
- * active handle, so wsev_event_loop() (or the caller's uv_run) returns; then call
- * wsev_ctx_free(). Safe from callbacks. Returns 0, or UV_EINVAL if already freed.
- */
-WSEV_EXPORT int wsev_shutdown(wsev_ctx *ctx, uint64_t timeout_ms);
+/* ==== messages ========================================================================== */
 
 /*
  * Send a binary (wsev_write) or text (wsev_write_text) message. The bytes are copied
  * and queued; all messages queued for a connection during one loop iteration go out
- * together at the end of it, in order. Text must be valid UTF-8 (not checked: it is
- * the application's). Returns 0, WSEV_ENOCONN (unknown or closed id), WSEV_ECLOSING
- * (a close was started), WSEV_EBACKPRESSURE (see wsev_set_send_limits: the
- * connection is now closing, or for one of ours not open yet, abandoned), WSEV_EMSGSIZE (len too large to frame), or UV_ENOMEM
- * (this message only; the connection goes on). A failed write queues nothing.
+ * together at the end of it, in order, in one system call where the kernel takes
+ * them. Text must be valid UTF-8 (not checked: it is the application's). Returns 0,
+ * WSEV_ENOCONN (unknown or closed id), WSEV_ECLOSING (a close was started),
+ * WSEV_EBACKPRESSURE (see wsev_set_send_limits: the connection is now closing, or for
+ * one of ours not open yet, abandoned), WSEV_EMSGSIZE (len too large to frame), or
+ * UV_ENOMEM (this message only; the connection goes on). A failed write queues nothing.
  */
 WSEV_EXPORT int wsev_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len);
 WSEV_EXPORT int wsev_write_text(wsev_ctx *ctx, uint64_t id, const char *text, size_t len);
@@ -429,24 +265,117 @@ WSEV_EXPORT int wsev_write_text(wsev_ctx *ctx, uint64_t id, const char *text, si
 /*
  * Send one message to many connections (a publish to subscribers): framed once, and
  * above 1 KiB the framed bytes are shared by every recipient's queue (counted
- * references) instead of copied. Unknown or closing ids are skipped; a recipient
- * over its send limit is closed with 1008 as with wsev_write. Returns how many
- * recipients the message was queued for, or UV_EINVAL / UV_ENOMEM (then nobody got
- * it).
+ * references) instead of copied. Unknown or closing ids are skipped; a recipient over
+ * its send limit is closed with 1008 as with wsev_write. Returns how many recipients
+ * the message was queued for, or UV_EINVAL / UV_ENOMEM (then nobody got it).
  */
 WSEV_EXPORT int wsev_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void *data,
                                size_t len, wsev_msg_type type);
 
+/* Bytes queued for `id` that the kernel has not accepted yet (0 for unknown ids). */
+WSEV_EXPORT size_t wsev_get_buffered_amount(const wsev_ctx *ctx, uint64_t id);
+
+/* ==== closing =========================================================================== */
+
 /*
  * Start the closing handshake: send a close frame (1000, normal closure) and stop
- * delivering that connection's messages. conn_closed fires once the peer answers
- * with its close frame (or after the close timeout). Returns 0, WSEV_ENOCONN, or
- * WSEV_ECLOSING (already closing).
+ * delivering that connection's messages. conn_closed fires once the peer answers with
+ * its close frame (or after the close timeout). For a connection of ours that is not
+ * open yet, the attempt is abandoned (conn_closed with UV_ECANCELED). Returns 0,
+ * WSEV_ENOCONN, or WSEV_ECLOSING (already closing).
  */
 WSEV_EXPORT int wsev_close(wsev_ctx *ctx, uint64_t id);
+/* The same with a code (1000..1003, 1007..1014, 3000..4999) and a UTF-8 reason of at
+ * most 123 bytes (optional: NULL or "" for none). Returns 0, WSEV_ENOCONN,
+ * WSEV_ECLOSING, or UV_EINVAL (bad code or reason). */
+WSEV_EXPORT int wsev_close_with(wsev_ctx *ctx, uint64_t id, unsigned code, const char *reason);
 
-/* Bytes queued for `id` that the kernel has not accepted yet (0 for unknown ids). */
-WSEV_EXPORT size_t wsev_buffered_amount(const wsev_ctx *ctx, uint64_t id);
+/* How a connection ended, readable inside conn_closed for that id. */
+typedef struct {
+  int error;        /* 0 for a WebSocket that closed or dropped; for a connection of ours
+                       that never opened, why (see "connections we open") */
+  unsigned code;    /* the close code: the peer's if it closed first (1005 when its close
+                       frame had none), ours if we did (1000 for wsev_close, 1001
+                       shutdown, 1002/1007/1009 protocol errors, 1008 backpressure), 1006
+                       if the connection dropped without one */
+  int by_peer;      /* 1 if the peer started the close or went away, 0 if we did */
+  char reason[124]; /* the close reason, NUL-terminated UTF-8 (may be empty); with
+                       `error`, a description of the failure ("HTTP 404 Not Found", the
+                       certificate problem, ...) */
+} wsev_close_info;
+/* Fill *info. Returns 0, or WSEV_ENOCONN outside conn_closed for that id. */
+WSEV_EXPORT int wsev_get_close_info(const wsev_ctx *ctx, uint64_t id, wsev_close_info *info);
+
+/*
+ * Graceful shutdown: stop listening, answer clients still upgrading with 503, abandon
+ * connections of ours still opening (UV_ECANCELED), start the closing handshake
+ * (1001, going away) on every open connection, and stop the loop timeout and
+ * keepalive. conn_closed fires for each connection as its handshake completes;
+ * whatever is still open after `timeout_ms` is dropped (its conn_closed fires then).
+ * Once the last connection is gone the context holds no active handle, so
+ * wsev_event_loop() (or the caller's uv_run) returns; then call wsev_ctx_free().
+ * Returns 0, or UV_EINVAL if already freed. Listening and dialing fail afterwards.
+ */
+WSEV_EXPORT int wsev_shutdown(wsev_ctx *ctx, uint64_t timeout_ms);
+
+/* ==== limits ==============================================================================
+ * Each setter returns 0, or UV_EINVAL for a NULL context; 0 turns a limit or timer off.
+ * New values apply to what happens afterwards (a handshake already waiting keeps its
+ * deadline). */
+
+/* The largest message (all fragments together): a larger one fails the connection with
+ * close code 1009. Default 16 MiB. */
+WSEV_EXPORT int wsev_set_max_message_size(wsev_ctx *ctx, size_t bytes);
+WSEV_EXPORT size_t wsev_get_max_message_size(const wsev_ctx *ctx);
+/* The largest HTTP header block (request, or the 101 for ours): a larger request gets
+ * 431. Default 8 KiB. */
+WSEV_EXPORT int wsev_set_max_header_size(wsev_ctx *ctx, size_t bytes);
+WSEV_EXPORT size_t wsev_get_max_header_size(const wsev_ctx *ctx);
+/* A client that has not completed the upgrade (ours: connect, TLS and the 101) in this
+ * time is dropped. Default 10000 ms. */
+WSEV_EXPORT int wsev_set_handshake_timeout(wsev_ctx *ctx, uint64_t ms);
+WSEV_EXPORT uint64_t wsev_get_handshake_timeout(const wsev_ctx *ctx);
+/* A peer that does not answer our close frame (or send its EOF after the close) in this
+ * time is dropped. Default 5000 ms. */
+WSEV_EXPORT int wsev_set_close_timeout(wsev_ctx *ctx, uint64_t ms);
+WSEV_EXPORT uint64_t wsev_get_close_timeout(const wsev_ctx *ctx);
+
+/*
+ * Backpressure. wsev_write never blocks: bytes the kernel does not take wait in the
+ * connection's send buffer (wsev_get_buffered_amount). If a write would take the buffer
+ * over `max_buffered` bytes while bytes are already waiting, the peer is not keeping
+ * up: the message is refused with WSEV_EBACKPRESSURE, the connection is closed with
+ * 1008 (policy violation) and conn_closed follows, so memory stays bounded (a single
+ * message larger than the limit is still accepted into an empty buffer).
+ * conn_drained fires when a buffer that went above `low_water` drains to it (0: drains
+ * completely). Defaults: 16 MiB and 64 KiB. max_buffered 0: no limit.
+ */
+WSEV_EXPORT int wsev_set_send_limits(wsev_ctx *ctx, size_t max_buffered, size_t low_water);
+/* Both values, into the pointers (required). */
+WSEV_EXPORT int wsev_get_send_limits(const wsev_ctx *ctx, size_t *max_buffered, size_t *low_water);
+
+/*
+ * Keepalive. An open connection from which nothing arrived for `interval_ms` is sent a
+ * ping; if still nothing arrives within `timeout_ms`, the connection is dropped and
+ * conn_closed fires. Traffic of the peer's making counts, so busy connections are never
+ * pinged. Defaults: 30000 and 30000. interval 0: no pings; timeout 0: pings, but a
+ * silent peer is never dropped.
+ */
+WSEV_EXPORT int wsev_set_keepalive(wsev_ctx *ctx, uint64_t interval_ms, uint64_t timeout_ms);
+/* Both values, into the pointers (required). */
+WSEV_EXPORT int wsev_get_keepalive(const wsev_ctx *ctx, uint64_t *interval_ms,
+                                   uint64_t *timeout_ms);
+
+/* At most `max` accepted connections at once (upgrading, open or closing); a client
+ * over it gets 503 and is disconnected (over TLS it is disconnected at once, before any
+ * handshake). Connections we open are not counted. Default 0: no limit. */
+WSEV_EXPORT int wsev_set_max_connections(wsev_ctx *ctx, size_t max);
+WSEV_EXPORT size_t wsev_get_max_connections(const wsev_ctx *ctx);
+
+/* How long a deferred upgrade (WSEV_DEFER) may wait for its answer; then the client
+ * gets 503. Default 10000 ms. */
+WSEV_EXPORT int wsev_set_defer_timeout(wsev_ctx *ctx, uint64_t ms);
+WSEV_EXPORT uint64_t wsev_get_defer_timeout(const wsev_ctx *ctx);
 
 /* Replace the allocator used for all of wsev's own memory (libuv has its own:
  * uv_replace_allocator). Call it before creating any context; the functions must
@@ -459,6 +388,131 @@ typedef void *(*wsev_calloc_func)(size_t count, size_t size);
 typedef void (*wsev_free_func)(void *ptr);
 WSEV_EXPORT int wsev_replace_allocator(wsev_malloc_func malloc_func, wsev_realloc_func realloc_func,
                                        wsev_calloc_func calloc_func, wsev_free_func free_func);
+
+/* ==== application control ===================================================================
+ *
+ * upgrade_requested: read the request with wsev_request_*, choose a subprotocol with
+ * wsev_request_select_protocol, and return WSEV_ACCEPT (conn_accepted follows), a
+ * status of 400..599 (the client gets it and nothing else happens), or WSEV_DEFER:
+ * answer later, from any callback, with wsev_accept / wsev_reject and the id of
+ * wsev_request_id; without an answer in time (wsev_set_defer_timeout) the client gets
+ * 503.
+ *
+ * http_request: answer with wsev_respond; without an answer the client gets 404. The
+ * connection is then kept alive as HTTP/1.1 says (more requests come here), or closed.
+ * Requests with a body get 413 and are never passed on.
+ *
+ * Strings returned by wsev_request_* are valid during the callback that received `req`.
+ */
+
+/* The request target, path and query ("/chat?room=1"). */
+WSEV_EXPORT const char *wsev_request_path(const wsev_request *req);
+/* The method ("GET"). */
+WSEV_EXPORT const char *wsev_request_method(const wsev_request *req);
+/* The first value of a header, by case-insensitive name; NULL if absent. */
+WSEV_EXPORT const char *wsev_request_header(const wsev_request *req, const char *name);
+/* The subprotocols the client offered, in its order of preference (NULL past the end). */
+WSEV_EXPORT size_t wsev_request_protocol_count(const wsev_request *req);
+WSEV_EXPORT const char *wsev_request_protocol(const wsev_request *req, size_t index);
+/* Select one of the offered subprotocols for the 101 response (NULL: none). Returns 0,
+ * or UV_EINVAL if the client did not offer it. */
+WSEV_EXPORT int wsev_request_select_protocol(wsev_request *req, const char *protocol);
+/* The server name the client asked for with TLS SNI, or NULL (plain, or none). */
+WSEV_EXPORT const char *wsev_request_server_name(const wsev_request *req);
+/* The id the connection has if it is accepted (for WSEV_DEFER); never 0 for an upgrade
+ * request. */
+WSEV_EXPORT uint64_t wsev_request_id(const wsev_request *req);
+
+/* Answer a deferred upgrade: accept with one of the offered subprotocols (NULL: none),
+ * or refuse with a status of 400..599. Returns 0, WSEV_ENOCONN (unknown id, the client
+ * left, or the deadline passed), or UV_EINVAL (protocol not offered, bad status). */
+WSEV_EXPORT int wsev_accept(wsev_ctx *ctx, uint64_t id, const char *protocol);
+WSEV_EXPORT int wsev_reject(wsev_ctx *ctx, uint64_t id, int status);
+
+/* Answer a plain HTTP request from http_request: status, extra header lines (optional;
+ * each ending in "\r\n", e.g. "Content-Type: text/plain\r\n"), and a body (copied;
+ * optional when len is 0). Content-Length is added. Returns 0, UV_ENOMEM, or UV_EINVAL
+ * (already answered, not an http_request, status out of 100..599). */
+WSEV_EXPORT int wsev_respond(wsev_request *req, int status, const char *headers, const void *body,
+                             size_t len);
+
+/* The origin policy. Browsers send an Origin header; other clients usually do not, and
+ * are not affected. A refused upgrade gets 403 and never reaches upgrade_requested.
+ * wsev_allow_origin allows an origin ("https://example.com:8443": scheme, host and
+ * port, compared case-insensitively; copied); once any origin is allowed, requests from
+ * any other origin are refused. Returns 0 or UV_ENOMEM. With same-host enabled,
+ * origins whose host[:port] equals the request's Host header pass too. */
+WSEV_EXPORT int wsev_allow_origin(wsev_ctx *ctx, const char *origin);
+WSEV_EXPORT int wsev_allow_same_host_origin(wsev_ctx *ctx, int enabled);
+
+/* The application's pointer for an open connection (NULL until set; for ours, the
+ * options' `data`). Readable until conn_closed for that id returns; wsev never
+ * dereferences or frees it. set returns 0 or WSEV_ENOCONN. */
+WSEV_EXPORT int wsev_set_conn_data(wsev_ctx *ctx, uint64_t id, void *data);
+WSEV_EXPORT void *wsev_get_conn_data(const wsev_ctx *ctx, uint64_t id);
+
+/* About an open connection. Strings are valid until its conn_closed returns. */
+typedef struct {
+  struct sockaddr_storage peer; /* the peer's address */
+  int local_port;               /* the port it connected to */
+  int tls;                      /* 1 over TLS */
+  int client;                   /* 1 for a connection we opened, 0 for an accepted one */
+  const char *path;             /* the request target of the upgrade */
+  const char *protocol;         /* the selected subprotocol, or NULL */
+  const char *server_name;      /* TLS: the SNI the client sent (or the host we dialled);
+                                   else NULL */
+  const char *tls_version;      /* TLS: "TLSv1.2" ...; else NULL */
+  const char *tls_cipher;       /* TLS: the cipher suite's name; else NULL */
+  int tls_resumed;              /* TLS: 1 if the handshake resumed an earlier session (a
+                                   session ticket: listeners issue them, and a context
+                                   offers a server its last session) */
+} wsev_conn_info;
+/* Fill *info. Returns 0, WSEV_ENOCONN, or a libuv error reading the addresses. */
+WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info);
+
+/* ==== errors ============================================================================= */
+
+/* wsev's own error codes, in a range far from libuv's (which are negated errnos and
+ * small negative numbers above -4096). */
+#define WSEV_ERRNO_MAP(XX)                                                                         \
+  XX(ENOCONN, -30001, "no such connection (it closed, or never existed)")                          \
+  XX(ECLOSING, -30002, "connection is closing")                                                    \
+  XX(EMSGSIZE, -30003, "message larger than the configured maximum")                               \
+  XX(EBADPORT, -30004, "invalid port string")                                                      \
+  XX(EINCALLBACK, -30005, "not allowed from inside a wsev callback")                               \
+  XX(EBACKPRESSURE, -30006, "send buffer limit reached: the connection is closing (1008)")         \
+  XX(ETLSCERT, -30007, "cannot load the TLS certificate chain (missing, unreadable or not PEM)")   \
+  XX(ETLSKEY, -30008, "cannot load the TLS private key (missing, unreadable, encrypted or bad)")   \
+  XX(ETLSKEYMISMATCH, -30009, "the TLS private key does not match the certificate")                \
+  XX(ETLSCA, -30010, "cannot load the CA certificates to verify servers with")                     \
+  XX(EBADURL, -30011, "invalid WebSocket URL (ws://host[:port][/path] or wss://...)")              \
+  XX(ETLS, -30012, "TLS handshake failed")                                                         \
+  XX(ETLSVERIFY, -30013, "the server's certificate was not trusted or not for that host")          \
+  XX(EHANDSHAKE, -30014, "the server did not accept the WebSocket upgrade")
+
+typedef enum {
+#define WSEV_ERRNO_ENUM(name, value, text) WSEV_##name = value,
+  WSEV_ERRNO_MAP(WSEV_ERRNO_ENUM)
+#undef WSEV_ERRNO_ENUM
+} wsev_errno;
+
+/* A human-readable description of any error code returned by this API (wsev's own or
+ * libuv's). Never NULL; the string is static (for a code neither knows, it is valid
+ * until the next call of these two functions). */
+WSEV_EXPORT const char *wsev_strerror(int err);
+/* The symbolic name of an error code ("WSEV_ENOCONN", "EADDRINUSE", ...). */
+WSEV_EXPORT const char *wsev_err_name(int err);
+
+/* ==== names of earlier versions ===========================================================
+ * Kept so that code written against 0.1 compiles unchanged; new code uses the names
+ * above. (One difference: in 0.1 some setters treated 0 as "unchanged".) */
+#ifndef WSEV_NO_COMPAT_NAMES
+#define wsev_ctx_data wsev_get_ctx_data
+#define wsev_ctx_set_data wsev_set_ctx_data
+#define wsev_ctx_loop wsev_get_loop
+#define wsev_conn_data wsev_get_conn_data
+#define wsev_buffered_amount wsev_get_buffered_amount
+#endif
 
 #ifdef __cplusplus
 }

@@ -1,16 +1,19 @@
-/* Connections we open: wsev_add_conn (resolve the name without blocking, connect to
- * each address in turn) and wsev_adopt_socket. Once the socket is connected,
- * conn.c takes over: TLS, the upgrade request, the 101, client framing. */
+/* The client side of a connection (connections we open): wsev_add_conn and
+ * wsev_adopt_socket, resolving the name without blocking, connecting to each address
+ * in turn, then (over TLS once its handshake is done) the upgrade request, the
+ * server's 101 (client_handshake.c checks it), and every way this can fail, each
+ * reported with a reason in the close info. */
 #include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
-#include "internal.h"
+#include "context.h"
+#include "deadline.h"
+#include "dispatch.h"
+#include "frame.h"
 #include "url.h"
 
-/* Client TLS configurations (trusted CAs parsed once) kept for reuse. */
-#define CLIENT_TLS_CACHE (int)(sizeof ((wsev_ctx *)0)->client_tls / sizeof(wsev_tls_config *))
-
+/* Resolving and connecting, until the upgrade request is sent. */
 struct wsev_dial {
   uv_getaddrinfo_t resolve;
   uv_connect_t connect;
@@ -31,10 +34,10 @@ static void dial_free(struct wsev_dial *d) {
   wsev__free(d);
 }
 
-void wsev__dial_abort(wsev_conn *c) {
-  struct wsev_dial *d = c->dial;
+void wsev__client_dial_end(wsev_conn *c) {
+  struct wsev_dial *d = c->handshake.dial;
   if (!d) return;
-  c->dial = NULL;
+  c->handshake.dial = NULL;
   d->conn = NULL;
   if (d->resolving)
     uv_cancel((uv_req_t *)&d->resolve); /* its callback frees d, cancelled or not */
@@ -42,10 +45,99 @@ void wsev__dial_abort(wsev_conn *c) {
     dial_free(d); /* else the connect callback does, once the socket is closed */
 }
 
-const char *wsev__dial_request(wsev_conn *c, size_t *len) {
-  *len = c->dial->request_len;
-  return c->dial->request;
+void wsev__client_fail(wsev_conn *c, int error, const char *reason) {
+  c->ending.error = error;
+  wsev__conn_set_ending(c, WSEV_CLOSE_ABNORMAL, 0, reason, strlen(reason));
+  if (c->tls && wsev__tls_pending(c->tls)) {
+    wsev__conn_linger(c); /* a TLS alert explains it to the server */
+    return;
+  }
+  wsev__conn_abort(c);
 }
+
+static int tls_unfinished(const wsev_conn *c) {
+  return c->tls && !wsev__tls_handshake_done(c->tls);
+}
+
+void wsev__client_lost(wsev_conn *c, int error) {
+  char reason[124];
+  snprintf(reason, sizeof reason, "%s during %s",
+           error == UV_EOF ? "connection closed by the server" : uv_strerror(error),
+           tls_unfinished(c) ? "the TLS handshake" : "the upgrade response");
+  if (error == UV_EOF) error = tls_unfinished(c) ? WSEV_ETLS : WSEV_EHANDSHAKE;
+  wsev__client_fail(c, error, reason);
+}
+
+void wsev__client_timed_out(wsev_conn *c) {
+  wsev__client_fail(c, UV_ETIMEDOUT,
+                    c->state == WSEV_CONN_CONNECTING ? "timed out connecting"
+                    : c->handshake.response && !c->handshake.dial
+                        ? "timed out waiting for the 101"
+                        : "timed out in the TLS handshake");
+}
+
+/* ---- the upgrade --------------------------------------------------------------------- */
+
+void wsev__client_send_request(wsev_conn *c) {
+  struct wsev_dial *d = c->handshake.dial;
+  if (wsev__send_bytes(c, d->request, d->request_len) != 0) {
+    wsev__client_fail(c, UV_ENOMEM, "out of memory");
+    return;
+  }
+  wsev__client_dial_end(c); /* done with dialing */
+}
+
+void wsev__client_connected(wsev_conn *c) {
+  c->state = WSEV_CONN_HANDSHAKE;
+  uv_tcp_nodelay(&c->tcp, 1);
+  if (wsev__conn_read_start(c) != 0) {
+    wsev__client_fail(c, UV_ENOMEM, "cannot read");
+    return;
+  }
+  if (c->tls)
+    wsev__tls_conn_start(c);
+  else
+    wsev__client_send_request(c);
+}
+
+/* The server's 101 was verified: the WebSocket is open. `rest` are its first frames. */
+static void opened(wsev_conn *c, uint8_t *rest, size_t n) {
+  wsev_ctx *ctx = c->ctx;
+  wsev_conn_handshake *hs = &c->handshake;
+  const char *protocol = wsev__client_hs_protocol(hs->response);
+  if (protocol) {
+    size_t len = strlen(protocol);
+    if (!(c->protocol = wsev__malloc(len + 1))) {
+      wsev__client_fail(c, UV_ENOMEM, "out of memory");
+      return;
+    }
+    memcpy(c->protocol, protocol, len + 1);
+  }
+  wsev__client_hs_free(hs->response);
+  hs->response = NULL;
+  /* Frames written while opening go first, before anything conn_accepted writes. */
+  if (hs->held.len > ctx->set.low_water) c->writer.above_low_water = 1; /* conn_drained is due */
+  if (hs->held.len && wsev__send_bytes(c, hs->held.data, hs->held.len) != 0) {
+    wsev__client_fail(c, UV_ENOMEM, "out of memory");
+    return;
+  }
+  wsev__free(hs->held.data);
+  memset(&hs->held, 0, sizeof hs->held);
+  wsev__conn_open(c, rest, n);
+}
+
+void wsev__client_input(wsev_conn *c, uint8_t *p, size_t n) {
+  size_t used = 0;
+  int rc = wsev__client_hs_feed(c->handshake.response, (const char *)p, n, &used);
+  if (rc == WSEV_CHS_MORE) return;
+  if (rc == WSEV_CHS_DONE)
+    opened(c, p + used, n - used);
+  else
+    wsev__client_fail(
+        c, rc, rc == UV_ENOMEM ? "out of memory" : wsev__client_hs_error(c->handshake.response));
+}
+
+/* ---- dialing ---------------------------------------------------------------------- */
 
 static void try_next(wsev_conn *c);
 
@@ -76,7 +168,7 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   if (status == 0) {
-    wsev__conn_connected(c);
+    wsev__client_connected(c);
     return;
   }
   d->last_error = status;
@@ -87,7 +179,7 @@ static void on_connect(uv_connect_t *req, int status) {
 }
 
 static void try_next(wsev_conn *c) {
-  struct wsev_dial *d = c->dial;
+  struct wsev_dial *d = c->handshake.dial;
   if (d->next) {
     struct addrinfo *ai = d->next;
     d->next = ai->ai_next;
@@ -106,7 +198,7 @@ static void try_next(wsev_conn *c) {
   char reason[124];
   snprintf(reason, sizeof reason, "cannot connect to %.60s port %s: %s", d->host, d->port,
            uv_strerror(d->last_error));
-  wsev__conn_fail_open(c, d->last_error, reason);
+  wsev__client_fail(c, d->last_error, reason);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *addrs) {
@@ -122,13 +214,15 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *addr
     char reason[124];
     snprintf(reason, sizeof reason, "cannot resolve %.60s: %s", d->host,
              uv_strerror(status < 0 ? status : UV_EAI_NONAME));
-    wsev__conn_fail_open(c, status < 0 ? status : UV_EAI_NONAME, reason);
+    wsev__client_fail(c, status < 0 ? status : UV_EAI_NONAME, reason);
     return;
   }
   d->next = addrs;
   d->last_error = UV_ECONNREFUSED;
   try_next(c);
 }
+
+/* ---- opening ------------------------------------------------------------------------ */
 
 /* A reference to a client TLS configuration for these options: shared with earlier
  * connections when it matches (the system bundle is parsed once), else new. */
@@ -145,24 +239,24 @@ static int client_tls(wsev_ctx *ctx, const wsev_client_options *o, wsev_tls_conf
   wsev_rng *rng = wsev__ctx_rng(ctx);
   if (!rng) return UV_ENOMEM;
   int rc = wsev__tls_client_config(rng, ca_file, insecure, out);
-  if (rc == 0 && ctx->n_client_tls < CLIENT_TLS_CACHE) {
+  if (rc == 0 && ctx->n_client_tls < WSEV_CLIENT_TLS_CACHE) {
     ctx->client_tls[ctx->n_client_tls++] = *out;
     wsev__tls_config_ref(*out); /* the cache's */
   }
   return rc;
 }
 
-/* Everything a connection of ours needs before its socket is connected; on
- * success *out is registered under a new id (not yet told to anyone). */
+/* Everything a connection of ours needs before its socket is connected; on success
+ * *out is registered under a new id (not yet told to anyone). */
 static int new_client(wsev_ctx *ctx, const char *url_text, const wsev_client_options *o,
                       wsev_conn **out) {
   wsev_url url;
-  if (!ctx || !url_text) return UV_EINVAL;
-  if (ctx->freeing || ctx->shutting_down) return UV_EINVAL;
+  if (!url_text) return UV_EINVAL;
   int rc = wsev__url_parse(url_text, &url);
   if (rc) return rc;
   const char *const *protocols = o ? o->protocols : NULL;
   const char *headers = o ? o->headers : NULL, *origin = o ? o->origin : NULL;
+  size_t max_header = ctx->set.max_header_size ? ctx->set.max_header_size : SIZE_MAX / 4;
   wsev_tls_config *tls_conf = NULL;
   struct wsev_dial *d = NULL;
   wsev_conn *c = NULL;
@@ -185,20 +279,19 @@ static int new_client(wsev_ctx *ctx, const char *url_text, const wsev_client_opt
   rc = UV_ENOMEM;
   if (!(c = wsev__conn_new(ctx))) goto fail;
   c->client = 1;
-  c->dial = d;
+  c->handshake.dial = d;
   d->conn = c;
   c->user_data = o ? o->data : NULL;
-  if (!(c->chs = wsev__client_hs_new(accept, protocols, ctx->max_header_size)) ||
-      !(c->info = wsev__malloc(resource_len + 1)) ||
+  if (!(c->handshake.response = wsev__client_hs_new(accept, protocols, max_header)) ||
+      !(c->path = wsev__malloc(resource_len + 1)) ||
       (url.tls && !(c->tls = wsev__tls_new(tls_conf, url.host, url.port))) ||
-      wsev__reserve_events(ctx, ctx->ids.count + 1) != 0 ||
-      wsev__idmap_put(&ctx->ids, ctx->next_id, c) != 0)
+      wsev__conn_take_id(c) != 0)
     goto fail;
-  memcpy(c->info, url.resource, resource_len + 1);
+  memcpy(c->path, url.resource, resource_len + 1);
   snprintf(d->host, sizeof d->host, "%s", url.host);
   snprintf(d->port, sizeof d->port, "%u", (unsigned)url.port);
-  c->id = ctx->next_id++;
-  uint64_t timeout = o && o->connect_timeout_ms ? o->connect_timeout_ms : ctx->handshake_timeout_ms;
+  uint64_t timeout =
+      o && o->connect_timeout_ms ? o->connect_timeout_ms : ctx->set.handshake_timeout_ms;
   wsev__deadline_set(c, WSEV_DEADLINE_HANDSHAKE, timeout);
   wsev__tls_config_unref(tls_conf); /* the session holds its own reference */
   wsev__url_free(&url);
@@ -206,7 +299,7 @@ static int new_client(wsev_ctx *ctx, const char *url_text, const wsev_client_opt
   return 0;
 fail:
   if (c)
-    wsev__conn_abort(c); /* not announced: no event; frees d through dial_abort */
+    wsev__conn_abort(c); /* not announced: no event; frees d through dial_end */
   else if (d)
     dial_free(d);
   wsev__tls_config_unref(tls_conf);
@@ -219,7 +312,7 @@ static int add_conn(wsev_ctx *ctx, const char *url, const wsev_client_options *o
   wsev_conn *c;
   int rc = new_client(ctx, url, options, &c);
   if (rc) return rc;
-  struct wsev_dial *d = c->dial;
+  struct wsev_dial *d = c->handshake.dial;
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
   d->resolve.data = d;
   rc = uv_getaddrinfo(ctx->loop, &d->resolve, on_resolved, d->host, d->port, &hints);
@@ -244,7 +337,7 @@ static int adopt(wsev_ctx *ctx, uv_os_sock_t sock, const char *url,
       return rc;
     }
     if (id) *id = 0;
-    wsev__conn_serve(c);
+    wsev__server_serve(c);
     return 0;
   }
   if ((rc = new_client(ctx, url, options, &c)) != 0) return rc;
@@ -254,14 +347,14 @@ static int adopt(wsev_ctx *ctx, uv_os_sock_t sock, const char *url,
   }
   c->announced = 1;
   if (id) *id = c->id;
-  wsev__conn_connected(c);
+  wsev__client_connected(c);
   return 0;
 }
 
 /* Events raised on the way (a failure) wait until the caller has the id. */
 int wsev_add_conn(wsev_ctx *ctx, const char *url, const wsev_client_options *options,
                   uint64_t *id) {
-  if (!ctx || !id || ctx->freeing || ctx->shutting_down) return UV_EINVAL;
+  if (!wsev__ctx_usable(ctx) || !id) return UV_EINVAL;
   ctx->in_api++;
   int rc = add_conn(ctx, url, options, id);
   ctx->in_api--;
@@ -270,7 +363,7 @@ int wsev_add_conn(wsev_ctx *ctx, const char *url, const wsev_client_options *opt
 
 int wsev_adopt_socket(wsev_ctx *ctx, uv_os_sock_t sock, const char *url,
                       const wsev_client_options *options, uint64_t *id) {
-  if (!ctx || ctx->freeing || ctx->shutting_down) return UV_EINVAL;
+  if (!wsev__ctx_usable(ctx)) return UV_EINVAL;
   ctx->in_api++;
   int rc = adopt(ctx, sock, url, options, id);
   ctx->in_api--;

@@ -7,6 +7,7 @@
 #include "client_handshake.h"
 #include "alloc.h"
 #include "handshake.h"
+#include "http_tokens.h"
 
 #include <llhttp.h>
 #include <mbedtls/base64.h>
@@ -16,19 +17,6 @@
 #include <wsev.h>
 
 /* ---- options and the request ---------------------------------------------------- */
-
-/* An RFC 7230 token: header names, and what RFC 6455 section 4.1 allows as a
- * subprotocol name. */
-static int is_tchar(unsigned char c) {
-  return c > 0x20 && c < 0x7F && !strchr("\"(),/:;<=>?@[\\]{}", c);
-}
-
-static int is_token(const char *t) {
-  if (!*t) return 0;
-  for (; *t; t++)
-    if (!is_tchar((unsigned char)*t)) return 0;
-  return 1;
-}
 
 /* A header value: no control characters but tab. (obs-text, bytes >= 0x80, is
  * allowed by RFC 7230 and left to the application.) */
@@ -57,7 +45,7 @@ static int is_reserved(const char *name, size_t len) {
 static int check_extra_headers(const char *p) {
   while (*p) {
     const char *name = p;
-    while (is_tchar((unsigned char)*p))
+    while (wsev__http_is_tchar((unsigned char)*p))
       p++;
     if (p == name || *p != ':' || is_reserved(name, (size_t)(p - name))) return UV_EINVAL;
     for (p++; *p && *p != '\r' && *p != '\n'; p++)
@@ -70,7 +58,7 @@ static int check_extra_headers(const char *p) {
 
 int wsev__client_options_check(const char *const *protocols, const char *extra_headers) {
   for (size_t i = 0; protocols && protocols[i]; i++) {
-    if (!is_token(protocols[i])) return UV_EINVAL;
+    if (!wsev__http_is_token(protocols[i], strlen(protocols[i]))) return UV_EINVAL;
     /* RFC 6455 section 4.1: the offered subprotocols "MUST all be unique". */
     for (size_t j = 0; j < i; j++)
       if (strcmp(protocols[i], protocols[j]) == 0) return UV_EINVAL;
@@ -255,23 +243,6 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   return 0;
 }
 
-/* 1 if the comma-separated list v[0..n) holds `token` (case-insensitive). */
-static int list_has(const char *v, size_t n, const char *token) {
-  size_t tlen = strlen(token), i = 0;
-  while (i < n) {
-    while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-      i++;
-    size_t start = i;
-    while (i < n && v[i] != ',')
-      i++;
-    size_t end = i;
-    while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
-      end--;
-    if (end - start == tlen && strncasecmp(v + start, token, tlen) == 0) return 1;
-  }
-  return 0;
-}
-
 static int on_header_value_complete(llhttp_t *p) {
   wsev_client_hs *hs = p->data;
   /* llhttp drops leading blanks; drop trailing ones. */
@@ -285,7 +256,7 @@ static int on_header_value_complete(llhttp_t *p) {
     if (n != 9 || strncasecmp(v, "websocket", 9) != 0) hs->upgrade_bad = 1;
     break;
   case H_CONNECTION:
-    if (list_has(v, n, "upgrade")) hs->connection_upgrade = 1;
+    if (wsev__http_list_has(v, n, "upgrade")) hs->connection_upgrade = 1;
     break;
   case H_ACCEPT:
     hs->accepts++;

@@ -4,6 +4,7 @@
  * block is complete. */
 #include "handshake.h"
 #include "alloc.h"
+#include "http_tokens.h"
 
 #include <ctype.h>
 #include <llhttp.h>
@@ -34,32 +35,9 @@ struct wsev_hs {
   char key[25]; /* base64 of 16 bytes: 24 characters */
 };
 
-/* Calls `fn` for each comma-separated, trimmed, non-empty token of v[0..n). */
-static int for_each_token(const char *v, size_t n, int (*fn)(void *arg, const char *t, size_t len),
-                          void *arg) {
-  size_t i = 0;
-  while (i < n) {
-    while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-      i++;
-    size_t start = i;
-    while (i < n && v[i] != ',')
-      i++;
-    size_t end = i;
-    while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
-      end--;
-    if (end > start && fn(arg, v + start, end - start)) return 1;
-  }
-  return 0;
-}
-
-static int token_equals(void *arg, const char *t, size_t len) {
-  const char *want = arg;
-  return strlen(want) == len && strncasecmp(t, want, len) == 0;
-}
-
 /* 1 if the comma-separated list `v` holds `token` (case-insensitive). */
 static int has_token(const char *v, const char *token) {
-  return for_each_token(v, strlen(v), token_equals, (void *)token);
+  return wsev__http_list_has(v, strlen(v), token);
 }
 
 static int append(wsev_hs *hs, const char *at, size_t len) {
@@ -163,19 +141,9 @@ const char *wsev__hs_header(const wsev_hs *hs, const char *name) {
   return NULL;
 }
 
-/* An RFC 7230 token: what RFC 6455 section 4.1 allows as a subprotocol name. */
-static int is_token(const char *t, size_t len) {
-  for (size_t i = 0; i < len; i++) {
-    unsigned char ch = (unsigned char)t[i];
-    if (ch <= 0x20 || ch >= 0x7F || strchr("\"(),/:;<=>?@[\\]{}", ch)) return 0;
-  }
-  return len > 0;
-}
-
 /* Returns 1 to stop: out of memory, or not a token (hs->bad_protocol). */
-static int add_protocol(void *arg, const char *t, size_t len) {
-  wsev_hs *hs = arg;
-  if (!is_token(t, len)) {
+static int add_protocol(wsev_hs *hs, const char *t, size_t len) {
+  if (!wsev__http_is_token(t, len)) {
     hs->bad_protocol = 1;
     return 1;
   }
@@ -218,7 +186,10 @@ static int judge(wsev_hs *hs) {
       versions++;
       version_13 = strcmp(v, "13") == 0;
     } else if (strcmp(n, "sec-websocket-protocol") == 0) {
-      if (for_each_token(v, strlen(v), add_protocol, hs)) return hs->bad_protocol ? 400 : 500;
+      size_t at = 0, len;
+      const char *t;
+      while (wsev__http_list_next(v, strlen(v), &at, &t, &len))
+        if (add_protocol(hs, t, len)) return hs->bad_protocol ? 400 : 500;
     }
   }
   /* Not a WebSocket request at all: plain HTTP, answered by the caller. */

@@ -1,10 +1,24 @@
-/* Listening sockets: each accepted socket becomes a connection in the handshake
- * state. */
+/* Listening sockets (wsev_listen_and_serve*): binding, and handing each pending
+ * client to server.c; a listener out of memory sheds clients instead of stalling. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
-#include "internal.h"
+#include "context.h"
+
+struct wsev_listener {
+  uv_tcp_t tcp;
+  /* Accepts and closes a client when there is no memory for a connection: libuv stops
+   * polling a listener whose pending client was not accepted. */
+  uv_tcp_t reject;
+  wsev_ctx *ctx;
+  wsev_tls_config *tls; /* a wss listener's certificate and settings */
+  wsev_listener *next;
+  uint8_t handles;        /* of tcp and reject still open; freed at 0 */
+  uint8_t reject_busy;    /* reject is closing */
+  uint8_t accept_waiting; /* a client is pending while reject was busy */
+  uint8_t closing;
+};
 
 static void on_connection(uv_stream_t *server, int status);
 
@@ -49,7 +63,7 @@ static void on_connection(uv_stream_t *server, int status) {
   wsev_listener *l = server->data;
   /* Errors such as EMFILE: libuv has already dropped that client and goes on. */
   if (status < 0) return;
-  if (wsev__conn_start(l->ctx, server, l->tls) == UV_ENOMEM) reject_pending(l);
+  if (wsev__server_accept(l->ctx, server, l->tls) == UV_ENOMEM) reject_pending(l);
 }
 
 /* A decimal port 0..65535, digits only. */
@@ -96,7 +110,8 @@ static int listen_on(wsev_ctx *ctx, const struct sockaddr *addr, wsev_tls_config
                                      : ntohs(((struct sockaddr_in *)&bound)->sin_port);
 }
 
-static int resolve(const char *host, const char *port, struct sockaddr_storage *addr) {
+/* An IPv4 or IPv6 literal and a port string into addr. */
+static int parse_address(const char *host, const char *port, struct sockaddr_storage *addr) {
   int port_num, rc = parse_port(port, &port_num);
   if (rc) return rc;
   if (strchr(host, ':'))
@@ -109,7 +124,7 @@ static int resolve(const char *host, const char *port, struct sockaddr_storage *
 /* Bind to host (NULL: every interface), taking over the reference to tls. */
 static int serve(wsev_ctx *ctx, const char *host, const char *port, wsev_tls_config *tls) {
   struct sockaddr_storage addr;
-  int rc = resolve(host ? host : "::", port, &addr);
+  int rc = parse_address(host ? host : "::", port, &addr);
   if (rc) {
     wsev__tls_config_unref(tls);
     return rc;
@@ -118,22 +133,20 @@ static int serve(wsev_ctx *ctx, const char *host, const char *port, wsev_tls_con
   rc = listen_on(ctx, (const struct sockaddr *)&addr, tls);
   if (!host && (rc == UV_EAFNOSUPPORT || rc == UV_EADDRNOTAVAIL)) {
     /* "::" accepts IPv4 too (dual stack); fall back where IPv6 is missing. */
-    resolve("0.0.0.0", port, &addr);
+    parse_address("0.0.0.0", port, &addr);
     return listen_on(ctx, (const struct sockaddr *)&addr, tls);
   }
   wsev__tls_config_unref(tls);
   return rc;
 }
 
-static int usable(const wsev_ctx *ctx) { return ctx && !ctx->freeing && !ctx->shutting_down; }
-
 int wsev_listen_and_serve_addr(wsev_ctx *ctx, const char *host, const char *port) {
-  if (!usable(ctx) || !host) return UV_EINVAL;
+  if (!wsev__ctx_usable(ctx) || !host) return UV_EINVAL;
   return serve(ctx, host, port, NULL);
 }
 
 int wsev_listen_and_serve(wsev_ctx *ctx, const char *port) {
-  if (!usable(ctx)) return UV_EINVAL;
+  if (!wsev__ctx_usable(ctx)) return UV_EINVAL;
   return serve(ctx, NULL, port, NULL);
 }
 
@@ -141,7 +154,7 @@ int wsev_listen_and_serve_tls_addr(wsev_ctx *ctx, const char *host, const char *
                                    const char *cert_file, const char *key_file) {
   wsev_tls_config *tls;
   int port_num, rc;
-  if (!usable(ctx)) return UV_EINVAL;
+  if (!wsev__ctx_usable(ctx)) return UV_EINVAL;
   if ((rc = parse_port(port, &port_num)) != 0) return rc;
   wsev_rng *rng = wsev__ctx_rng(ctx);
   if (!rng || !wsev__ctx_tls_plain(ctx)) return UV_ENOMEM;

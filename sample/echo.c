@@ -5,7 +5,8 @@
  *                                    printed names the port)
  *   wsev-echo PORT --tls-port N --cert FILE --key FILE
  *                                   also serves wss on N (a second line names it)
- * Options (each sets the wsev limit of the same name; see include/wsev.h):
+ * Options (each sets the wsev limit of the same name, 0 turning it off; see
+ * include/wsev.h):
  *   --max-message-size BYTES   --max-buffered BYTES     --max-connections N
  *   --ping-interval MS         --ping-timeout MS
  *   --handshake-timeout MS     --close-timeout MS       --shutdown-timeout MS
@@ -44,13 +45,15 @@ enum { N_OPTIONS = sizeof option_names / sizeof option_names[0] };
 int main(int argc, char **argv) {
   const char *port = NULL, *tls_port = NULL, *cert = NULL, *key = NULL;
   unsigned long long value[N_OPTIONS] = {0};
-  int ok = 1;
+  int given[N_OPTIONS] = {0}, ok = 1;
   for (int i = 1; i < argc && ok; i++) {
     int k = 0;
-    while (k < N_OPTIONS && strcmp(argv[i], option_names[k]) != 0) k++;
-    if (k < N_OPTIONS && i + 1 < argc)
+    while (k < N_OPTIONS && strcmp(argv[i], option_names[k]) != 0)
+      k++;
+    if (k < N_OPTIONS && i + 1 < argc) {
       value[k] = strtoull(argv[++i], NULL, 10);
-    else if (strcmp(argv[i], "--tls-port") == 0 && i + 1 < argc)
+      given[k] = 1;
+    } else if (strcmp(argv[i], "--tls-port") == 0 && i + 1 < argc)
       tls_port = argv[++i];
     else if (strcmp(argv[i], "--cert") == 0 && i + 1 < argc)
       cert = argv[++i];
@@ -62,10 +65,11 @@ int main(int argc, char **argv) {
       ok = 0;
   }
   if (!ok || !port || (tls_port && (!cert || !key))) {
-    fprintf(stderr, "usage: %s PORT [--max-message-size BYTES] [--max-buffered BYTES]\n"
-                    "  [--max-connections N] [--ping-interval MS] [--ping-timeout MS]\n"
-                    "  [--handshake-timeout MS] [--close-timeout MS] [--shutdown-timeout MS]\n"
-                    "  [--tls-port N --cert FILE --key FILE]\n",
+    fprintf(stderr,
+            "usage: %s PORT [--max-message-size BYTES] [--max-buffered BYTES]\n"
+            "  [--max-connections N] [--ping-interval MS] [--ping-timeout MS]\n"
+            "  [--handshake-timeout MS] [--close-timeout MS] [--shutdown-timeout MS]\n"
+            "  [--tls-port N --cert FILE --key FILE]\n",
             argv[0]);
     return 2;
   }
@@ -77,13 +81,20 @@ int main(int argc, char **argv) {
     fprintf(stderr, "wsev-echo: %s\n", wsev_strerror(rc));
     return 1;
   }
-  wsev_set_max_message_size(ctx, value[0]);
-  wsev_set_send_limits(ctx, value[1], 0);
-  if (value[2]) wsev_set_max_connections(ctx, value[2]);
-  if (value[3] || value[4]) wsev_set_keepalive(ctx, value[3] ? value[3] : 30000, value[4]);
-  wsev_set_handshake_timeout(ctx, value[5]);
-  wsev_set_close_timeout(ctx, value[6]);
-  if (value[7]) shutdown_timeout_ms = value[7];
+  /* Only what was given changes; 0 turns a limit or timer off, as in wsev.h. */
+  size_t max_buffered, low_water;
+  uint64_t ping_interval, ping_timeout;
+  wsev_get_send_limits(ctx, &max_buffered, &low_water);
+  wsev_get_keepalive(ctx, &ping_interval, &ping_timeout);
+  if (given[0]) wsev_set_max_message_size(ctx, value[0]);
+  if (given[1]) wsev_set_send_limits(ctx, value[1], low_water);
+  if (given[2]) wsev_set_max_connections(ctx, value[2]);
+  if (given[3] || given[4])
+    wsev_set_keepalive(ctx, given[3] ? value[3] : ping_interval,
+                       given[4] ? value[4] : ping_timeout);
+  if (given[5]) wsev_set_handshake_timeout(ctx, value[5]);
+  if (given[6]) wsev_set_close_timeout(ctx, value[6]);
+  if (given[7]) shutdown_timeout_ms = value[7];
 
   int bound = wsev_listen_and_serve(ctx, port);
   if (bound < 0) {

@@ -42,7 +42,7 @@
 
 #include "frame.h"
 #include "fuzz-common.h"
-#include "internal.h" /* only to check that the context is empty between inputs */
+#include "context.h" /* only to check that the context is empty between inputs */
 #include "wsev.h"
 
 enum {

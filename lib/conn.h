@@ -1,0 +1,217 @@
+/* A connection, and what its layers offer each other. conn.c owns its life (states,
+ * reading, closing); the other connection files are its sides and directions:
+ *   server.c    the server side: accept, the upgrade request, origins, plain HTTP
+ *   client.c    the client side: dial, the upgrade request we send, the 101
+ *   conn_tls.c  TLS glue: records in, plaintext to the state machine, records out
+ *   send.c      messages out: wsev_write, wsev_broadcast, backpressure
+ *   flush.c     corked output to the socket, once per loop iteration
+ * Below them are the pure layers (reader.c, writer.c, handshake.c, tls.c, ...) and
+ * the context's services (dispatch.c, deadline.c, bufpool.c), which call back into a
+ * connection only through the hooks at the end of this file. */
+#ifndef WSEV_CONN_H
+#define WSEV_CONN_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "bufpool.h"
+#include "client_handshake.h"
+#include "handshake.h"
+#include "idmap.h"
+#include "reader.h"
+#include "tls.h"
+#include "writer.h"
+#include "wsev.h"
+
+typedef struct wsev_conn wsev_conn;
+struct wsev_dial;
+
+typedef enum {
+  WSEV_CONN_CONNECTING, /* ours: resolving the name and connecting */
+  WSEV_CONN_HANDSHAKE,  /* reading the upgrade request (ours: TLS, then the 101) */
+  WSEV_CONN_OPEN,       /* WebSocket frames both ways */
+  WSEV_CONN_CLOSING,    /* we sent a close frame and wait for the peer's */
+  WSEV_CONN_LINGERING,  /* the WebSocket is over: flush, send FIN, wait for EOF */
+  WSEV_CONN_DEAD,       /* uv_close called; freed in its callback */
+} wsev_conn_state;
+
+/* The kinds of deadline a connection may wait on, one at a time. */
+enum {
+  WSEV_DEADLINE_HANDSHAKE, /* the upgrade (ours: connect, TLS and the 101) */
+  WSEV_DEADLINE_CLOSE,     /* the peer's close frame, or its EOF */
+  WSEV_DEADLINE_PONG,      /* any bytes after a keepalive ping */
+  WSEV_DEADLINE_DEFER,     /* the application's answer to a deferred upgrade */
+  WSEV_DEADLINE_KINDS
+};
+
+/* On the context's deadline lists (deadline.c). */
+typedef struct {
+  wsev_conn *prev, *next;
+  uint64_t at;      /* loop time it expires; UINT64_MAX: never */
+  uint64_t last_rx; /* loop time of the last bytes received, for keepalive */
+  uint8_t armed;    /* on a list */
+  uint8_t kind;
+} wsev_conn_deadline;
+
+/* The opening handshake, until the connection opens (server.c, client.c). */
+typedef struct {
+  wsev_hs *request;         /* server: the HTTP request being read or answered */
+  wsev_client_hs *response; /* ours: the 101 we wait for */
+  struct wsev_dial *dial;   /* ours: resolving and connecting, until the request is sent */
+  const char *selected;     /* server: the subprotocol upgrade_requested chose */
+  wsev_buf held;            /* server: bytes behind a deferred request; ours: frames
+                               written before the connection opened */
+  uint8_t deferred;         /* upgrade_requested said WSEV_DEFER: reading paused */
+  uint8_t in_http;          /* inside http_request */
+  uint8_t responded;        /* wsev_respond was called for the current request */
+} wsev_conn_handshake;
+
+/* How the connection ends: the first of our close, the peer's close or a failure. */
+typedef struct {
+  char *reason; /* may be NULL */
+  int error;    /* ours: why it could not be opened, or 0 */
+  uint16_t code;
+  uint8_t set;
+  uint8_t by_peer;
+} wsev_conn_ending;
+
+struct wsev_conn {
+  uv_tcp_t tcp; /* tcp.data points back here */
+  wsev_ctx *ctx;
+  uint64_t id; /* 0 until the upgrade request passed the checks (ours: at once) */
+  wsev_conn *all_prev, *all_next; /* every connection of the context */
+  wsev_conn *dirty_next;          /* on the flush list, while `dirty` */
+  void *user_data;
+  char *path;     /* after the upgrade: the request target */
+  char *protocol; /* after the upgrade: the subprotocol, or NULL */
+  wsev_tls *tls;  /* over TLS: the session */
+  wsev_reader reader;
+  wsev_writer writer;
+  wsev_conn_deadline deadline;
+  wsev_conn_handshake handshake;
+  wsev_conn_ending ending;
+  uint8_t state;
+  uint8_t client;        /* a connection we opened: frames masked, 101 expected */
+  uint8_t announced;     /* the application knows the id: conn_closed is owed */
+  uint8_t counted;       /* in the context's count of connections */
+  uint8_t dirty;         /* on the flush list */
+  uint8_t read_eof;      /* the peer sent its FIN */
+  uint8_t shutdown_sent; /* our FIN is requested */
+  uint8_t shutdown_done; /* and sent */
+  uint8_t tcp_closing;   /* ours: the socket of a failed attempt is closing */
+};
+
+/* ---- conn.c: life ------------------------------------------------------------------ */
+/* A new connection in the CONNECTING state with its handle initialized, or NULL. */
+wsev_conn *wsev__conn_new(wsev_ctx *ctx);
+/* Start reading the socket. 0 or a libuv error. */
+int wsev__conn_read_start(wsev_conn *c);
+/* Open WebSocket: deliver `rest` (frames that came behind the handshake). The caller
+ * has announced it (conn_accepted is emitted here). */
+void wsev__conn_open(wsev_conn *c, uint8_t *rest, size_t n);
+/* Remember how the connection ends (the first call wins; reason copied). */
+void wsev__conn_set_ending(wsev_conn *c, unsigned code, int by_peer, const char *reason,
+                           size_t len);
+/* RFC 6455 section 7.1.7, "fail the WebSocket connection" with `code`. */
+void wsev__conn_fail(wsev_conn *c, unsigned code);
+/* The WebSocket (or HTTP exchange) is over: flush what is queued, send a FIN, wait
+ * for the peer's EOF or the close timeout. */
+void wsev__conn_linger(wsev_conn *c);
+/* Drop the connection now; its memory goes when the handle has closed. */
+void wsev__conn_abort(wsev_conn *c);
+/* Free a connection whose handle has closed. */
+void wsev__conn_release(wsev_conn *c);
+/* Bytes of the HTTP or WebSocket stream (decrypted, over TLS), routed by state. */
+void wsev__conn_input(wsev_conn *c, uint8_t *p, size_t n);
+/* The peer ended its stream (EOF, or TLS close_notify). */
+void wsev__conn_peer_eof(wsev_conn *c);
+/* Still reading: in the handshake, open or closing. */
+static inline int wsev__conn_reading(const wsev_conn *c) {
+  return c->state == WSEV_CONN_HANDSHAKE || c->state == WSEV_CONN_OPEN ||
+         c->state == WSEV_CONN_CLOSING;
+}
+/* Ours, before the 101 (frames written meanwhile wait in handshake.held). */
+static inline int wsev__conn_opening(const wsev_conn *c) {
+  return c->client && (c->state == WSEV_CONN_CONNECTING || c->state == WSEV_CONN_HANDSHAKE);
+}
+/* The connection the application may use under `id` of the context's map:
+ * announced, not yet closed. */
+static inline wsev_conn *wsev__conn_find_in(const wsev_idmap *ids, uint64_t id) {
+  wsev_conn *c = wsev__idmap_get(ids, id);
+  return c && c->announced ? c : NULL;
+}
+/* Register the connection under the context's next id, with room reserved for its
+ * closed event. 0 or UV_ENOMEM. */
+int wsev__conn_take_id(wsev_conn *c);
+
+/* ---- send.c ------------------------------------------------------------------------ */
+/* Queue a message (masked for ours; held until the 101 while ours is opening). 0,
+ * WSEV_ECLOSING, WSEV_EBACKPRESSURE (the connection is failing now), WSEV_EMSGSIZE or
+ * UV_ENOMEM. */
+int wsev__send(wsev_conn *c, int opcode, const void *data, size_t len);
+/* Queue a control frame (ping, pong, close), beyond any limit. */
+void wsev__send_control(wsev_conn *c, int opcode, const void *data, size_t len);
+/* Queue raw bytes (an HTTP response). 0 or UV_ENOMEM. */
+int wsev__send_bytes(wsev_conn *c, const void *data, size_t len);
+/* Queue a close frame with `code` and a reason (NULL: none); 1005 sends an empty one. */
+void wsev__send_close(wsev_conn *c, unsigned code, const char *reason);
+/* Bytes waiting to be sent (wsev_get_buffered_amount). */
+size_t wsev__send_buffered(const wsev_conn *c);
+
+/* ---- flush.c ----------------------------------------------------------------------- */
+/* Put the connection on the flush list (once per iteration). */
+void wsev__flush_mark(wsev_conn *c);
+/* Take it off (it is being freed). */
+void wsev__flush_forget(wsev_conn *c);
+/* Hand `head` (`bytes` unwritten in all) to one uv_write whose request owns them. 0,
+ * or an error (then they are still the caller's). */
+int wsev__flush_write_segs(wsev_conn *c, wsev_seg *head, size_t bytes);
+/* conn_drained is due if the queue went above the low-water mark and is back. */
+void wsev__flush_check_drained(wsev_conn *c);
+/* Write every connection on the flush list (the context's check phase). */
+void wsev__flush_all(wsev_ctx *ctx);
+
+/* ---- conn_tls.c -------------------------------------------------------------------- */
+/* Ciphertext from the socket. */
+void wsev__tls_conn_input(wsev_conn *c, uint8_t *p, size_t n);
+/* Encrypt what is queued and write the records. Returns 1 when everything is out. */
+int wsev__tls_conn_flush(wsev_conn *c);
+/* Ours: start the handshake (the ClientHello). */
+void wsev__tls_conn_start(wsev_conn *c);
+
+/* ---- server.c ---------------------------------------------------------------------- */
+/* Accept a pending client of `server` (a listener, `tls` its configuration or NULL).
+ * UV_ENOMEM if there was no memory to accept it with (it is then still pending). */
+int wsev__server_accept(wsev_ctx *ctx, uv_stream_t *server, wsev_tls_config *tls);
+/* Serve a connected socket (accepted or adopted): read its upgrade request. */
+void wsev__server_serve(wsev_conn *c);
+/* Bytes of the HTTP request stream. */
+void wsev__server_input(wsev_conn *c, uint8_t *p, size_t n);
+/* Answer the HTTP client with an error status and close. */
+void wsev__server_reject(wsev_conn *c, int status);
+
+/* ---- client.c ---------------------------------------------------------------------- */
+/* Ours: the socket is connected; start TLS or send the upgrade request. */
+void wsev__client_connected(wsev_conn *c);
+/* Ours: TLS is up; send the upgrade request. */
+void wsev__client_send_request(wsev_conn *c);
+/* Bytes of the server's response stream. */
+void wsev__client_input(wsev_conn *c, uint8_t *p, size_t n);
+/* Ours: it could not be opened (error and a reason for wsev_get_close_info). */
+void wsev__client_fail(wsev_conn *c, int error, const char *reason);
+/* Ours: the server went away before the 101 (UV_EOF or a read error). */
+void wsev__client_lost(wsev_conn *c, int error);
+/* Ours: the handshake deadline passed. */
+void wsev__client_timed_out(wsev_conn *c);
+/* Forget the dialing state (the connection is dropped, or the request is sent). */
+void wsev__client_dial_end(wsev_conn *c);
+
+/* ---- hooks: the context's timers and flush call these ------------------------------- */
+/* A deadline of the connection passed. */
+void wsev__conn_on_deadline(wsev_conn *c);
+/* Keepalive sweep: ping an open connection silent since the interval. */
+void wsev__conn_on_keepalive(wsev_conn *c, uint64_t now);
+/* wsev_shutdown: 503 during the handshake, 1001 when open. */
+void wsev__conn_on_shutdown(wsev_conn *c);
+
+#endif

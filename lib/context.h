@@ -1,0 +1,141 @@
+/* The context: settings, the loop, and the services its connections share (the
+ * master event queue, deadlines, the flush phase, buffers, randomness). */
+#ifndef WSEV_CONTEXT_H
+#define WSEV_CONTEXT_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "bufpool.h"
+#include "conn.h"
+#include "idmap.h"
+#include "tls.h"
+#include "wsev.h"
+
+/* Larger than a 64 KiB message and its header, so such a message usually arrives in
+ * one read and is delivered without a copy. */
+#define WSEV_READ_BUFFER_SIZE (256 * 1024)
+/* Client TLS configurations (trusted CAs parsed once) kept for reuse. */
+#define WSEV_CLIENT_TLS_CACHE 8
+
+typedef struct wsev_listener wsev_listener;
+
+typedef enum {
+  WSEV_EV_ACCEPTED,
+  WSEV_EV_MESSAGE,
+  WSEV_EV_CLOSED,
+  WSEV_EV_TIMEOUT,
+  WSEV_EV_DRAINED,
+} wsev_event_kind;
+
+/* One entry of the master queue. Only events raised while a callback runs (or inside
+ * an API call) wait here; the rest are dispatched as soon as they happen. */
+typedef struct {
+  uint8_t kind;
+  uint8_t msg_type;
+  uint8_t by_peer;     /* closed: who started the close */
+  int32_t error;       /* closed: why a connection of ours failed, or 0 */
+  uint16_t close_code; /* closed */
+  uint64_t id;
+  uint8_t *data; /* owned copy of a message, or of a close reason */
+  size_t len;
+  void *user_data; /* closed: the connection's, still readable in conn_closed */
+} wsev_event;
+
+/* The settings, as the setters left them (0: off, see wsev.h). */
+typedef struct {
+  uint64_t timeout_ms;
+  size_t max_message_size;
+  size_t max_header_size;
+  uint64_t handshake_timeout_ms;
+  uint64_t close_timeout_ms;
+  size_t max_buffered;
+  size_t low_water;
+  uint64_t ping_interval_ms;
+  uint64_t ping_timeout_ms;
+  size_t max_connections;
+  uint64_t defer_timeout_ms;
+} wsev_settings;
+
+struct wsev_ctx {
+  uv_loop_t *loop;
+  uv_loop_t own_loop;
+  int owns_loop;
+  wsev_handler handler;
+  void *data;
+  wsev_settings set;
+  char **origins; /* allowed origins (wsev_allow_origin) */
+  size_t n_origins;
+  int same_host_origin;
+
+  /* The master event queue (a ring) and its dispatcher (dispatch.c). */
+  wsev_event *queue;
+  size_t queue_head, queue_len, queue_cap;
+  int dispatching;
+  int in_api;                /* events raised inside an API call wait for the flush */
+  const wsev_event *closing; /* the closed event being dispatched */
+  uint64_t last_dispatch;
+  uv_timer_t timeout_timer;
+
+  /* Corked output (flush.c): connections written to during this iteration, flushed in
+   * the check phase; the idle handle keeps poll from blocking while work waits. */
+  wsev_conn *dirty_head;
+  uv_check_t flush_check;
+  uv_idle_t flush_idle;
+
+  /* Deadlines and keepalive (deadline.c). */
+  wsev_conn *dl_head[WSEV_DEADLINE_KINDS], *dl_tail[WSEV_DEADLINE_KINDS];
+  uv_timer_t deadline_timer;
+  uv_timer_t keepalive_timer;
+  int shutting_down; /* 1: wsev_shutdown waits for connections; 2: its time is up */
+  uint64_t shutdown_deadline;
+
+  /* Connections and listeners. */
+  wsev_idmap ids;
+  uint64_t next_id;
+  wsev_conn *all_head;
+  size_t n_active; /* accepted connections in the handshake, open or closing */
+  wsev_listener *listeners;
+
+  /* One read buffer shared by every connection: libuv reads one stream at a time and
+   * we consume the bytes before returning from the read callback. */
+  uint8_t *read_buf;
+  uint8_t *tls_plain; /* the same for decrypted bytes (with the first TLS connection) */
+  wsev_rng *rng;      /* TLS and client masking keys (seeded on first use) */
+  wsev_tls_config *client_tls[WSEV_CLIENT_TLS_CACHE]; /* by CA file (client.c) */
+  int n_client_tls;
+  wsev_pool pool;
+
+  unsigned open_handles; /* ours still to be closed; the context dies at 0 */
+  int freeing;
+};
+
+/* context.c */
+/* A handle of the context was opened, or its close callback ran. */
+void wsev__handle_opened(wsev_ctx *ctx);
+void wsev__handle_closed(wsev_ctx *ctx);
+/* Make the loop's next poll not block, so the check phase (dispatch of queued
+ * events, flush) comes soon. */
+void wsev__wake(wsev_ctx *ctx);
+/* The random source, created on first use (NULL without memory). */
+wsev_rng *wsev__ctx_rng(wsev_ctx *ctx);
+/* The plaintext buffer for TLS connections, allocated on first use. */
+uint8_t *wsev__ctx_tls_plain(wsev_ctx *ctx);
+/* A context that takes new listeners and connections (not freed or shutting down). */
+static inline int wsev__ctx_usable(const wsev_ctx *ctx) {
+  return ctx && !ctx->freeing && !ctx->shutting_down;
+}
+/* 1 once as many accepted connections as allowed are in place. */
+static inline int wsev__ctx_full(const wsev_ctx *ctx) {
+  return ctx->set.max_connections && ctx->n_active >= ctx->set.max_connections;
+}
+
+/* The connection the application may use under `id` (wsev__conn_find_in). */
+static inline wsev_conn *wsev__conn_find(const wsev_ctx *ctx, uint64_t id) {
+  return wsev__conn_find_in(&ctx->ids, id);
+}
+
+/* listener.c */
+void wsev__listeners_close(wsev_ctx *ctx);
+
+#endif

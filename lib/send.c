@@ -1,0 +1,158 @@
+/* Messages out: wsev_write, wsev_write_text and wsev_broadcast, the state and
+ * backpressure rules they follow, and the control frames the connection sends. Bytes
+ * go to the connection's writer and the connection onto the flush list; nothing is
+ * written to the socket before the check phase (flush.c). */
+#include <string.h>
+
+#include "alloc.h"
+#include "context.h"
+#include "frame.h"
+
+/* A fresh masking key for a frame of ours (RFC 6455 section 5.3); NULL for a server's
+ * frames, or when the random source failed (*rc is then UV_ENOMEM). */
+static const uint8_t *mask_for(wsev_conn *c, uint8_t key[4], int *rc) {
+  *rc = 0;
+  if (!c->client) return NULL;
+  wsev_rng *rng = wsev__ctx_rng(c->ctx);
+  if (!rng || wsev__rng_bytes(rng, key, 4) != 0) *rc = UV_ENOMEM;
+  return key;
+}
+
+static int queue_frame(wsev_conn *c, wsev_buf *b, int opcode, const void *data, size_t len) {
+  uint8_t key[4];
+  int rc;
+  const uint8_t *mask = mask_for(c, key, &rc);
+  return rc ? rc : wsev__frame_into(b, &c->ctx->pool, opcode, data, len, mask);
+}
+
+void wsev__send_control(wsev_conn *c, int opcode, const void *data, size_t len) {
+  if (queue_frame(c, &c->writer.out, opcode, data, len) == 0) wsev__flush_mark(c);
+}
+
+void wsev__send_close(wsev_conn *c, unsigned code, const char *reason) {
+  uint8_t payload[WSEV_FRAME_MAX_CONTROL] = {(uint8_t)(code >> 8), (uint8_t)code};
+  size_t len = reason ? strlen(reason) : 0;
+  if (len > WSEV_FRAME_MAX_CONTROL - 2) len = WSEV_FRAME_MAX_CONTROL - 2;
+  memcpy(payload + 2, reason ? reason : "", len);
+  wsev__send_control(c, WSEV_OP_CLOSE, payload, code == WSEV_CLOSE_NO_STATUS ? 0 : 2 + len);
+}
+
+int wsev__send_bytes(wsev_conn *c, const void *data, size_t len) {
+  int rc = wsev__writer_bytes(&c->writer, &c->ctx->pool, data, len);
+  if (!rc) wsev__flush_mark(c);
+  return rc;
+}
+
+size_t wsev__send_buffered(const wsev_conn *c) {
+  return wsev__writer_buffered(&c->writer) + (wsev__conn_opening(c) ? c->handshake.held.len : 0);
+}
+
+static size_t send_limit(const wsev_ctx *ctx) {
+  return ctx->set.max_buffered ? ctx->set.max_buffered : SIZE_MAX;
+}
+
+/* Before a message of `len` bytes: WSEV_ECLOSING unless open, or WSEV_EBACKPRESSURE
+ * (and the connection fails with 1008) if it would take the queue over the limit. */
+static int may_send(wsev_conn *c, size_t len) {
+  if (c->state != WSEV_CONN_OPEN) return WSEV_ECLOSING;
+  wsev_writer *w = &c->writer;
+  if (!wsev__writer_over_limit(w, len, send_limit(c->ctx))) return 0;
+  /* The peer does not keep up. Whole frames not yet begun are dropped, so the close
+   * frame comes right after what is already on its way and reaches the peer as soon
+   * as it reads again (within the close timeout); unless the 101 response is still
+   * among them (the application wrote that much in conn_accepted). */
+  if (!w->head_kept) wsev__writer_drop_unsent(w, &c->ctx->pool);
+  wsev__conn_fail(c, WSEV_CLOSE_POLICY);
+  return WSEV_EBACKPRESSURE;
+}
+
+/* After a message was queued (rc 0): the connection goes on the flush list, and
+ * conn_drained becomes due once its queue went over the low-water mark. */
+static int sent(wsev_conn *c, int rc) {
+  if (rc) return rc;
+  wsev__flush_mark(c);
+  if (wsev__writer_buffered(&c->writer) > c->ctx->set.low_water) c->writer.above_low_water = 1;
+  return 0;
+}
+
+int wsev__send(wsev_conn *c, int opcode, const void *data, size_t len) {
+  if (wsev__conn_opening(c)) {
+    size_t max = send_limit(c->ctx), held = c->handshake.held.len;
+    if (len > max || held > max - len) {
+      wsev__client_fail(c, WSEV_EBACKPRESSURE, "send limit reached before it opened");
+      return WSEV_EBACKPRESSURE;
+    }
+    return queue_frame(c, &c->handshake.held, opcode, data, len);
+  }
+  int rc = may_send(c, len);
+  return rc ? rc : sent(c, queue_frame(c, &c->writer.out, opcode, data, len));
+}
+
+/* ---- the API ----------------------------------------------------------------------- */
+
+static int write_message(wsev_ctx *ctx, uint64_t id, int opcode, const void *data, size_t len) {
+  if (!ctx || (!data && len)) return UV_EINVAL;
+  wsev_conn *c = wsev__conn_find(ctx, id);
+  if (!c) return WSEV_ENOCONN;
+  /* A write can close the connection (backpressure): its closed event must wait until
+   * the caller is out of this function. */
+  ctx->in_api++;
+  int rc = wsev__send(c, opcode, data, len);
+  ctx->in_api--;
+  return rc;
+}
+
+int wsev_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len) {
+  return write_message(ctx, id, WSEV_OP_BINARY, data, len);
+}
+
+int wsev_write_text(wsev_ctx *ctx, uint64_t id, const char *text, size_t len) {
+  return write_message(ctx, id, WSEV_OP_TEXT, text, len);
+}
+
+/* Below this size copying a frame into each queue is cheaper than sharing it. */
+#define SHARE_MIN 1024
+
+/* One recipient of a broadcast: the frame shared, or copied when small; ours are
+ * framed each with its own mask. */
+static int send_framed(wsev_conn *c, int opcode, const void *data, size_t len, wsev_shared *shared,
+                       const uint8_t *frame, size_t frame_len) {
+  if (c->client) return wsev__send(c, opcode, data, len);
+  int rc = may_send(c, frame_len);
+  if (rc) return rc;
+  if (shared) return sent(c, wsev__writer_shared(&c->writer, &c->ctx->pool, shared));
+  return sent(c, wsev__writer_bytes(&c->writer, &c->ctx->pool, frame, frame_len));
+}
+
+int wsev_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void *data, size_t len,
+                   wsev_msg_type type) {
+  if (!ctx || (!ids && count) || (!data && len) ||
+      len > SIZE_MAX - sizeof(wsev_shared) - WSEV_FRAME_MAX_HEADER)
+    return UV_EINVAL;
+  int opcode = type == WSEV_TEXT ? WSEV_OP_TEXT : WSEV_OP_BINARY;
+  uint8_t small[SHARE_MIN + WSEV_FRAME_MAX_HEADER];
+  wsev_shared *shared = NULL;
+  uint8_t *frame = small;
+  if (len > SHARE_MIN) {
+    if (!(shared = wsev__shared_new(len + WSEV_FRAME_MAX_HEADER))) return UV_ENOMEM;
+    frame = shared->data;
+  }
+  size_t frame_len = wsev__frame_encode_header(frame, 1, opcode, len, NULL);
+  if (len) memcpy(frame + frame_len, data, len);
+  frame_len += len;
+  if (shared) shared->len = frame_len;
+  int queued = 0;
+  ctx->in_api++;
+  for (size_t i = 0; i < count; i++) {
+    wsev_conn *c = wsev__conn_find(ctx, ids[i]);
+    if (c && send_framed(c, opcode, data, len, shared, frame, frame_len) == 0) queued++;
+  }
+  ctx->in_api--;
+  if (shared) wsev__shared_unref(shared); /* ours; the queues hold their own */
+  return queued;
+}
+
+size_t wsev_get_buffered_amount(const wsev_ctx *ctx, uint64_t id) {
+  const wsev_conn *c = ctx ? wsev__conn_find(ctx, id) : NULL;
+  return c ? wsev__send_buffered(c) : 0;
+}

@@ -1,0 +1,358 @@
+/* The server side of a connection: accepting it, reading its HTTP request (handshake.c
+ * parses it), the origin policy, the application's say on an upgrade (at once or
+ * deferred), the 101 or an error status, and plain HTTP requests with their answers.
+ * A wsev_request is the connection while its request is being answered. */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "alloc.h"
+#include "context.h"
+#include "deadline.h"
+#include "dispatch.h"
+#include "frame.h"
+
+/* A header block may grow without bound only as far as this (a limit of 0). */
+#define UNLIMITED_HEADER (SIZE_MAX / 4)
+
+static wsev_hs *new_request(const wsev_ctx *ctx) {
+  return wsev__hs_new(ctx->set.max_header_size ? ctx->set.max_header_size : UNLIMITED_HEADER);
+}
+
+static void forget_request(wsev_conn *c) {
+  wsev__hs_free(c->handshake.request);
+  c->handshake.request = NULL;
+}
+
+void wsev__server_reject(wsev_conn *c, int status) {
+  char response[256];
+  size_t len = wsev__hs_response_error(status, response, sizeof response);
+  forget_request(c);
+  wsev__send_bytes(c, response, len);
+  if (c->handshake.deferred) {
+    c->handshake.deferred = 0; /* reading again, to see the peer's EOF */
+    if (wsev__conn_read_start(c) != 0) {
+      wsev__conn_abort(c);
+      return;
+    }
+  }
+  wsev__conn_linger(c);
+}
+
+/* ---- accepting ------------------------------------------------------------------- */
+
+void wsev__server_serve(wsev_conn *c) {
+  wsev_ctx *ctx = c->ctx;
+  c->state = WSEV_CONN_HANDSHAKE;
+  uv_tcp_nodelay(&c->tcp, 1);
+  if (wsev__conn_read_start(c) != 0) {
+    wsev__conn_abort(c);
+    return;
+  }
+  if (wsev__ctx_full(ctx)) {
+    wsev__server_reject(c, 503);
+    return;
+  }
+  if (!(c->handshake.request = new_request(ctx))) {
+    wsev__conn_abort(c);
+    return;
+  }
+  c->counted = 1;
+  ctx->n_active++;
+  wsev__deadline_set(c, WSEV_DEADLINE_HANDSHAKE, ctx->set.handshake_timeout_ms);
+}
+
+int wsev__server_accept(wsev_ctx *ctx, uv_stream_t *server, wsev_tls_config *tls) {
+  wsev_conn *c = wsev__conn_new(ctx);
+  if (!c) return UV_ENOMEM;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    wsev__conn_abort(c);
+    return 0;
+  }
+  /* Over the limit, a TLS client is closed at once: a 503 would first cost a whole
+   * handshake, just when the server is at its limit (and plaintext is no answer). */
+  if (tls && (wsev__ctx_full(ctx) || !(c->tls = wsev__tls_new(tls, NULL, 0)))) {
+    wsev__conn_abort(c);
+    return 0;
+  }
+  wsev__server_serve(c);
+  return 0;
+}
+
+/* ---- the origin policy ------------------------------------------------------------ */
+
+static int origin_allowed(const wsev_conn *c) {
+  const wsev_ctx *ctx = c->ctx;
+  const wsev_hs *req = c->handshake.request;
+  const char *origin = wsev__hs_header(req, "origin");
+  if (!origin || (!ctx->n_origins && !ctx->same_host_origin)) return 1;
+  for (size_t i = 0; i < ctx->n_origins; i++)
+    if (strcasecmp(origin, ctx->origins[i]) == 0) return 1;
+  if (ctx->same_host_origin) {
+    const char *host = wsev__hs_header(req, "host");
+    const char *authority = strstr(origin, "://");
+    if (host && authority && strcasecmp(authority + 3, host) == 0) return 1;
+  }
+  return 0;
+}
+
+int wsev_allow_origin(wsev_ctx *ctx, const char *origin) {
+  if (!ctx || !origin) return UV_EINVAL;
+  char **grown = wsev__realloc(ctx->origins, (ctx->n_origins + 1) * sizeof *grown);
+  if (!grown) return UV_ENOMEM;
+  ctx->origins = grown;
+  size_t len = strlen(origin);
+  char *copy = wsev__malloc(len + 1);
+  if (!copy) return UV_ENOMEM;
+  memcpy(copy, origin, len + 1);
+  ctx->origins[ctx->n_origins++] = copy;
+  return 0;
+}
+
+int wsev_allow_same_host_origin(wsev_ctx *ctx, int enabled) {
+  if (!ctx) return UV_EINVAL;
+  ctx->same_host_origin = enabled;
+  return 0;
+}
+
+/* ---- the upgrade ------------------------------------------------------------------- */
+
+static char *copy_string(const char *s) {
+  size_t len = strlen(s);
+  char *copy = wsev__malloc(len + 1);
+  if (copy) memcpy(copy, s, len + 1);
+  return copy;
+}
+
+/* The offered subprotocol equal to `protocol` (it lives as long as the request), or
+ * NULL if it was not offered. */
+static const char *offered(const wsev_hs *req, const char *protocol) {
+  for (size_t i = 0; i < wsev__hs_protocol_count(req); i++)
+    if (strcmp(wsev__hs_protocol(req, i), protocol) == 0) return wsev__hs_protocol(req, i);
+  return NULL;
+}
+
+/* Send the 101 and open the WebSocket; `rest` are frames that came behind the request. */
+static void accept_upgrade(wsev_conn *c, const char *protocol, uint8_t *rest, size_t n) {
+  wsev_hs *req = c->handshake.request;
+  char response[512];
+  size_t len = wsev__hs_response_101(req, protocol, response, sizeof response);
+  if (!len || !(c->path = copy_string(wsev__hs_path(req))) ||
+      (protocol && !(c->protocol = copy_string(protocol))) ||
+      wsev__send_bytes(c, response, len) != 0) {
+    wsev__conn_abort(c);
+    return;
+  }
+  c->writer.head_kept = (uint16_t)len;
+  forget_request(c);
+  wsev__conn_open(c, rest, n);
+}
+
+/* Hold the bytes behind a deferred request until the answer; reading pauses. */
+static void defer_upgrade(wsev_conn *c, uint8_t *rest, size_t n) {
+  wsev_conn_handshake *hs = &c->handshake;
+  if (n) {
+    if (!(hs->held.data = wsev__malloc(n))) {
+      wsev__server_reject(c, 503);
+      return;
+    }
+    memcpy(hs->held.data, rest, n);
+    hs->held.len = n;
+  }
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  hs->deferred = 1;
+  wsev__deadline_set(c, WSEV_DEADLINE_DEFER, c->ctx->set.defer_timeout_ms);
+}
+
+/* A valid upgrade request: the origin policy, then the application's say. */
+static void upgrade_request(wsev_conn *c, uint8_t *rest, size_t n) {
+  wsev_ctx *ctx = c->ctx;
+  if (!origin_allowed(c)) {
+    wsev__server_reject(c, 403);
+    return;
+  }
+  /* The id is handed out now, so that a deferred answer can name it. */
+  if (wsev__conn_take_id(c) != 0) {
+    wsev__server_reject(c, 503);
+    return;
+  }
+  if (!ctx->handler.upgrade_requested) {
+    accept_upgrade(c, NULL, rest, n);
+    return;
+  }
+  c->handshake.selected = NULL;
+  wsev__dispatch_begin(ctx);
+  int verdict = ctx->handler.upgrade_requested(ctx, (wsev_request *)c);
+  wsev__dispatch_end(ctx);
+  if (c->state != WSEV_CONN_HANDSHAKE) return;
+  if (verdict == WSEV_ACCEPT)
+    accept_upgrade(c, c->handshake.selected, rest, n);
+  else if (verdict == WSEV_DEFER)
+    defer_upgrade(c, rest, n);
+  else
+    wsev__server_reject(c, verdict >= 400 && verdict <= 599 ? verdict : 500);
+}
+
+/* The answer to a deferred upgrade (status 0: accept with `protocol`). */
+static int decide(wsev_ctx *ctx, uint64_t id, int status, const char *protocol) {
+  if (!ctx) return UV_EINVAL;
+  wsev_conn *c = wsev__idmap_get(&ctx->ids, id);
+  if (!c || c->announced || !c->handshake.deferred) return WSEV_ENOCONN;
+  if (protocol && !(protocol = offered(c->handshake.request, protocol))) return UV_EINVAL;
+  ctx->in_api++; /* conn_accepted and what follows go out from the next flush */
+  if (status) {
+    wsev__server_reject(c, status);
+  } else {
+    c->handshake.deferred = 0;
+    if (wsev__conn_read_start(c) != 0) {
+      wsev__conn_abort(c);
+    } else {
+      wsev_buf held = c->handshake.held;
+      memset(&c->handshake.held, 0, sizeof held);
+      accept_upgrade(c, protocol, held.data, held.len);
+      wsev__free(held.data);
+    }
+  }
+  ctx->in_api--;
+  return 0;
+}
+
+int wsev_accept(wsev_ctx *ctx, uint64_t id, const char *protocol) {
+  return decide(ctx, id, 0, protocol);
+}
+
+int wsev_reject(wsev_ctx *ctx, uint64_t id, int status) {
+  if (status < 400 || status > 599) return UV_EINVAL;
+  return decide(ctx, id, status, NULL);
+}
+
+/* ---- plain HTTP ------------------------------------------------------------------- */
+
+/* A request without an Upgrade header. Returns 1 if the connection stays for another
+ * request. */
+static int http_request(wsev_conn *c) {
+  wsev_ctx *ctx = c->ctx;
+  wsev_conn_handshake *hs = &c->handshake;
+  if (wsev__hs_has_body(hs->request)) {
+    wsev__server_reject(c, 413);
+    return 0;
+  }
+  if (!ctx->handler.http_request) {
+    wsev__server_reject(c, strcmp(wsev__hs_method(hs->request), "GET") == 0 ? 426 : 400);
+    return 0;
+  }
+  hs->responded = 0;
+  wsev__dispatch_begin(ctx);
+  hs->in_http = 1; /* wsev_respond answers this request during the callback only */
+  ctx->handler.http_request(ctx, (wsev_request *)c);
+  hs->in_http = 0;
+  wsev__dispatch_end(ctx);
+  if (c->state != WSEV_CONN_HANDSHAKE) return 0;
+  if (!hs->responded) {
+    hs->in_http = 1; /* answer for the application */
+    wsev_respond((wsev_request *)c, 404, NULL, NULL, 0);
+    hs->in_http = 0;
+  }
+  int again = wsev__hs_keep_alive(hs->request) && !ctx->shutting_down;
+  forget_request(c);
+  if (!again) {
+    wsev__conn_linger(c);
+    return 0;
+  }
+  if (!(hs->request = new_request(ctx))) {
+    wsev__conn_abort(c);
+    return 0;
+  }
+  wsev__deadline_set(c, WSEV_DEADLINE_HANDSHAKE, ctx->set.handshake_timeout_ms);
+  return 1;
+}
+
+int wsev_respond(wsev_request *req, int status, const char *headers, const void *body, size_t len) {
+  wsev_conn *c = (wsev_conn *)req;
+  if (!c || !c->handshake.in_http || c->handshake.responded || status < 100 || status > 599 ||
+      (!body && len))
+    return UV_EINVAL;
+  char head[256];
+  int keep = wsev__hs_keep_alive(c->handshake.request) && !c->ctx->shutting_down;
+  int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s", status,
+                   wsev__hs_status_text(status), len, keep ? "" : "Connection: close\r\n");
+  if (n < 0 || (size_t)n >= sizeof head) return UV_EINVAL;
+  size_t header_len = headers ? strlen(headers) : 0;
+  size_t total = (size_t)n + header_len + 2 + len;
+  char *response = wsev__malloc(total);
+  if (!response) return UV_ENOMEM;
+  memcpy(response, head, (size_t)n);
+  memcpy(response + n, headers ? headers : "", header_len);
+  memcpy(response + n + header_len, "\r\n", 2);
+  if (len) memcpy(response + n + header_len + 2, body, len);
+  int rc = wsev__send_bytes(c, response, total);
+  wsev__free(response);
+  if (!rc) c->handshake.responded = 1;
+  return rc;
+}
+
+void wsev__server_input(wsev_conn *c, uint8_t *p, size_t n) {
+  /* A loop, not recursion: keep-alive requests may be pipelined in one read. */
+  for (;;) {
+    size_t used = 0;
+    int result = wsev__hs_feed(c->handshake.request, (const char *)p, n, &used);
+    if (result == WSEV_HS_MORE) return;
+    p += used;
+    n -= used;
+    if (result == WSEV_HS_DONE) {
+      upgrade_request(c, p, n);
+      return;
+    }
+    if (result != WSEV_HS_HTTP) {
+      wsev__server_reject(c, result);
+      return;
+    }
+    if (!http_request(c) || n == 0) return;
+  }
+}
+
+/* ---- the request, as the application sees it ----------------------------------------- */
+
+static const wsev_hs *request_of(const wsev_request *req) {
+  return req ? ((const wsev_conn *)req)->handshake.request : NULL;
+}
+
+const char *wsev_request_path(const wsev_request *req) {
+  return req ? wsev__hs_path(request_of(req)) : NULL;
+}
+
+const char *wsev_request_method(const wsev_request *req) {
+  return req ? wsev__hs_method(request_of(req)) : NULL;
+}
+
+const char *wsev_request_header(const wsev_request *req, const char *name) {
+  return req && name ? wsev__hs_header(request_of(req), name) : NULL;
+}
+
+size_t wsev_request_protocol_count(const wsev_request *req) {
+  return req ? wsev__hs_protocol_count(request_of(req)) : 0;
+}
+
+const char *wsev_request_protocol(const wsev_request *req, size_t index) {
+  return req ? wsev__hs_protocol(request_of(req), index) : NULL;
+}
+
+const char *wsev_request_server_name(const wsev_request *req) {
+  const wsev_tls *tls = req ? ((const wsev_conn *)req)->tls : NULL;
+  return tls ? wsev__tls_server_name(tls) : NULL;
+}
+
+uint64_t wsev_request_id(const wsev_request *req) { return req ? ((const wsev_conn *)req)->id : 0; }
+
+int wsev_request_select_protocol(wsev_request *req, const char *protocol) {
+  wsev_conn *c = (wsev_conn *)req;
+  if (!c) return UV_EINVAL;
+  if (!protocol) {
+    c->handshake.selected = NULL;
+    return 0;
+  }
+  const char *found = offered(c->handshake.request, protocol);
+  if (!found) return UV_EINVAL;
+  c->handshake.selected = found;
+  return 0;
+}
