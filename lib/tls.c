@@ -42,13 +42,13 @@ struct wsev_tls_config {
   mbedtls_x509_crt chain; /* servers: our chain; clients: the trusted CAs */
   mbedtls_pk_context key;
   mbedtls_ssl_ticket_context tickets; /* servers: keys that seal session tickets */
-  wsev_tls *stepping; /* servers: the connection whose handshake is being driven */
+  wsev_tls *stepping;                 /* servers: the connection whose handshake is being driven */
   size_t refs;
   int server;
   int insecure;
   char *ca_file; /* clients: where the CAs came from (NULL: the system's) */
   client_session sessions[CLIENT_SESSIONS]; /* clients */
-  unsigned next_session;                      /* the slot a new server replaces */
+  unsigned next_session;                    /* the slot a new server replaces */
 };
 
 struct wsev_tls {
@@ -59,12 +59,12 @@ struct wsev_tls {
   uint8_t *out; /* ciphertext to write */
   size_t out_len, out_cap;
   char *server_name;
-  char *peer; /* clients: "host port", the key of its session in conf->sessions */
+  char *peer;                 /* clients: "host port", the key of its session in conf->sessions */
   uint8_t offered_master[48]; /* clients: the secret of the session offered, to tell
                                  whether the server took it */
   uint8_t ip[16]; /* clients dialling an IP literal: the address the certificate must name */
   size_t ip_len;
-  int error;  /* WSEV_ETLS, WSEV_ETLSVERIFY, or 0 */
+  int error; /* WSEV_ETLS, WSEV_ETLSVERIFY, or 0 */
   int mbedtls_error;
   uint8_t done;        /* handshake complete */
   uint8_t offered;     /* clients: an earlier session was offered */
@@ -154,7 +154,8 @@ static wsev_tls_config *config_new(void) {
   mbedtls_x509_crt_init(&c->chain);
   mbedtls_pk_init(&c->key);
   mbedtls_ssl_ticket_init(&c->tickets);
-  for (int i = 0; i < CLIENT_SESSIONS; i++) mbedtls_ssl_session_init(&c->sessions[i].session);
+  for (int i = 0; i < CLIENT_SESSIONS; i++)
+    mbedtls_ssl_session_init(&c->sessions[i].session);
   c->refs = 1;
   return c;
 }
@@ -430,8 +431,7 @@ static int failed(wsev_tls *t, int rc) {
   client_session *s = t->peer && !t->done ? find_session(t->conf, t->peer) : NULL;
   if (s) forget_session(s); /* a handshake that failed starts afresh next time */
   t->mbedtls_error = rc;
-  if (!t->error)
-    t->error = rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED ? WSEV_ETLSVERIFY : WSEV_ETLS;
+  if (!t->error) t->error = rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED ? WSEV_ETLSVERIFY : WSEV_ETLS;
   return WSEV_TLS_FAILED;
 }
 
