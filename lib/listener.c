@@ -70,7 +70,7 @@ static void on_connection(uv_stream_t *server, int status) {
 static int parse_port(const char *s, int *port) {
   long v = 0;
   size_t n = 0;
-  if (!s) return WSEV_EBADPORT;
+  if (!s) return UV_EINVAL;
   for (; s[n]; n++) {
     if (s[n] < '0' || s[n] > '9' || n >= 5) return WSEV_EBADPORT;
     v = v * 10 + (s[n] - '0');
@@ -154,7 +154,7 @@ int wsev_listen_and_serve_tls_addr(wsev_ctx *ctx, const char *host, const char *
                                    const char *cert_file, const char *key_file) {
   wsev_tls_config *tls;
   int port_num, rc;
-  if (!wsev__ctx_usable(ctx)) return UV_EINVAL;
+  if (!wsev__ctx_usable(ctx) || !cert_file || !key_file) return UV_EINVAL;
   if ((rc = parse_port(port, &port_num)) != 0) return rc;
   wsev_rng *rng = wsev__ctx_rng(ctx);
   if (!rng || !wsev__ctx_tls_plain(ctx)) return UV_ENOMEM;
