@@ -119,7 +119,7 @@ static void consume(client *c, const char *data, size_t len) {
 static int should_pause(client *c) {
   if (c->closed) return 0;
   if (!c->open) return c->queued_before_open > PAUSE_ABOVE;
-  return wsev_buffered_amount(c->ctx, c->id) > PAUSE_ABOVE;
+  return wsev_get_buffered_amount(c->ctx, c->id) > PAUSE_ABOVE;
 }
 
 /* Stop reading stdin for good. */
@@ -196,7 +196,7 @@ static void read_more(client *c) {
   } else if (!c->fs_pending) {
     uv_buf_t iov = uv_buf_init(c->fs_buf, sizeof c->fs_buf);
     c->fs_req.data = c;
-    int rc = uv_fs_read(wsev_ctx_loop(c->ctx), &c->fs_req, 0, &iov, 1, -1, on_fs_read);
+    int rc = uv_fs_read(wsev_get_loop(c->ctx), &c->fs_req, 0, &iov, 1, -1, on_fs_read);
     if (rc < 0) {
       fprintf(stderr, "wsev-client: stdin: %s\n", uv_strerror(rc));
       on_input_end(c);
@@ -207,7 +207,7 @@ static void read_more(client *c) {
 }
 
 static int open_input(client *c) {
-  uv_loop_t *loop = wsev_ctx_loop(c->ctx);
+  uv_loop_t *loop = wsev_get_loop(c->ctx);
   int rc = 0;
   c->stream = (uv_stream_t *)&c->in;
   switch (uv_guess_handle(0)) {
@@ -241,7 +241,7 @@ static int open_input(client *c) {
 /* ---- wsev callbacks ------------------------------------------------------------- */
 
 static void on_accepted(wsev_ctx *ctx, uint64_t id) {
-  client *c = wsev_ctx_data(ctx);
+  client *c = wsev_get_ctx_data(ctx);
   if (id != c->id) return;
   c->open = 1;
   wsev_conn_info info;
@@ -269,7 +269,7 @@ static void on_message(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
 }
 
 static void on_closed(wsev_ctx *ctx, uint64_t id) {
-  client *c = wsev_ctx_data(ctx);
+  client *c = wsev_get_ctx_data(ctx);
   if (id != c->id) return;
   c->closed = 1;
   wsev_close_info info;
@@ -290,7 +290,7 @@ static void on_closed(wsev_ctx *ctx, uint64_t id) {
 }
 
 static void on_drained(wsev_ctx *ctx, uint64_t id) {
-  client *c = wsev_ctx_data(ctx);
+  client *c = wsev_get_ctx_data(ctx);
   if (id != c->id || !c->paused || should_pause(c)) return;
   c->paused = 0;
   read_more(c);
@@ -404,7 +404,7 @@ int main(int argc, char **argv) {
     goto done;
   }
 
-  uv_loop_t *loop = wsev_ctx_loop(c.ctx);
+  uv_loop_t *loop = wsev_get_loop(c.ctx);
   uv_signal_init(loop, &c.sigint);
   uv_signal_init(loop, &c.sigterm);
   c.sigint.data = c.sigterm.data = &c;

@@ -97,7 +97,7 @@ static int defer_with_timer(wsev_ctx *ctx, uint64_t id, int status, const char *
   decision *d = calloc(1, sizeof *d);
   if (!d) return 503;
   *d = (decision){.ctx = ctx, .id = id, .status = status, .protocol = protocol};
-  uv_timer_init(wsev_ctx_loop(ctx), &d->timer);
+  uv_timer_init(wsev_get_loop(ctx), &d->timer);
   d->timer.data = d;
   uv_timer_start(&d->timer, on_decision, 50, 0);
   return WSEV_DEFER;
@@ -131,7 +131,7 @@ static int on_upgrade(wsev_ctx *ctx, wsev_request *req) {
  */
 
 static void on_accepted(wsev_ctx *ctx, uint64_t id) {
-  app *a = wsev_ctx_data(ctx);
+  app *a = wsev_get_ctx_data(ctx);
   a->accepted++;
   conn *c = calloc(1, sizeof *c);
   wsev_conn_info info;
@@ -161,9 +161,9 @@ static void on_accepted(wsev_ctx *ctx, uint64_t id) {
 
 static void on_message(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
                        wsev_msg_type type) {
-  app *a = wsev_ctx_data(ctx);
+  app *a = wsev_get_ctx_data(ctx);
   a->messages++;
-  conn *c = wsev_conn_data(ctx, id);
+  conn *c = wsev_get_conn_data(ctx, id);
   printf("%s %" PRIu64 "\n", c && c->id == id ? "data-ok" : "data-bad", id);
 
   /* Commands are short: a NUL-terminated copy of the start is enough to parse them. */
@@ -204,9 +204,9 @@ static void on_message(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
 
 /* The last moment the connection's data and close info can be read. */
 static void on_closed(wsev_ctx *ctx, uint64_t id) {
-  app *a = wsev_ctx_data(ctx);
+  app *a = wsev_get_ctx_data(ctx);
   a->closed++;
-  conn *c = wsev_conn_data(ctx, id);
+  conn *c = wsev_get_conn_data(ctx, id);
   wsev_close_info info;
   if (wsev_get_close_info(ctx, id, &info) == 0)
     printf("closed %" PRIu64 " code=%u by_peer=%d data=%s reason=%s\n", id, info.code, info.by_peer,
@@ -222,7 +222,7 @@ static void on_closed(wsev_ctx *ctx, uint64_t id) {
  */
 
 static void on_http(wsev_ctx *ctx, wsev_request *req) {
-  app *a = wsev_ctx_data(ctx);
+  app *a = wsev_get_ctx_data(ctx);
   const char *method = wsev_request_method(req), *path = wsev_request_path(req);
   printf("http %s %s\n", method, path);
   if (strcmp(method, "GET") != 0) return; /* unanswered: wsev sends 404 */

@@ -118,8 +118,8 @@ int main(int argc, char **argv) {
   /* The signal handles do not keep the loop alive: after a graceful shutdown the
    * loop ends by itself once the last connection is gone. */
   uv_signal_t sigint, sigterm;
-  uv_signal_init(wsev_ctx_loop(ctx), &sigint);
-  uv_signal_init(wsev_ctx_loop(ctx), &sigterm);
+  uv_signal_init(wsev_get_loop(ctx), &sigint);
+  uv_signal_init(wsev_get_loop(ctx), &sigterm);
   sigint.data = sigterm.data = ctx;
   uv_signal_start(&sigint, on_signal, SIGINT);
   uv_signal_start(&sigterm, on_signal, SIGTERM);

@@ -108,7 +108,7 @@ static void handle_command(wsev_ctx *ctx, pubsub *ps, uint64_t id, const char *m
  */
 
 static void on_conn_accepted(wsev_ctx *ctx, uint64_t id) {
-  pubsub *ps = wsev_ctx_data(ctx);
+  pubsub *ps = wsev_get_ctx_data(ctx);
   if (!ps->quiet) {
     printf("Accepted connection %" PRIu64 "\n", id);
     fflush(stdout);
@@ -116,7 +116,7 @@ static void on_conn_accepted(wsev_ctx *ctx, uint64_t id) {
 }
 
 static void on_conn_closed(wsev_ctx *ctx, uint64_t id) {
-  pubsub *ps = wsev_ctx_data(ctx);
+  pubsub *ps = wsev_get_ctx_data(ctx);
   channels_unsubscribe_all(ps->channels, id); /* a closed connection loses its subscriptions */
   if (!ps->quiet) {
     printf("Closed connection %" PRIu64 "\n", id);
@@ -126,7 +126,7 @@ static void on_conn_closed(wsev_ctx *ctx, uint64_t id) {
 
 static void on_message_received(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
                                 wsev_msg_type type) {
-  pubsub *ps = wsev_ctx_data(ctx);
+  pubsub *ps = wsev_get_ctx_data(ctx);
   const char *msg = len > 0 ? data : ""; /* data may be NULL when len is 0 */
 
   if (!ps->quiet) {
@@ -218,7 +218,11 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  if (max_buffered) wsev_set_send_limits(ctx, max_buffered, 0); /* 0: low water unchanged */
+  if (max_buffered) {
+    size_t limit, low_water;
+    wsev_get_send_limits(ctx, &limit, &low_water);
+    wsev_set_send_limits(ctx, max_buffered, low_water);
+  }
   int bound_port = wsev_listen_and_serve(ctx, port);
   if (bound_port < 0) {
     fprintf(stderr, "wsev-pubsub: cannot listen on port %s: %s\n", port, wsev_strerror(bound_port));
@@ -248,7 +252,7 @@ int main(int argc, char **argv) {
 
   /* SIGINT and SIGTERM end the loop so that everything is freed on the way out. The
    * signal handles do not keep the loop alive by themselves. */
-  uv_loop_t *loop = wsev_ctx_loop(ctx);
+  uv_loop_t *loop = wsev_get_loop(ctx);
   uv_signal_t sigint, sigterm;
   uv_signal_init(loop, &sigint);
   uv_signal_init(loop, &sigterm);

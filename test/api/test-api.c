@@ -258,8 +258,8 @@ static void test_embedded(void) {
   wsev_ctx *ctx = NULL;
   int app_data = 42;
   CHECK(wsev_ctx_new(&ctx, &loop, &h, &app_data) == 0);
-  CHECK(wsev_ctx_data(ctx) == &app_data);
-  CHECK(wsev_ctx_loop(ctx) == &loop);
+  CHECK(wsev_get_ctx_data(ctx) == &app_data);
+  CHECK(wsev_get_loop(ctx) == &loop);
   CHECK(wsev_get_timeout(ctx) == 60000);
 
   /* Bad ports are refused at once. */
@@ -326,7 +326,7 @@ static void test_embedded(void) {
   CHECK(wsev_write(ctx, ids[0], "x", 1) == WSEV_ENOCONN);
   CHECK(wsev_close(ctx, ids[1]) == WSEV_ENOCONN);
   CHECK(wsev_write(ctx, 0, "x", 1) == WSEV_ENOCONN);
-  CHECK(wsev_buffered_amount(ctx, ids[0]) == 0);
+  CHECK(wsev_get_buffered_amount(ctx, ids[0]) == 0);
 
   /* Freeing on the caller's loop: after one more run nothing of ours is left, so
    * the loop ends and closes cleanly. */
@@ -421,11 +421,11 @@ static void dr_accepted(wsev_ctx *ctx, uint64_t id) {
   static uint8_t chunk[BIG_CHUNK];
   for (int i = 0; i < BIG_CHUNKS; i++)
     CHECK(wsev_write(ctx, id, chunk, sizeof chunk) == 0);
-  buffered_after_writes = wsev_buffered_amount(ctx, id);
+  buffered_after_writes = wsev_get_buffered_amount(ctx, id);
 }
 static void dr_drained(wsev_ctx *ctx, uint64_t id) {
   drained++;
-  CHECK(wsev_buffered_amount(ctx, id) <= 64 * 1024); /* the default low-water mark */
+  CHECK(wsev_get_buffered_amount(ctx, id) <= 64 * 1024); /* the default low-water mark */
 }
 static void dr_closed(wsev_ctx *ctx, uint64_t id) {
   (void)ctx, (void)id;

@@ -121,13 +121,13 @@ int main(int argc, char **argv) {
     }
   }
   uv_timer_t warm, end;
-  uv_timer_init(wsev_ctx_loop(ctx), &warm);
-  uv_timer_init(wsev_ctx_loop(ctx), &end);
+  uv_timer_init(wsev_get_loop(ctx), &warm);
+  uv_timer_init(wsev_get_loop(ctx), &end);
   end.data = ctx;
   uv_timer_start(&warm, on_warm, (uint64_t)(warmup * 1000), 0);
   uv_timer_start(&end, on_end, (uint64_t)((warmup + seconds) * 1000), 0);
   wsev_event_loop(ctx);
-  double elapsed = (double)(uv_now(wsev_ctx_loop(ctx)) - load.start_ms) / 1000.0;
+  double elapsed = (double)(uv_now(wsev_get_loop(ctx)) - load.start_ms) / 1000.0;
   printf("msgs=%llu seconds=%.2f rate=%.0f open=%d failed=%d", load.measured, elapsed,
          elapsed > 0 ? (double)load.measured / elapsed : 0.0, load.open, load.failed);
   if (load.server_pid && load.server_cpu_at_warm >= 0 && load.server_cpu_at_end >= 0)

@@ -38,7 +38,7 @@ static void say(const char *fmt, ...) {
 }
 
 static void on_accepted(wsev_ctx *ctx, uint64_t id) {
-  relay *r = wsev_ctx_data(ctx);
+  relay *r = wsev_get_ctx_data(ctx);
   wsev_conn_info info;
   int rc = wsev_get_conn_info(ctx, id, &info);
   if (rc < 0) {
@@ -67,7 +67,7 @@ static void on_accepted(wsev_ctx *ctx, uint64_t id) {
 
 static void on_message(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
                        wsev_msg_type type) {
-  relay *r = wsev_ctx_data(ctx);
+  relay *r = wsev_get_ctx_data(ctx);
   if (id == r->upstream) {
     if (r->n_clients) wsev_broadcast(ctx, r->clients, r->n_clients, data, len, type);
     return;
@@ -78,7 +78,7 @@ static void on_message(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
 }
 
 static void on_closed(wsev_ctx *ctx, uint64_t id) {
-  relay *r = wsev_ctx_data(ctx);
+  relay *r = wsev_get_ctx_data(ctx);
   wsev_close_info ci;
   int rc = wsev_get_close_info(ctx, id, &ci);
   if (rc < 0) {
@@ -154,8 +154,8 @@ int main(int argc, char **argv) {
   say("relay listening on port %d\n", bound);
 
   uv_signal_t sigint, sigterm;
-  uv_signal_init(wsev_ctx_loop(ctx), &sigint);
-  uv_signal_init(wsev_ctx_loop(ctx), &sigterm);
+  uv_signal_init(wsev_get_loop(ctx), &sigint);
+  uv_signal_init(wsev_get_loop(ctx), &sigterm);
   sigint.data = sigterm.data = ctx;
   uv_signal_start(&sigint, on_signal, SIGINT);
   uv_signal_start(&sigterm, on_signal, SIGTERM);

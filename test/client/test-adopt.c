@@ -139,7 +139,7 @@ static uv_timer_t tick;
 
 /* Run the loop until cond() holds or `ms` pass; returns cond(). */
 static int run_until(wsev_ctx *ctx, int (*cond)(void *), void *arg, uint64_t ms) {
-  uv_loop_t *loop = wsev_ctx_loop(ctx);
+  uv_loop_t *loop = wsev_get_loop(ctx);
   uint64_t deadline = uv_now(loop) + ms;
   while (!cond(arg)) {
     if (uv_now(loop) >= deadline) return 0;
@@ -415,7 +415,7 @@ static void case_preopen_backlog(wsev_ctx *ctx) {
   CHECK(wsev_adopt_socket(ctx, s, NULL, NULL, &id) == 0);
   CHECK(wsev_adopt_socket(ctx, c, "ws://localhost/backlog", NULL, &cid) == 0);
   for (int i = 0; i < 16; i++) CHECK(wsev_write(ctx, cid, chunk, sizeof chunk) == 0);
-  size_t before_open = wsev_buffered_amount(ctx, cid);
+  size_t before_open = wsev_get_buffered_amount(ctx, cid);
   CHECK(before_open >= 16 * sizeof chunk);
   if (before_open < 16 * sizeof chunk)
     fprintf(stderr, "  wsev_buffered_amount before open: %zu, expected >= %zu\n", before_open,
@@ -428,7 +428,7 @@ static void case_preopen_backlog(wsev_ctx *ctx) {
   CHECK(sid != 0);
   CHECK(wait_for(ctx, 'M', sid, 16));
   CHECK(wait_for(ctx, 'D', cid, 1));
-  CHECK(wsev_buffered_amount(ctx, cid) <= 64 * 1024);
+  CHECK(wsev_get_buffered_amount(ctx, cid) <= 64 * 1024);
   CHECK(wsev_close(ctx, cid) == 0);
   CHECK(wait_for(ctx, 'C', cid, 1));
   CHECK(wait_for(ctx, 'C', sid, 1));
@@ -442,7 +442,7 @@ static void case_preopen_over_limit(void) {
   wsev_ctx *ctx;
   uv_timer_t tick2;
   CHECK(wsev_ctx_new(&ctx, NULL, &handler, NULL) == 0);
-  uv_timer_init(wsev_ctx_loop(ctx), &tick2);
+  uv_timer_init(wsev_get_loop(ctx), &tick2);
   uv_timer_start(&tick2, on_tick, 10, 10);
   wsev_set_send_limits(ctx, 256 * 1024, 16 * 1024);
   int s, c;
@@ -528,7 +528,7 @@ static void case_buffered_amount(wsev_ctx *ctx) {
   /* Every byte is either still ours (buffered), in s's send queue, or in c's
    * receive queue. (Not an equality: a uv_write in flight counts whole in
    * wsev_buffered_amount although the kernel may have taken part of it.) */
-  size_t lib = wsev_buffered_amount(ctx, sid), kernel = in_kernel(s, c);
+  size_t lib = wsev_get_buffered_amount(ctx, sid), kernel = in_kernel(s, c);
   CHECK(lib + kernel >= 20 * frame);
   if (lib + kernel < 20 * frame)
     fprintf(stderr, "  after 20 writes of %zu-byte frames: wsev_buffered_amount %zu + %zu in"
@@ -536,7 +536,7 @@ static void case_buffered_amount(wsev_ctx *ctx) {
   CHECK(lib > 0);
   for (int i = 0; i < 20; i++) CHECK(wsev_broadcast(ctx, &sid, 1, big, sizeof big, WSEV_BINARY) == 1);
   run_until(ctx, never, NULL, 50);
-  lib = wsev_buffered_amount(ctx, sid);
+  lib = wsev_get_buffered_amount(ctx, sid);
   kernel = in_kernel(s, c);
   CHECK(lib + kernel >= 40 * frame);
   if (lib + kernel < 40 * frame)
@@ -545,7 +545,7 @@ static void case_buffered_amount(wsev_ctx *ctx) {
   /* Read everything: conn_drained, and nothing waits any more. */
   static char sink[1 << 20];
   size_t total = 0, want_total = 40 * frame;
-  uv_loop_t *loop = wsev_ctx_loop(ctx);
+  uv_loop_t *loop = wsev_get_loop(ctx);
   uint64_t deadline = uv_now(loop) + 20000;
   while (total < want_total && uv_now(loop) < deadline) {
     ssize_t n = recv(c, sink, sizeof sink, MSG_DONTWAIT);
@@ -555,7 +555,7 @@ static void case_buffered_amount(wsev_ctx *ctx) {
   }
   CHECK(total == want_total);
   CHECK(wait_for(ctx, 'D', sid, 1));
-  CHECK(wsev_buffered_amount(ctx, sid) == 0);
+  CHECK(wsev_get_buffered_amount(ctx, sid) == 0);
   close(c);
   CHECK(wait_for(ctx, 'C', sid, 1));
 }
@@ -606,7 +606,7 @@ static void case_free_while_open(void) {
   wsev_ctx *ctx;
   uv_timer_t tick2;
   CHECK(wsev_ctx_new(&ctx, NULL, &handler, NULL) == 0);
-  uv_timer_init(wsev_ctx_loop(ctx), &tick2);
+  uv_timer_init(wsev_get_loop(ctx), &tick2);
   uv_timer_start(&tick2, on_tick, 10, 10);
   uint64_t sid;
   n_events = 0; /* ids restart with a new context */
@@ -632,7 +632,7 @@ static void case_free_while_open(void) {
 int main(void) {
   wsev_ctx *ctx;
   CHECK(wsev_ctx_new(&ctx, NULL, &handler, NULL) == 0);
-  uv_timer_init(wsev_ctx_loop(ctx), &tick);
+  uv_timer_init(wsev_get_loop(ctx), &tick);
   uv_timer_start(&tick, on_tick, 10, 10);
 
   case_basic(ctx);

@@ -144,7 +144,7 @@ static void on_message(wsev_ctx *c, uint64_t id, const void *data, size_t len, w
   app.messages++;
   server_write(id, type == WSEV_TEXT ? WSEV_OP_TEXT : WSEV_OP_BINARY, data, len);
   if (app.flags & F_EMPTY_TOO) server_write(id, WSEV_OP_BINARY, NULL, 0);
-  (void)wsev_buffered_amount(ctx, id);
+  (void)wsev_get_buffered_amount(ctx, id);
   if (app.flags & F_CLOSE_AFTER_FIRST) {
     int rc = wsev_close(ctx, id);
     if (!app.closing) {
@@ -170,7 +170,7 @@ static void on_closed(wsev_ctx *c, uint64_t id) {
   FUZZ_CHECK(wsev_write(ctx, id, "x", 1) == WSEV_ENOCONN);
   FUZZ_CHECK(wsev_write_text(ctx, id, "x", 1) == WSEV_ENOCONN);
   FUZZ_CHECK(wsev_close(ctx, id) == WSEV_ENOCONN);
-  FUZZ_CHECK(wsev_buffered_amount(ctx, id) == 0);
+  FUZZ_CHECK(wsev_get_buffered_amount(ctx, id) == 0);
   LEAVE();
 }
 
@@ -232,7 +232,7 @@ static void setup(void) {
       .http_request = on_http,
   };
   if (wsev_ctx_new(&ctx, NULL, &handler, NULL) != 0) abort();
-  loop = wsev_ctx_loop(ctx);
+  loop = wsev_get_loop(ctx);
   wsev_set_timeout(ctx, 0);
   wsev_set_max_message_size(ctx, MAX_MESSAGE);
   wsev_set_max_header_size(ctx, 2048);
