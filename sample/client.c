@@ -70,8 +70,8 @@ static void read_more(client *c);
 
 static void send_line(client *c, const char *data, size_t len) {
   if (c->closed || c->close_sent) return;
-  int rc = c->binary ? wsev_write(c->ctx, c->id, data, len)
-                     : wsev_write_text(c->ctx, c->id, data, len);
+  int rc =
+      c->binary ? wsev_write(c->ctx, c->id, data, len) : wsev_write_text(c->ctx, c->id, data, len);
   if (rc == 0 && !c->open) c->queued_before_open += len;
   if (rc < 0) fprintf(stderr, "wsev-client: cannot send: %s\n", wsev_strerror(rc));
 }
@@ -93,7 +93,8 @@ static void consume(client *c, const char *data, size_t len) {
     } else {
       if (c->line_len + take > c->line_cap) {
         size_t cap = c->line_cap ? c->line_cap : 4096;
-        while (cap < c->line_len + take) cap *= 2;
+        while (cap < c->line_len + take)
+          cap *= 2;
         char *p = realloc(c->line, cap);
         if (!p) {
           fprintf(stderr, "wsev-client: out of memory\n");
@@ -211,9 +212,7 @@ static int open_input(client *c) {
   int rc = 0;
   c->stream = (uv_stream_t *)&c->in;
   switch (uv_guess_handle(0)) {
-  case UV_TTY:
-    rc = uv_tty_init(loop, &c->in.tty, 0, 1);
-    break;
+  case UV_TTY: rc = uv_tty_init(loop, &c->in.tty, 0, 1); break;
   case UV_NAMED_PIPE:
     rc = uv_pipe_init(loop, &c->in.pipe, 0);
     if (rc == 0 && (rc = uv_pipe_open(&c->in.pipe, 0)) < 0)
@@ -221,12 +220,9 @@ static int open_input(client *c) {
     break;
   case UV_TCP:
     rc = uv_tcp_init(loop, &c->in.tcp);
-    if (rc == 0 && (rc = uv_tcp_open(&c->in.tcp, 0)) < 0)
-      uv_close((uv_handle_t *)&c->in.tcp, NULL);
+    if (rc == 0 && (rc = uv_tcp_open(&c->in.tcp, 0)) < 0) uv_close((uv_handle_t *)&c->in.tcp, NULL);
     break;
-  default: /* a file, /dev/null, ...: read it on the thread pool */
-    c->stream = NULL;
-    break;
+  default: /* a file, /dev/null, ...: read it on the thread pool */ c->stream = NULL; break;
   }
   if (rc < 0) {
     fprintf(stderr, "wsev-client: stdin: %s\n", uv_strerror(rc));

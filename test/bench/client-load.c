@@ -41,8 +41,8 @@ static double process_cpu_seconds(int pid) {
    * stime are fields 14 and 15, the 12th and 13th after the name. */
   char *p = strrchr(buf, ')');
   unsigned long long utime, stime;
-  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
-                   &stime) != 2)
+  if (!p ||
+      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
     return -1;
   return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -66,7 +66,8 @@ static void on_message(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
 static void on_closed(wsev_ctx *ctx, uint64_t id) {
   wsev_close_info info;
   if (wsev_get_close_info(ctx, id, &info) == 0 && info.error) {
-    if (load.failed++ == 0) fprintf(stderr, "client-load: %s: %s\n", wsev_err_name(info.error), info.reason);
+    if (load.failed++ == 0)
+      fprintf(stderr, "client-load: %s: %s\n", wsev_err_name(info.error), info.reason);
   }
 }
 

@@ -71,7 +71,8 @@ static uint64_t now_ns(void) {
 static double cpu_seconds(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static void die(const char *what) {
@@ -133,14 +134,14 @@ static struct {
   enum mode mode;
   const char *host;
   int port;
-  int conns;      /* echo/raw/idle connections; handshakes: concurrency */
-  int inflight;   /* messages in flight per connection (echo) / publishes per publisher */
-  size_t size;    /* payload bytes (echo) / publish body bytes (pubsub) */
+  int conns;    /* echo/raw/idle connections; handshakes: concurrency */
+  int inflight; /* messages in flight per connection (echo) / publishes per publisher */
+  size_t size;  /* payload bytes (echo) / publish body bytes (pubsub) */
   double duration, warmup;
   int publishers, subscribers, channels;
   int max_pending; /* connections connecting/upgrading at once */
   double setup_timeout;
-  int sockbuf; /* SO_RCVBUF/SO_SNDBUF of the generator's sockets (0: kernel autotuning) */
+  int sockbuf;     /* SO_RCVBUF/SO_SNDBUF of the generator's sockets (0: kernel autotuning) */
   long long count; /* >= 0: a fixed workload of this many messages / publishes, no warm-up */
 } opt = {
     .count = -1,
@@ -173,10 +174,10 @@ typedef struct conn {
   int iov_n, iov_cap;
   /* slots: K pre-built frames (echo/raw) or publish buffers */
   unsigned char *slots;
-  size_t slot_size;  /* bytes of one slot */
-  size_t frame_len;  /* echo: length of each pre-built frame */
-  size_t ts_off;     /* echo: offset of the timestamp inside a frame */
-  uint64_t seq;      /* messages sent */
+  size_t slot_size; /* bytes of one slot */
+  size_t frame_len; /* echo: length of each pre-built frame */
+  size_t ts_off;    /* echo: offset of the timestamp inside a frame */
+  uint64_t seq;     /* messages sent */
   /* handshake */
   char hs[512];
   int hs_len;
@@ -191,7 +192,7 @@ typedef struct conn {
   int pref_have, pref_need;
   uint64_t skip;
   /* pubsub */
-  int channel;      /* subscriber: its channel; publisher: next channel index */
+  int channel; /* subscriber: its channel; publisher: next channel index */
   uint64_t pub_sent, pub_delivered;
   uint64_t t_start; /* handshakes: start of the cycle */
 } conn;
@@ -205,18 +206,18 @@ static uint64_t t_now;
 
 /* global counters */
 static bool measuring;
-static uint64_t cnt_msgs;       /* echo replies, pubsub deliveries, handshakes */
-static uint64_t cnt_bytes;      /* echoed payload bytes */
-static uint64_t cnt_oks;        /* pubsub: OK replies to publishes */
-static uint64_t cnt_errors;     /* unexpected closes, failed upgrades, ... */
+static uint64_t cnt_msgs;   /* echo replies, pubsub deliveries, handshakes */
+static uint64_t cnt_bytes;  /* echoed payload bytes */
+static uint64_t cnt_oks;    /* pubsub: OK replies to publishes */
+static uint64_t cnt_errors; /* unexpected closes, failed upgrades, ... */
 static uint64_t cnt_published;
-static int n_open;              /* connections with a completed upgrade */
+static int n_open; /* connections with a completed upgrade */
 static int n_subscribed;
-static int n_pending;           /* connecting or upgrading */
-static int next_to_open;        /* index of the next connection to open */
-static bool started;            /* pubsub: publishers started */
+static int n_pending;    /* connecting or upgrading */
+static int next_to_open; /* index of the next connection to open */
+static bool started;     /* pubsub: publishers started */
 static struct sockaddr_in srv_addr;
-static int fanout;              /* pubsub: subscribers per channel */
+static int fanout; /* pubsub: subscribers per channel */
 
 static const char upgrade_fmt[] = "GET / HTTP/1.1\r\n"
                                   "Host: %s:%d\r\n"
@@ -405,7 +406,8 @@ static void pub_send(conn *c) {
 
 static bool pub_can_send(conn *c) {
   if (!count_left()) return false;
-  return c->pub_sent * (uint64_t)fanout < c->pub_delivered + (uint64_t)opt.inflight * (uint64_t)fanout;
+  return c->pub_sent * (uint64_t)fanout <
+         c->pub_delivered + (uint64_t)opt.inflight * (uint64_t)fanout;
 }
 
 static void start_publishers(void) {
@@ -483,8 +485,7 @@ static void on_message(conn *c) {
       cnt_errors++;
     }
     break;
-  default:
-    break;
+  default: break;
   }
 }
 
@@ -616,8 +617,7 @@ static void on_open(conn *c) {
     c->state = S_CLOSING;
     queue(c, close_frame, sizeof close_frame);
     break;
-  default:
-    break;
+  default: break;
   }
 }
 
@@ -724,20 +724,21 @@ static void on_sig(int s) {
 }
 
 static void usage(void) {
-  fprintf(stderr,
-          "usage: wsev-loadgen MODE [options]\n"
-          "  MODE: echo | raw | pubsub | idle | handshakes\n"
-          "  --host H (127.0.0.1)  --port N (9000)\n"
-          "  -c N   connections (echo/raw/idle), concurrent clients (handshakes)\n"
-          "  -k N   messages in flight per connection / publishes in flight per publisher\n"
-          "  -s N   payload bytes (echo/raw) or publish body bytes (pubsub, >= 20)\n"
-          "  -d S   measured seconds   -w S  warm-up seconds (idle: hold time is -d)\n"
-          "  --publishers P --subscribers M --channels C (pubsub)\n"
-          "  --max-pending N   connections being set up at once (256)\n"
-          "  --count N         fixed workload: N messages (echo/raw) or N publishes (pubsub),\n"
-          "                    no warm-up, ends when all replies/deliveries arrived (0: just\n"
-          "                    connect and upgrade; for instruction counts under callgrind)\n"
-          "  --sockbuf BYTES   SO_RCVBUF/SO_SNDBUF of the generator's sockets (default: autotuning)\n");
+  fprintf(
+      stderr,
+      "usage: wsev-loadgen MODE [options]\n"
+      "  MODE: echo | raw | pubsub | idle | handshakes\n"
+      "  --host H (127.0.0.1)  --port N (9000)\n"
+      "  -c N   connections (echo/raw/idle), concurrent clients (handshakes)\n"
+      "  -k N   messages in flight per connection / publishes in flight per publisher\n"
+      "  -s N   payload bytes (echo/raw) or publish body bytes (pubsub, >= 20)\n"
+      "  -d S   measured seconds   -w S  warm-up seconds (idle: hold time is -d)\n"
+      "  --publishers P --subscribers M --channels C (pubsub)\n"
+      "  --max-pending N   connections being set up at once (256)\n"
+      "  --count N         fixed workload: N messages (echo/raw) or N publishes (pubsub),\n"
+      "                    no warm-up, ends when all replies/deliveries arrived (0: just\n"
+      "                    connect and upgrade; for instruction counts under callgrind)\n"
+      "  --sockbuf BYTES   SO_RCVBUF/SO_SNDBUF of the generator's sockets (default: autotuning)\n");
   exit(2);
 }
 
@@ -872,12 +873,8 @@ int main(int argc, char **argv) {
         c->slots = xmalloc(c->slot_size * (size_t)opt.inflight);
       }
       break;
-    case M_IDLE:
-      c->role = R_IDLE;
-      break;
-    case M_HANDSHAKES:
-      c->role = R_HS;
-      break;
+    case M_IDLE: c->role = R_IDLE; break;
+    case M_HANDSHAKES: c->role = R_HS; break;
     }
   }
 
@@ -942,7 +939,8 @@ int main(int argc, char **argv) {
       uint64_t want = (uint64_t)opt.count * (opt.mode == M_PUBSUB ? (uint64_t)fanout : 1u);
       if (cnt_msgs >= want) break;
       if (t_now > t_setup_end + (uint64_t)(opt.duration * 1e9)) {
-        fprintf(stderr, "loadgen: --count run did not finish in %.0f s (%" PRIu64 " of %" PRIu64 ")\n",
+        fprintf(stderr,
+                "loadgen: --count run did not finish in %.0f s (%" PRIu64 " of %" PRIu64 ")\n",
                 opt.duration, cnt_msgs, want);
         break;
       }

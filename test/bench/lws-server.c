@@ -209,7 +209,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       msg *m = s->q[s->q_head];
       s->q_head = (s->q_head + 1) % s->q_cap;
       s->q_len--;
-      int n = lws_write(wsi, m->buf + LWS_PRE, m->len, m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+      int n =
+          lws_write(wsi, m->buf + LWS_PRE, m->len, m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
       msg_unref(m);
       if (n < 0) return -1;
     }
@@ -227,8 +228,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     s->q = NULL;
     s->rx = NULL;
     break;
-  default:
-    break;
+  default: break;
   }
   return 0;
 }

@@ -46,8 +46,8 @@ static void on_accepted(wsev_ctx *ctx, uint64_t id) {
     return;
   }
   if (id == r->upstream) {
-    say("upstream open client=%d path=%s tls=%d\n", info.client,
-        info.path ? info.path : "(null)", info.tls);
+    say("upstream open client=%d path=%s tls=%d\n", info.client, info.path ? info.path : "(null)",
+        info.tls);
     return;
   }
   if (r->n_clients == r->cap) {
@@ -130,9 +130,8 @@ int main(int argc, char **argv) {
   }
 
   static relay r;
-  wsev_handler handler = {.conn_accepted = on_accepted,
-                          .conn_closed = on_closed,
-                          .message_received = on_message};
+  wsev_handler handler = {
+      .conn_accepted = on_accepted, .conn_closed = on_closed, .message_received = on_message};
   wsev_ctx *ctx;
   int rc = wsev_ctx_new(&ctx, NULL, &handler, &r);
   if (rc < 0) {

@@ -7,11 +7,11 @@
  * context with adopted connections still open. Prints "N checks, N failed". */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -126,8 +126,7 @@ static int count(char kind, uint64_t id) {
 
 static event *find(char kind, uint64_t id, int nth) {
   for (int i = 0; i < n_events; i++)
-    if (events[i].kind == kind && (id == 0 || events[i].id == id) && nth-- == 0)
-      return &events[i];
+    if (events[i].kind == kind && (id == 0 || events[i].id == id) && nth-- == 0) return &events[i];
   return NULL;
 }
 
@@ -234,8 +233,7 @@ static void case_basic(wsev_ctx *ctx) {
   event *ca = find('A', cid, 0), *sa = find('A', sid, 0);
   CHECK(ca && ca->info_rc == 0 && ca->info.client == 1);
   if (ca && (ca->info_rc != 0 || ca->info.client != 1))
-    fprintf(stderr, "  client side: conn_info rc %d, client=%d\n", ca->info_rc,
-            ca->info.client);
+    fprintf(stderr, "  client side: conn_info rc %d, client=%d\n", ca->info_rc, ca->info.client);
   CHECK(ca && strcmp(ca->path, "/adopted") == 0);
   CHECK(ca && !ca->has_protocol);
   CHECK(ca && ca->info.tls == 0);
@@ -306,8 +304,8 @@ static void case_server_closes(wsev_ctx *ctx) {
 
 static void case_protocol_and_headers(wsev_ctx *ctx) {
   static const char *const protocols[] = {"chat", "other", NULL};
-  wsev_client_options opts = {.protocols = protocols, .headers = "X-Adopt: yes please\r\n",
-                              .origin = "http://origin.test"};
+  wsev_client_options opts = {
+      .protocols = protocols, .headers = "X-Adopt: yes please\r\n", .origin = "http://origin.test"};
   uint64_t sid;
   int before = upgrade_requests;
   uint64_t cid = adopt_pair(ctx, "ws://localhost:8080/p", &opts, NULL, &sid);
@@ -414,7 +412,8 @@ static void case_preopen_backlog(wsev_ctx *ctx) {
   uint64_t cid = 0, id;
   CHECK(wsev_adopt_socket(ctx, s, NULL, NULL, &id) == 0);
   CHECK(wsev_adopt_socket(ctx, c, "ws://localhost/backlog", NULL, &cid) == 0);
-  for (int i = 0; i < 16; i++) CHECK(wsev_write(ctx, cid, chunk, sizeof chunk) == 0);
+  for (int i = 0; i < 16; i++)
+    CHECK(wsev_write(ctx, cid, chunk, sizeof chunk) == 0);
   size_t before_open = wsev_get_buffered_amount(ctx, cid);
   CHECK(before_open >= 16 * sizeof chunk);
   if (before_open < 16 * sizeof chunk)
@@ -455,7 +454,8 @@ static void case_preopen_over_limit(void) {
     wsev_client_options opts = {.connect_timeout_ms = 1000};
     CHECK(wsev_adopt_socket(ctx, c, "ws://localhost/over", &opts, &cid) == 0);
     int rc = 0, i;
-    for (i = 0; i < 16 && rc == 0; i++) rc = wsev_write(ctx, cid, chunk, sizeof chunk);
+    for (i = 0; i < 16 && rc == 0; i++)
+      rc = wsev_write(ctx, cid, chunk, sizeof chunk);
     CHECK(rc == WSEV_EBACKPRESSURE);
     CHECK(i == 5);
     rc = wsev_write(ctx, cid, "x", 1);
@@ -523,7 +523,8 @@ static void case_buffered_amount(wsev_ctx *ctx) {
   /* 40 x 256 KiB = 10 MiB, more than the kernel takes, less than the 16 MiB limit;
    * half written one by one, half broadcast. */
   const size_t frame = sizeof big + 10; /* 2 + 8 bytes of header, unmasked */
-  for (int i = 0; i < 20; i++) CHECK(wsev_write(ctx, sid, big, sizeof big) == 0);
+  for (int i = 0; i < 20; i++)
+    CHECK(wsev_write(ctx, sid, big, sizeof big) == 0);
   run_until(ctx, never, NULL, 50);
   /* Every byte is either still ours (buffered), in s's send queue, or in c's
    * receive queue. (Not an equality: a uv_write in flight counts whole in
@@ -531,17 +532,22 @@ static void case_buffered_amount(wsev_ctx *ctx) {
   size_t lib = wsev_get_buffered_amount(ctx, sid), kernel = in_kernel(s, c);
   CHECK(lib + kernel >= 20 * frame);
   if (lib + kernel < 20 * frame)
-    fprintf(stderr, "  after 20 writes of %zu-byte frames: wsev_buffered_amount %zu + %zu in"
-                    " the kernel < %zu\n", frame, lib, kernel, 20 * frame);
+    fprintf(stderr,
+            "  after 20 writes of %zu-byte frames: wsev_buffered_amount %zu + %zu in"
+            " the kernel < %zu\n",
+            frame, lib, kernel, 20 * frame);
   CHECK(lib > 0);
-  for (int i = 0; i < 20; i++) CHECK(wsev_broadcast(ctx, &sid, 1, big, sizeof big, WSEV_BINARY) == 1);
+  for (int i = 0; i < 20; i++)
+    CHECK(wsev_broadcast(ctx, &sid, 1, big, sizeof big, WSEV_BINARY) == 1);
   run_until(ctx, never, NULL, 50);
   lib = wsev_get_buffered_amount(ctx, sid);
   kernel = in_kernel(s, c);
   CHECK(lib + kernel >= 40 * frame);
   if (lib + kernel < 40 * frame)
-    fprintf(stderr, "  after 20 more by wsev_broadcast: wsev_buffered_amount %zu + %zu in the"
-                    " kernel < %zu\n", lib, kernel, 40 * frame);
+    fprintf(stderr,
+            "  after 20 more by wsev_broadcast: wsev_buffered_amount %zu + %zu in the"
+            " kernel < %zu\n",
+            lib, kernel, 40 * frame);
   /* Read everything: conn_drained, and nothing waits any more. */
   static char sink[1 << 20];
   size_t total = 0, want_total = 40 * frame;
@@ -597,7 +603,8 @@ static void case_invalid(wsev_ctx *ctx) {
   }
   run_until(ctx, never, NULL, 100);
   /* Only the last pair produced events. */
-  for (int i = base; i < n_events; i++) CHECK(events[i].id != 0);
+  for (int i = base; i < n_events; i++)
+    CHECK(events[i].id != 0);
   CHECK(n_events == base + 4);
 }
 
@@ -626,7 +633,8 @@ static void case_free_while_open(void) {
   wsev_ctx_free(ctx);
   CHECK(n_events == n); /* no callbacks from wsev_ctx_free */
   CHECK(n_events >= base + 2);
-  for (int i = base; i < n_events; i++) CHECK(events[i].kind != 'C');
+  for (int i = base; i < n_events; i++)
+    CHECK(events[i].kind != 'C');
 }
 
 int main(void) {

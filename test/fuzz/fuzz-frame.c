@@ -38,9 +38,8 @@ static int ref_close_payload(const uint8_t *p, size_t len, unsigned *code) {
 }
 
 static int same_header(const wsev_frame_header *a, const wsev_frame_header *b) {
-  return a->fin == b->fin && a->rsv == b->rsv && a->opcode == b->opcode &&
-         a->masked == b->masked && a->payload_len == b->payload_len &&
-         (!a->masked || memcmp(a->mask, b->mask, 4) == 0);
+  return a->fin == b->fin && a->rsv == b->rsv && a->opcode == b->opcode && a->masked == b->masked &&
+         a->payload_len == b->payload_len && (!a->masked || memcmp(a->mask, b->mask, 4) == 0);
 }
 
 static size_t min_header_size(uint64_t len, int masked) {
@@ -160,8 +159,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* Round trip through the encoder (which writes no RSV bits). */
     uint8_t out[WSEV_FRAME_MAX_HEADER + 8];
     memset(out, 0xEE, sizeof out);
-    size_t el = wsev__frame_encode_header(out, h.fin, h.opcode, h.payload_len,
-                                          h.masked ? h.mask : NULL);
+    size_t el =
+        wsev__frame_encode_header(out, h.fin, h.opcode, h.payload_len, h.masked ? h.mask : NULL);
     FUZZ_CHECK(el == min_header_size(h.payload_len, h.masked));
     FUZZ_CHECK(out[el] == 0xEE); /* nothing written past the header */
     wsev_frame_header back;

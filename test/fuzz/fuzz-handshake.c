@@ -28,8 +28,8 @@
 
 typedef struct {
   int result;
-  size_t end;      /* DONE, HTTP: offset just past the request in the input */
-  char resp[512];  /* DONE: the 101 response */
+  size_t end;     /* DONE, HTTP: offset just past the request in the input */
+  char resp[512]; /* DONE: the 101 response */
   size_t resp_len;
   char path[4096]; /* DONE, HTTP: first bytes of the path */
   char method[32];

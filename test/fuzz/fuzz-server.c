@@ -40,9 +40,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "context.h" /* only to check that the context is empty between inputs */
 #include "frame.h"
 #include "fuzz-common.h"
-#include "context.h" /* only to check that the context is empty between inputs */
 #include "wsev.h"
 
 enum {

@@ -346,8 +346,7 @@ int main(int argc, char **argv) {
   int steps = one_run(0, 0, &problems);
   long total = allocations;
   if (steps != all_steps) {
-    fprintf(stderr, "without failures the client got through %d of %d steps\n", steps,
-            all_steps);
+    fprintf(stderr, "without failures the client got through %d of %d steps\n", steps, all_steps);
     problems++;
   }
   int degraded = 0;

@@ -65,7 +65,8 @@ static int connect_once(wsev_ctx *ctx, int port, const char *ca_file, int insecu
   memset(&round_, 0, sizeof round_);
   wsev_client_options options = {.ca_file = ca_file, .insecure = insecure};
   if (wsev_add_conn(ctx, url, &options, &round_.client_id) != 0) return -1;
-  for (int i = 0; i < 100000 && !round_.closed; i++) wsev_event_loop_iteration(ctx);
+  for (int i = 0; i < 100000 && !round_.closed; i++)
+    wsev_event_loop_iteration(ctx);
   return round_.closed && !round_.error && round_.echoed && round_.client_open &&
                  round_.server_open && round_.client_tls && round_.server_tls
              ? 0
@@ -81,8 +82,8 @@ static void expect(wsev_ctx *ctx, int port, const char *ca, int insecure, int re
   CHECK(round_.client_resumed == resumed);
   CHECK(round_.server_resumed == resumed);
   if (!ok || round_.client_resumed != resumed || round_.server_resumed != resumed)
-    fprintf(stderr, "  %s: open %d/%d echoed %d resumed client %d server %d, expected %d\n",
-            what, round_.client_open, round_.server_open, round_.echoed, round_.client_resumed,
+    fprintf(stderr, "  %s: open %d/%d echoed %d resumed client %d server %d, expected %d\n", what,
+            round_.client_open, round_.server_open, round_.echoed, round_.client_resumed,
             round_.server_resumed, resumed);
 }
 
