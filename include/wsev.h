@@ -29,11 +29,16 @@
  *   kept), unless documented otherwise. Strings returned are owned by wsev and valid
  *   for the time documented with the function.
  * - The library never prints, and never exits or aborts on bad input.
- * - Threads: nothing here is thread-safe; call it from the loop's thread only.
+ * - Threads: a context belongs to the thread that created it, which runs its loop (or,
+ *   embedded, the caller's loop). Only the functions of "other threads" below
+ *   (wsev_post, wsev_post_write, wsev_post_broadcast), wsev_strerror and
+ *   wsev_err_name may be called from any other thread; any other function called
+ *   there is refused without effect: WSEV_EWRONGTHREAD from a function returning int,
+ *   0 or NULL from a getter, nothing from a void function.
  *
  * Sections: the context; listening; connections we open; messages; closing; limits;
  * application control (upgrade requests, plain HTTP, origins, per-connection data);
- * errors; names of earlier versions.
+ * other threads; errors; names of earlier versions.
  */
 #ifndef WSEV_H
 #define WSEV_H
@@ -470,6 +475,30 @@ typedef struct {
 /* Fill *info. Returns 0, WSEV_ENOCONN, or a libuv error reading the addresses. */
 WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info);
 
+/* ==== other threads =======================================================================
+ *
+ * These three may be called from any thread, at any time until wsev_ctx_free is
+ * called (no call may race with wsev_ctx_free itself). Each queues its work and wakes
+ * the context's loop without blocking on it; there the work runs inside the serialized
+ * stream, like a callback, in the order each thread posted it, and a burst costs one
+ * wakeup. Work still queued when the context is freed is dropped (fn is not called).
+ * If other threads post, an allocator given to wsev_replace_allocator must be
+ * thread-safe.
+ */
+typedef void (*wsev_post_fn)(wsev_ctx *ctx, void *arg);
+/* Run fn(ctx, arg) on the context's thread, as a callback: it may call anything a
+ * callback may. Returns 0 (queued), UV_EINVAL (NULL ctx or fn) or UV_ENOMEM. */
+WSEV_EXPORT int wsev_post(wsev_ctx *ctx, wsev_post_fn fn, void *arg);
+/* Copy the message and send it to `id` as wsev_write / wsev_write_text would (by
+ * `type`). An id that is unknown or closed by then is skipped: the copy is freed and
+ * nothing is sent. Returns 0 (queued), UV_EINVAL or UV_ENOMEM. */
+WSEV_EXPORT int wsev_post_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
+                                wsev_msg_type type);
+/* Copy the ids and the message and send it as wsev_broadcast would. Returns 0
+ * (queued), UV_EINVAL or UV_ENOMEM. */
+WSEV_EXPORT int wsev_post_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count,
+                                    const void *data, size_t len, wsev_msg_type type);
+
 /* ==== errors ============================================================================= */
 
 /* wsev's own error codes, in a range far from libuv's (which are negated errnos and
@@ -488,7 +517,8 @@ WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_i
   XX(EBADURL, -30011, "invalid WebSocket URL (ws://host[:port][/path] or wss://...)")              \
   XX(ETLS, -30012, "TLS handshake failed")                                                         \
   XX(ETLSVERIFY, -30013, "the server's certificate was not trusted or not for that host")          \
-  XX(EHANDSHAKE, -30014, "the server did not accept the WebSocket upgrade")
+  XX(EHANDSHAKE, -30014, "the server did not accept the WebSocket upgrade")                        \
+  XX(EWRONGTHREAD, -30015, "called from a thread other than the context's")
 
 typedef enum {
 #define WSEV_ERRNO_ENUM(name, value, text) WSEV_##name = value,

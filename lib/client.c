@@ -354,6 +354,7 @@ static int adopt(wsev_ctx *ctx, uv_os_sock_t sock, const char *url,
 /* Events raised on the way (a failure) wait until the caller has the id. */
 int wsev_add_conn(wsev_ctx *ctx, const char *url, const wsev_client_options *options,
                   uint64_t *id) {
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   if (!wsev__ctx_usable(ctx) || !id) return UV_EINVAL;
   ctx->in_api++;
   int rc = add_conn(ctx, url, options, id);
@@ -363,6 +364,7 @@ int wsev_add_conn(wsev_ctx *ctx, const char *url, const wsev_client_options *opt
 
 int wsev_adopt_socket(wsev_ctx *ctx, uv_os_sock_t sock, const char *url,
                       const wsev_client_options *options, uint64_t *id) {
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   if (!wsev__ctx_usable(ctx)) return UV_EINVAL;
   ctx->in_api++;
   int rc = adopt(ctx, sock, url, options, id);

@@ -299,7 +299,7 @@ void wsev__conn_on_shutdown(wsev_conn *c) {
 /* ---- the API ---------------------------------------------------------------------- */
 
 int wsev_close_with(wsev_ctx *ctx, uint64_t id, unsigned code, const char *reason) {
-  if (!ctx) return UV_EINVAL;
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   wsev_conn *c = wsev__conn_find(ctx, id);
   if (!c) return WSEV_ENOCONN;
   size_t len = reason ? strlen(reason) : 0;
@@ -317,7 +317,7 @@ int wsev_close(wsev_ctx *ctx, uint64_t id) {
 }
 
 int wsev_set_conn_data(wsev_ctx *ctx, uint64_t id, void *data) {
-  if (!ctx) return UV_EINVAL;
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   wsev_conn *c = wsev__conn_find(ctx, id);
   if (!c) return WSEV_ENOCONN;
   c->user_data = data;
@@ -325,14 +325,15 @@ int wsev_set_conn_data(wsev_ctx *ctx, uint64_t id, void *data) {
 }
 
 void *wsev_get_conn_data(const wsev_ctx *ctx, uint64_t id) {
-  if (!ctx) return NULL;
+  WSEV_CHECK_CTX_OR(ctx, NULL);
   if (ctx->closing && ctx->closing->id == id) return ctx->closing->user_data;
   wsev_conn *c = wsev__conn_find(ctx, id);
   return c ? c->user_data : NULL;
 }
 
 int wsev_get_close_info(const wsev_ctx *ctx, uint64_t id, wsev_close_info *info) {
-  if (!ctx || !info) return UV_EINVAL;
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
+  if (!info) return UV_EINVAL;
   const wsev_event *ev = ctx->closing;
   if (!ev || ev->id != id) return WSEV_ENOCONN;
   info->error = ev->error;
@@ -345,7 +346,8 @@ int wsev_get_close_info(const wsev_ctx *ctx, uint64_t id, wsev_close_info *info)
 }
 
 int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info) {
-  if (!ctx || !info) return UV_EINVAL;
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
+  if (!info) return UV_EINVAL;
   wsev_conn *c = wsev__conn_find(ctx, id);
   if (!c) return WSEV_ENOCONN;
   memset(info, 0, sizeof *info);

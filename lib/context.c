@@ -75,6 +75,14 @@ int wsev_ctx_new(wsev_ctx **ctxp, uv_loop_t *loop, const wsev_handler *handler, 
     ctx->owns_loop = 1;
   }
   ctx->loop = loop;
+  ctx->owner = pthread_self();
+  int rc = wsev__post_init(ctx);
+  if (rc) {
+    if (ctx->owns_loop) uv_loop_close(&ctx->own_loop);
+    wsev__free(ctx->read_buf);
+    wsev__free(ctx);
+    return rc;
+  }
   ctx->handler = *handler;
   ctx->data = data;
   ctx->set = (wsev_settings){
@@ -101,7 +109,7 @@ int wsev_ctx_new(wsev_ctx **ctxp, uv_loop_t *loop, const wsev_handler *handler, 
   uv_timer_init(loop, &ctx->keepalive_timer);
   ctx->timeout_timer.data = ctx->deadline_timer.data = ctx->keepalive_timer.data = ctx;
   ctx->flush_check.data = ctx->flush_idle.data = ctx;
-  ctx->open_handles = 5;
+  ctx->open_handles = 6; /* with post_async */
   uv_check_start(&ctx->flush_check, on_check);
   uv_unref((uv_handle_t *)&ctx->flush_check);
   uv_unref((uv_handle_t *)&ctx->deadline_timer);
@@ -113,6 +121,7 @@ int wsev_ctx_new(wsev_ctx **ctxp, uv_loop_t *loop, const wsev_handler *handler, 
 }
 
 static void release(wsev_ctx *ctx) {
+  wsev__post_free(ctx);
   wsev__queue_free(ctx);
   wsev__pool_free(&ctx->pool);
   wsev__idmap_free(&ctx->ids);
@@ -143,7 +152,8 @@ static void maybe_release(wsev_ctx *ctx) {
 }
 
 void wsev_ctx_free(wsev_ctx *ctx) {
-  if (!ctx || ctx->freeing) return;
+  WSEV_CHECK_CTX_OR(ctx, );
+  if (ctx->freeing) return;
   ctx->freeing = 1;
   ctx->pool.closing = 1;
   wsev__listeners_close(ctx);
@@ -154,6 +164,7 @@ void wsev_ctx_free(wsev_ctx *ctx) {
   uv_close((uv_handle_t *)&ctx->flush_check, on_ctx_handle_closed);
   uv_close((uv_handle_t *)&ctx->flush_idle, on_ctx_handle_closed);
   uv_close((uv_handle_t *)&ctx->keepalive_timer, on_ctx_handle_closed);
+  uv_close((uv_handle_t *)&ctx->post_async, on_ctx_handle_closed);
   if (ctx->owns_loop) {
     /* Let every close callback (and cancelled write) run, then the loop is empty. */
     uv_run(&ctx->own_loop, UV_RUN_DEFAULT);
@@ -163,23 +174,25 @@ void wsev_ctx_free(wsev_ctx *ctx) {
 }
 
 int wsev_event_loop_iteration(wsev_ctx *ctx) {
-  if (!ctx) return UV_EINVAL;
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   return uv_run(ctx->loop, UV_RUN_ONCE);
 }
 
 int wsev_event_loop(wsev_ctx *ctx) {
-  if (!ctx) return UV_EINVAL;
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   if (ctx->dispatching) return WSEV_EINCALLBACK;
   uv_run(ctx->loop, UV_RUN_DEFAULT);
   return 0;
 }
 
 void wsev_stop(wsev_ctx *ctx) {
-  if (ctx) uv_stop(ctx->loop);
+  WSEV_CHECK_CTX_OR(ctx, );
+  uv_stop(ctx->loop);
 }
 
 int wsev_shutdown(wsev_ctx *ctx, uint64_t timeout_ms) {
-  if (!ctx || ctx->freeing) return UV_EINVAL;
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
+  if (ctx->freeing) return UV_EINVAL;
   if (ctx->shutting_down) return 0;
   ctx->shutting_down = 1;
   ctx->shutdown_deadline = uv_now(ctx->loop) + timeout_ms;
@@ -197,19 +210,29 @@ int wsev_shutdown(wsev_ctx *ctx, uint64_t timeout_ms) {
  * One rule (wsev.h): 0 turns a limit or timer off; a NULL context is UV_EINVAL for a
  * setter and 0 or NULL for a getter. */
 
-void *wsev_get_ctx_data(const wsev_ctx *ctx) { return ctx ? ctx->data : NULL; }
-uv_loop_t *wsev_get_loop(const wsev_ctx *ctx) { return ctx ? ctx->loop : NULL; }
+void *wsev_get_ctx_data(const wsev_ctx *ctx) {
+  WSEV_CHECK_CTX_OR(ctx, NULL);
+  return ctx->data;
+}
+
+uv_loop_t *wsev_get_loop(const wsev_ctx *ctx) {
+  WSEV_CHECK_CTX_OR(ctx, NULL);
+  return ctx->loop;
+}
 
 int wsev_set_ctx_data(wsev_ctx *ctx, void *data) {
-  if (!ctx) return UV_EINVAL;
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   ctx->data = data;
   return 0;
 }
 
 #define SETTING(type, name, field)                                                                 \
-  type wsev_get_##name(const wsev_ctx *ctx) { return ctx ? ctx->set.field : 0; }                   \
+  type wsev_get_##name(const wsev_ctx *ctx) {                                                      \
+    WSEV_CHECK_CTX_OR(ctx, 0);                                                                     \
+    return ctx->set.field;                                                                         \
+  }                                                                                                \
   int wsev_set_##name(wsev_ctx *ctx, type value) {                                                 \
-    if (!ctx) return UV_EINVAL;                                                                    \
+    WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);                                                        \
     ctx->set.field = value;                                                                        \
     return 0;                                                                                      \
   }
@@ -222,14 +245,15 @@ SETTING(uint64_t, defer_timeout, defer_timeout_ms)
 #undef SETTING
 
 int wsev_set_send_limits(wsev_ctx *ctx, size_t max_buffered, size_t low_water) {
-  if (!ctx) return UV_EINVAL;
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   ctx->set.max_buffered = max_buffered;
   ctx->set.low_water = low_water;
   return 0;
 }
 
 int wsev_get_send_limits(const wsev_ctx *ctx, size_t *max_buffered, size_t *low_water) {
-  if (!ctx || !max_buffered || !low_water) return UV_EINVAL;
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
+  if (!max_buffered || !low_water) return UV_EINVAL;
   *max_buffered = ctx->set.max_buffered;
   *low_water = ctx->set.low_water;
   return 0;

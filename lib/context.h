@@ -3,6 +3,7 @@
 #ifndef WSEV_CONTEXT_H
 #define WSEV_CONTEXT_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -19,6 +20,7 @@
 #define WSEV_CLIENT_TLS_CACHE 8
 
 typedef struct wsev_listener wsev_listener;
+typedef struct wsev_post_item wsev_post_item;
 
 typedef enum {
   WSEV_EV_ACCEPTED,
@@ -106,6 +108,12 @@ struct wsev_ctx {
   int n_client_tls;
   wsev_pool pool;
 
+  /* Posts from other threads (post.c). */
+  uv_mutex_t post_lock;
+  wsev_post_item *post_head, *post_tail;
+  uv_async_t post_async;
+  pthread_t owner; /* the context's thread: the one that created it */
+
   unsigned open_handles; /* ours still to be closed; the context dies at 0 */
   int freeing;
 };
@@ -134,6 +142,28 @@ static inline int wsev__ctx_full(const wsev_ctx *ctx) {
 static inline wsev_conn *wsev__conn_find(const wsev_ctx *ctx, uint64_t id) {
   return wsev__conn_find_in(&ctx->ids, id);
 }
+
+/* 1 on the context's thread; everything but post.c's functions is refused elsewhere. */
+static inline int wsev__on_ctx_thread(const wsev_ctx *ctx) {
+  return pthread_equal(pthread_self(), ctx->owner);
+}
+/* The entry check of an API function: a NULL context is UV_EINVAL, a call from
+ * another thread returns `foreign` (WSEV_EWRONGTHREAD, or 0 for a getter). */
+#define WSEV_CHECK_CTX(ctx, foreign)                                                               \
+  do {                                                                                             \
+    if (!(ctx)) return UV_EINVAL;                                                                  \
+    if (!wsev__on_ctx_thread(ctx)) return (foreign);                                               \
+  } while (0)
+/* The same for getters and void functions: `none` for both cases. */
+#define WSEV_CHECK_CTX_OR(ctx, none)                                                               \
+  do {                                                                                             \
+    if (!(ctx) || !wsev__on_ctx_thread(ctx)) return none;                                          \
+  } while (0)
+
+/* post.c */
+int wsev__post_init(wsev_ctx *ctx);
+/* Drop what was posted and not run yet. */
+void wsev__post_free(wsev_ctx *ctx);
 
 /* listener.c */
 void wsev__listeners_close(wsev_ctx *ctx);

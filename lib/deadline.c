@@ -106,7 +106,7 @@ void wsev__keepalive_restart(wsev_ctx *ctx) {
 }
 
 int wsev_set_keepalive(wsev_ctx *ctx, uint64_t interval_ms, uint64_t timeout_ms) {
-  if (!ctx) return UV_EINVAL;
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   ctx->set.ping_interval_ms = interval_ms;
   ctx->set.ping_timeout_ms = timeout_ms;
   wsev__keepalive_restart(ctx);
@@ -114,7 +114,8 @@ int wsev_set_keepalive(wsev_ctx *ctx, uint64_t interval_ms, uint64_t timeout_ms)
 }
 
 int wsev_get_keepalive(const wsev_ctx *ctx, uint64_t *interval_ms, uint64_t *timeout_ms) {
-  if (!ctx || !interval_ms || !timeout_ms) return UV_EINVAL;
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
+  if (!interval_ms || !timeout_ms) return UV_EINVAL;
   *interval_ms = ctx->set.ping_interval_ms;
   *timeout_ms = ctx->set.ping_timeout_ms;
   return 0;

@@ -179,10 +179,13 @@ static void on_timeout_timer(uv_timer_t *t) {
   }
 }
 
-uint64_t wsev_get_timeout(const wsev_ctx *ctx) { return ctx ? ctx->set.timeout_ms : 0; }
+uint64_t wsev_get_timeout(const wsev_ctx *ctx) {
+  WSEV_CHECK_CTX_OR(ctx, 0);
+  return ctx->set.timeout_ms;
+}
 
 int wsev_set_timeout(wsev_ctx *ctx, uint64_t timeout_ms) {
-  if (!ctx) return UV_EINVAL;
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   ctx->set.timeout_ms = timeout_ms;
   uv_update_time(ctx->loop); /* "from now": the loop's cached time may be old */
   ctx->last_dispatch = uv_now(ctx->loop);

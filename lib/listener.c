@@ -141,11 +141,13 @@ static int serve(wsev_ctx *ctx, const char *host, const char *port, wsev_tls_con
 }
 
 int wsev_listen_and_serve_addr(wsev_ctx *ctx, const char *host, const char *port) {
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   if (!wsev__ctx_usable(ctx) || !host) return UV_EINVAL;
   return serve(ctx, host, port, NULL);
 }
 
 int wsev_listen_and_serve(wsev_ctx *ctx, const char *port) {
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   if (!wsev__ctx_usable(ctx)) return UV_EINVAL;
   return serve(ctx, NULL, port, NULL);
 }
@@ -154,6 +156,7 @@ int wsev_listen_and_serve_tls_addr(wsev_ctx *ctx, const char *host, const char *
                                    const char *cert_file, const char *key_file) {
   wsev_tls_config *tls;
   int port_num, rc;
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   if (!wsev__ctx_usable(ctx) || !cert_file || !key_file) return UV_EINVAL;
   if ((rc = parse_port(port, &port_num)) != 0) return rc;
   wsev_rng *rng = wsev__ctx_rng(ctx);

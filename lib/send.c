@@ -91,7 +91,8 @@ int wsev__send(wsev_conn *c, int opcode, const void *data, size_t len) {
 /* ---- the API ----------------------------------------------------------------------- */
 
 static int write_message(wsev_ctx *ctx, uint64_t id, int opcode, const void *data, size_t len) {
-  if (!ctx || (!data && len)) return UV_EINVAL;
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
+  if (!data && len) return UV_EINVAL;
   wsev_conn *c = wsev__conn_find(ctx, id);
   if (!c) return WSEV_ENOCONN;
   /* A write can close the connection (backpressure): its closed event must wait until
@@ -126,7 +127,8 @@ static int send_framed(wsev_conn *c, int opcode, const void *data, size_t len, w
 
 int wsev_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void *data, size_t len,
                    wsev_msg_type type) {
-  if (!ctx || (!ids && count) || (!data && len) ||
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
+  if ((!ids && count) || (!data && len) ||
       len > SIZE_MAX - sizeof(wsev_shared) - WSEV_FRAME_MAX_HEADER)
     return UV_EINVAL;
   int opcode = type == WSEV_TEXT ? WSEV_OP_TEXT : WSEV_OP_BINARY;
@@ -153,6 +155,7 @@ int wsev_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void 
 }
 
 size_t wsev_get_buffered_amount(const wsev_ctx *ctx, uint64_t id) {
-  const wsev_conn *c = ctx ? wsev__conn_find(ctx, id) : NULL;
+  WSEV_CHECK_CTX_OR(ctx, 0);
+  const wsev_conn *c = wsev__conn_find(ctx, id);
   return c ? wsev__send_buffered(c) : 0;
 }

@@ -97,7 +97,8 @@ static int origin_allowed(const wsev_conn *c) {
 }
 
 int wsev_allow_origin(wsev_ctx *ctx, const char *origin) {
-  if (!ctx || !origin) return UV_EINVAL;
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
+  if (!origin) return UV_EINVAL;
   char **grown = wsev__realloc(ctx->origins, (ctx->n_origins + 1) * sizeof *grown);
   if (!grown) return UV_ENOMEM;
   ctx->origins = grown;
@@ -110,7 +111,7 @@ int wsev_allow_origin(wsev_ctx *ctx, const char *origin) {
 }
 
 int wsev_allow_same_host_origin(wsev_ctx *ctx, int enabled) {
-  if (!ctx) return UV_EINVAL;
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   ctx->same_host_origin = enabled;
   return 0;
 }
@@ -195,7 +196,7 @@ static void upgrade_request(wsev_conn *c, uint8_t *rest, size_t n) {
 
 /* The answer to a deferred upgrade (status 0: accept with `protocol`). */
 static int decide(wsev_ctx *ctx, uint64_t id, int status, const char *protocol) {
-  if (!ctx) return UV_EINVAL;
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   wsev_conn *c = wsev__idmap_get(&ctx->ids, id);
   if (!c || c->announced || !c->handshake.deferred) return WSEV_ENOCONN;
   if (protocol && !(protocol = offered(c->handshake.request, protocol))) return UV_EINVAL;

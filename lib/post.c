@@ -1,0 +1,147 @@
+/* The way in from other threads: wsev_post, wsev_post_write and wsev_post_broadcast
+ * append to a queue under a mutex and wake the context's loop; there the whole batch
+ * runs inside the serialized stream, in the order it was posted. A wakeup is sent only
+ * when the queue was empty, so a burst of posts costs one. */
+#include <string.h>
+
+#include "alloc.h"
+#include "context.h"
+#include "dispatch.h"
+
+typedef enum { POST_CALL, POST_WRITE, POST_BROADCAST } post_kind;
+
+struct wsev_post_item {
+  struct wsev_post_item *next;
+  post_kind kind;
+  wsev_msg_type type;
+  wsev_post_fn fn;
+  void *arg;
+  uint64_t id;   /* write */
+  uint64_t *ids; /* broadcast: `count` ids, in this allocation */
+  size_t count;
+  uint8_t *data; /* write, broadcast: `len` bytes, in this allocation */
+  size_t len;
+};
+
+static void run_batch(wsev_ctx *ctx, wsev_post_item *item) {
+  wsev__dispatch_begin(ctx);
+  while (item) {
+    wsev_post_item *next = item->next;
+    if (!ctx->freeing) {
+      switch (item->kind) {
+      case POST_CALL: item->fn(ctx, item->arg); break;
+      case POST_WRITE:
+        if (item->type == WSEV_TEXT)
+          wsev_write_text(ctx, item->id, (const char *)item->data, item->len);
+        else
+          wsev_write(ctx, item->id, item->data, item->len);
+        break;
+      case POST_BROADCAST:
+        wsev_broadcast(ctx, item->ids, item->count, item->data, item->len, item->type);
+        break;
+      }
+    }
+    wsev__free(item);
+    item = next;
+  }
+  wsev__dispatch_end(ctx);
+}
+
+static void on_posted(uv_async_t *async) {
+  wsev_ctx *ctx = async->data;
+  for (;;) {
+    uv_mutex_lock(&ctx->post_lock);
+    wsev_post_item *batch = ctx->post_head;
+    ctx->post_head = ctx->post_tail = NULL;
+    uv_mutex_unlock(&ctx->post_lock);
+    if (!batch) return;
+    run_batch(ctx, batch);
+  }
+}
+
+int wsev__post_init(wsev_ctx *ctx) {
+  int rc = uv_mutex_init(&ctx->post_lock);
+  if (rc) return rc;
+  rc = uv_async_init(ctx->loop, &ctx->post_async, on_posted);
+  if (rc) {
+    uv_mutex_destroy(&ctx->post_lock);
+    return rc;
+  }
+  ctx->post_async.data = ctx;
+  /* Posts do not keep the loop alive: the loop ends when wsev has nothing else to do,
+   * as it does without them. */
+  uv_unref((uv_handle_t *)&ctx->post_async);
+  return 0;
+}
+
+void wsev__post_free(wsev_ctx *ctx) {
+  wsev_post_item *item = ctx->post_head;
+  while (item) {
+    wsev_post_item *next = item->next;
+    wsev__free(item);
+    item = next;
+  }
+  ctx->post_head = ctx->post_tail = NULL;
+  uv_mutex_destroy(&ctx->post_lock);
+}
+
+static int push(wsev_ctx *ctx, wsev_post_item *item) {
+  item->next = NULL;
+  uv_mutex_lock(&ctx->post_lock);
+  int was_empty = ctx->post_head == NULL;
+  if (ctx->post_tail)
+    ctx->post_tail->next = item;
+  else
+    ctx->post_head = item;
+  ctx->post_tail = item;
+  uv_mutex_unlock(&ctx->post_lock);
+  if (was_empty) uv_async_send(&ctx->post_async);
+  return 0;
+}
+
+/* An item with room for `extra` bytes behind it. */
+static wsev_post_item *new_item(post_kind kind, size_t extra) {
+  if (extra > SIZE_MAX - sizeof(wsev_post_item)) return NULL;
+  wsev_post_item *item = wsev__malloc(sizeof *item + extra);
+  if (item) memset(item, 0, sizeof *item);
+  if (item) item->kind = kind;
+  return item;
+}
+
+int wsev_post(wsev_ctx *ctx, wsev_post_fn fn, void *arg) {
+  if (!ctx || !fn) return UV_EINVAL;
+  wsev_post_item *item = new_item(POST_CALL, 0);
+  if (!item) return UV_ENOMEM;
+  item->fn = fn;
+  item->arg = arg;
+  return push(ctx, item);
+}
+
+int wsev_post_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, wsev_msg_type type) {
+  if (!ctx || (!data && len)) return UV_EINVAL;
+  wsev_post_item *item = new_item(POST_WRITE, len);
+  if (!item) return UV_ENOMEM;
+  item->id = id;
+  item->type = type;
+  item->data = (uint8_t *)(item + 1);
+  item->len = len;
+  if (len) memcpy(item->data, data, len);
+  return push(ctx, item);
+}
+
+int wsev_post_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void *data,
+                        size_t len, wsev_msg_type type) {
+  if (!ctx || (!ids && count) || (!data && len) || count > SIZE_MAX / 16) return UV_EINVAL;
+  size_t ids_size = count * sizeof *ids;
+  if (len > SIZE_MAX - ids_size) return UV_EINVAL;
+  wsev_post_item *item = new_item(POST_BROADCAST, ids_size + len);
+  if (!item) return UV_ENOMEM;
+  item->ids = (uint64_t *)(item + 1);
+  item->count = count;
+  if (count) memcpy(item->ids, ids, ids_size);
+  item->data = (uint8_t *)item->ids + ids_size;
+  item->len = len;
+  if (len) memcpy(item->data, data, len);
+  item->type = type;
+  return push(ctx, item);
+}
