@@ -3,9 +3,10 @@
 #   1. the whole suite on a normal build (build/);
 #   2. the same suite on an AddressSanitizer + UndefinedBehaviorSanitizer build
 #      (build-asan/);
-#   3. memcheck: the C tests under valgrind, and the echo, pubsub and control servers
+#   3. ThreadSanitizer (build-tsan/) on the suites where other threads call in;
+#   4. memcheck: the C tests under valgrind, and the echo, pubsub and control servers
 #      under valgrind while real clients drive them;
-#   4. a short fuzzing run of every libFuzzer target (clang, build-fuzz/).
+#   5. a short fuzzing run of every libFuzzer target (clang, build-fuzz/).
 # Ends with one line "N passed, N failed" and exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -72,6 +73,15 @@ else
   total_failed=$((total_failed + 1))
 fi
 unset ASAN_OPTIONS UBSAN_OPTIONS
+
+echo "== ThreadSanitizer (build-tsan/): the suites where other threads call in"
+export TSAN_OPTIONS=halt_on_error=1:exitcode=66
+if setup build-tsan -Db_sanitize=thread -Dbuildtype=debug; then
+  run build-tsan --suite api --suite threads --no-suite valgrind --timeout-multiplier 3
+else
+  total_failed=$((total_failed + 1))
+fi
+unset TSAN_OPTIONS
 
 echo "== valgrind (build/)"
 # test/valgrind-wrap holds the memcheck options; the 'valgrind' suite uses it too.

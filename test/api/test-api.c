@@ -197,7 +197,7 @@ static int expect_text(client *cl, const char *want) {
 
 static int port_a, port_b;
 static uv_async_t done_async;
-static volatile int client_ok;
+static _Atomic int client_ok;
 
 static void *client_script(void *arg) {
   (void)arg;
@@ -360,7 +360,7 @@ static void test_timeout_private_loop(void) {
 /* ---- graceful shutdown on a caller's loop ---------------------------------------- */
 
 static int sd_port;
-static volatile int sd_client_ok;
+static _Atomic int sd_client_ok;
 
 static void *shutdown_client(void *arg) {
   (void)arg;
@@ -415,7 +415,7 @@ enum { BIG_CHUNK = 60000, BIG_CHUNKS = 64 }; /* 16-bit lengths: 4-byte headers *
 static int drained, drained_closed_after;
 static size_t buffered_after_writes;
 static int dr_port;
-static volatile int dr_client_ok;
+static _Atomic int dr_client_ok;
 
 static void dr_accepted(wsev_ctx *ctx, uint64_t id) {
   static uint8_t chunk[BIG_CHUNK];
@@ -479,7 +479,7 @@ static void test_drained(void) {
 enum { BC_CLIENTS = 3, BC_LARGE = 5000 };
 static uint64_t bc_ids[BC_CLIENTS + 1];
 static int bc_accepted, bc_port, bc_queued_small, bc_queued_large;
-static volatile int bc_ok[BC_CLIENTS];
+static _Atomic int bc_ok[BC_CLIENTS];
 static uint8_t bc_large[BC_LARGE];
 
 /* Once every client is accepted (not earlier: a loaded machine may connect them
