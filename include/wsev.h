@@ -475,6 +475,33 @@ typedef struct {
 /* Fill *info. Returns 0, WSEV_ENOCONN, or a libuv error reading the addresses. */
 WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info);
 
+/* ==== I/O threads ===========================================================================
+ *
+ * By default (0 I/O threads) all network work runs on the context's loop. With N >= 1,
+ * N threads each run a loop of their own and own a share of the connections for their
+ * whole life: accept (every thread listens on the same port with SO_REUSEPORT, so the
+ * kernel spreads new connections over them without a hand-off), dial, TLS, the
+ * upgrade, framing, UTF-8, pings, closes, deadlines, keepalive and corked writes. The
+ * application's callbacks still run on the context's thread, one at a time, with every
+ * guarantee at the top of this file; a message is copied once, from its thread to the
+ * application. Writes, closes and broadcasts made from callbacks reach the owning
+ * thread in one batch per iteration, and leave in one writev there. What differs:
+ * - wsev_write returns 0 for a message queued to the thread; a send limit exceeded
+ *   there closes the connection with 1008 as usual, but WSEV_EBACKPRESSURE is not
+ *   returned; wsev_get_buffered_amount returns 0 (the bytes wait on another thread);
+ * - a broadcast is copied once per thread that has recipients, and framed there once;
+ * - wsev_set_max_connections gives each thread an equal share of the limit;
+ * - the context's loop keeps running until wsev_shutdown has closed every connection
+ *   on every thread (or until wsev_stop), even without listeners;
+ * - the upgrade_requested and http_request callbacks are not available yet: with
+ *   either set, wsev_set_io_threads returns UV_ENOTSUP.
+ */
+/* Start `count` I/O threads. Only before the first listen, dial or adopted socket, and
+ * once. Returns 0, UV_EINVAL (too late, count over 1024), UV_ENOTSUP (see above),
+ * UV_ENOMEM, or an error from creating the threads. */
+WSEV_EXPORT int wsev_set_io_threads(wsev_ctx *ctx, unsigned count);
+WSEV_EXPORT unsigned wsev_get_io_threads(const wsev_ctx *ctx);
+
 /* ==== other threads =======================================================================
  *
  * These three may be called from any thread, at any time until wsev_ctx_free is

@@ -249,7 +249,7 @@ static int client_tls(wsev_ctx *ctx, const wsev_client_options *o, wsev_tls_conf
 /* Everything a connection of ours needs before its socket is connected; on success
  * *out is registered under a new id (not yet told to anyone). */
 static int new_client(wsev_ctx *ctx, const char *url_text, const wsev_client_options *o,
-                      wsev_conn **out) {
+                      uint64_t id, wsev_conn **out) {
   wsev_url url;
   if (!url_text) return UV_EINVAL;
   int rc = wsev__url_parse(url_text, &url);
@@ -285,7 +285,7 @@ static int new_client(wsev_ctx *ctx, const char *url_text, const wsev_client_opt
   if (!(c->handshake.response = wsev__client_hs_new(accept, protocols, max_header)) ||
       !(c->path = wsev__malloc(resource_len + 1)) ||
       (url.tls && !(c->tls = wsev__tls_new(tls_conf, url.host, url.port))) ||
-      wsev__conn_take_id(c) != 0)
+      (id ? wsev__conn_set_id(c, id) : wsev__conn_take_id(c)) != 0)
     goto fail;
   memcpy(c->path, url.resource, resource_len + 1);
   snprintf(d->host, sizeof d->host, "%s", url.host);
@@ -310,7 +310,7 @@ fail:
 static int add_conn(wsev_ctx *ctx, const char *url, const wsev_client_options *options,
                     uint64_t *id) {
   wsev_conn *c;
-  int rc = new_client(ctx, url, options, &c);
+  int rc = new_client(ctx, url, options, *id, &c);
   if (rc) return rc;
   struct wsev_dial *d = c->handshake.dial;
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
@@ -340,7 +340,7 @@ static int adopt(wsev_ctx *ctx, uv_os_sock_t sock, const char *url,
     wsev__server_serve(c);
     return 0;
   }
-  if ((rc = new_client(ctx, url, options, &c)) != 0) return rc;
+  if ((rc = new_client(ctx, url, options, id ? *id : 0, &c)) != 0) return rc;
   if ((rc = uv_tcp_open(&c->tcp, sock)) != 0) {
     wsev__conn_abort(c);
     return rc;
@@ -351,11 +351,20 @@ static int adopt(wsev_ctx *ctx, uv_os_sock_t sock, const char *url,
   return 0;
 }
 
-/* Events raised on the way (a failure) wait until the caller has the id. */
+int wsev__client_open(wsev_ctx *ctx, const char *url, const wsev_client_options *options,
+                      uint64_t *id, uv_os_sock_t *sock) {
+  ctx->in_api++; /* events raised on the way (a failure) wait until the caller has the id */
+  int rc = sock ? adopt(ctx, *sock, url, options, id) : add_conn(ctx, url, options, id);
+  ctx->in_api--;
+  return rc;
+}
+
 int wsev_add_conn(wsev_ctx *ctx, const char *url, const wsev_client_options *options,
                   uint64_t *id) {
   WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   if (!wsev__ctx_usable(ctx) || !id) return UV_EINVAL;
+  if (ctx->io) return wsev__io_open(ctx, url, options, id, NULL);
+  *id = 0;
   ctx->in_api++;
   int rc = add_conn(ctx, url, options, id);
   ctx->in_api--;
@@ -366,6 +375,8 @@ int wsev_adopt_socket(wsev_ctx *ctx, uv_os_sock_t sock, const char *url,
                       const wsev_client_options *options, uint64_t *id) {
   WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   if (!wsev__ctx_usable(ctx)) return UV_EINVAL;
+  if (ctx->io) return wsev__io_open(ctx, url, options, id, &sock);
+  if (id) *id = 0;
   ctx->in_api++;
   int rc = adopt(ctx, sock, url, options, id);
   ctx->in_api--;

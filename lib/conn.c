@@ -41,14 +41,19 @@ wsev_conn *wsev__conn_new(wsev_ctx *ctx) {
   return c;
 }
 
-int wsev__conn_take_id(wsev_conn *c) {
+int wsev__conn_set_id(wsev_conn *c, uint64_t id) {
   wsev_ctx *ctx = c->ctx;
   /* Room for its closed event is reserved now, so that event can never be lost. */
-  if (wsev__reserve_events(ctx, ctx->ids.count + 1) != 0 ||
-      wsev__idmap_put(&ctx->ids, ctx->next_id, c) != 0)
+  if (wsev__reserve_events(ctx, ctx->ids.count + 1) != 0 || wsev__idmap_put(&ctx->ids, id, c) != 0)
     return UV_ENOMEM;
-  c->id = ctx->next_id++;
+  c->id = id;
   return 0;
+}
+
+int wsev__conn_take_id(wsev_conn *c) {
+  wsev_ctx *ctx = c->ctx;
+  return wsev__conn_set_id(
+      c, atomic_fetch_add_explicit(&ctx->next_id, ctx->id_stride, memory_order_relaxed));
 }
 
 int wsev__conn_read_start(wsev_conn *c) {
@@ -306,6 +311,7 @@ int wsev_close_with(wsev_ctx *ctx, uint64_t id, unsigned code, const char *reaso
   if (!wsev__close_code_is_valid(code) || len > 123 ||
       (len && !wsev__utf8_is_valid((const uint8_t *)reason, len)))
     return UV_EINVAL;
+  if (ctx->io) return wsev__io_close(ctx, id, code, reason);
   ctx->in_api++; /* abandoning one of ours raises conn_closed: after we return */
   int rc = close_conn(c, code, reason);
   ctx->in_api--;
@@ -318,6 +324,7 @@ int wsev_close(wsev_ctx *ctx, uint64_t id) {
 
 int wsev_set_conn_data(wsev_ctx *ctx, uint64_t id, void *data) {
   WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
+  if (ctx->io) return wsev__io_set_conn_data(ctx, id, data);
   wsev_conn *c = wsev__conn_find(ctx, id);
   if (!c) return WSEV_ENOCONN;
   c->user_data = data;
@@ -327,6 +334,7 @@ int wsev_set_conn_data(wsev_ctx *ctx, uint64_t id, void *data) {
 void *wsev_get_conn_data(const wsev_ctx *ctx, uint64_t id) {
   WSEV_CHECK_CTX_OR(ctx, NULL);
   if (ctx->closing && ctx->closing->id == id) return ctx->closing->user_data;
+  if (ctx->io) return wsev__io_get_conn_data(ctx, id);
   wsev_conn *c = wsev__conn_find(ctx, id);
   return c ? c->user_data : NULL;
 }
@@ -348,6 +356,7 @@ int wsev_get_close_info(const wsev_ctx *ctx, uint64_t id, wsev_close_info *info)
 int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info) {
   WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   if (!info) return UV_EINVAL;
+  if (ctx->io) return wsev__io_conn_info(ctx, id, info);
   wsev_conn *c = wsev__conn_find(ctx, id);
   if (!c) return WSEV_ENOCONN;
   memset(info, 0, sizeof *info);

@@ -140,9 +140,10 @@ static inline wsev_conn *wsev__conn_find_in(const wsev_idmap *ids, uint64_t id) 
   wsev_conn *c = wsev__idmap_get(ids, id);
   return c && c->announced ? c : NULL;
 }
-/* Register the connection under the context's next id, with room reserved for its
- * closed event. 0 or UV_ENOMEM. */
+/* Register the connection under the context's next id (or a given one, taken from the
+ * context earlier), with room reserved for its closed event. 0 or UV_ENOMEM. */
 int wsev__conn_take_id(wsev_conn *c);
+int wsev__conn_set_id(wsev_conn *c, uint64_t id);
 
 /* ---- send.c ------------------------------------------------------------------------ */
 /* Queue a message (masked for ours; held until the 101 while ours is opening). 0,

@@ -98,6 +98,7 @@ int wsev_ctx_new(wsev_ctx **ctxp, uv_loop_t *loop, const wsev_handler *handler, 
       .defer_timeout_ms = DEFAULT_DEFER_TIMEOUT_MS,
   };
   ctx->next_id = 1;
+  ctx->id_stride = 1;
   wsev__idmap_init(&ctx->ids);
   wsev__pool_init(&ctx->pool);
 
@@ -156,6 +157,7 @@ void wsev_ctx_free(wsev_ctx *ctx) {
   if (ctx->freeing) return;
   ctx->freeing = 1;
   ctx->pool.closing = 1;
+  if (ctx->io) wsev__io_free(ctx); /* joins the threads: their connections are dropped */
   wsev__listeners_close(ctx);
   for (wsev_conn *c = ctx->all_head; c; c = c->all_next)
     wsev__conn_abort(c);
@@ -197,6 +199,7 @@ int wsev_shutdown(wsev_ctx *ctx, uint64_t timeout_ms) {
   ctx->shutting_down = 1;
   ctx->shutdown_deadline = uv_now(ctx->loop) + timeout_ms;
   wsev__listeners_close(ctx);
+  if (ctx->io) wsev__io_shutdown(ctx, timeout_ms);
   /* Nothing of ours but the connections may keep the loop alive now. */
   uv_timer_stop(&ctx->timeout_timer);
   uv_timer_stop(&ctx->keepalive_timer);
@@ -234,6 +237,7 @@ int wsev_set_ctx_data(wsev_ctx *ctx, void *data) {
   int wsev_set_##name(wsev_ctx *ctx, type value) {                                                 \
     WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);                                                        \
     ctx->set.field = value;                                                                        \
+    if (ctx->io) wsev__io_settings(ctx);                                                           \
     return 0;                                                                                      \
   }
 SETTING(size_t, max_message_size, max_message_size)
@@ -248,6 +252,7 @@ int wsev_set_send_limits(wsev_ctx *ctx, size_t max_buffered, size_t low_water) {
   WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   ctx->set.max_buffered = max_buffered;
   ctx->set.low_water = low_water;
+  if (ctx->io) wsev__io_settings(ctx);
   return 0;
 }
 

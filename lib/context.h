@@ -4,6 +4,7 @@
 #define WSEV_CONTEXT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -21,6 +22,8 @@
 
 typedef struct wsev_listener wsev_listener;
 typedef struct wsev_post_item wsev_post_item;
+typedef struct wsev_io wsev_io;
+typedef struct wsev_io_thread wsev_io_thread;
 
 typedef enum {
   WSEV_EV_ACCEPTED,
@@ -94,7 +97,8 @@ struct wsev_ctx {
 
   /* Connections and listeners. */
   wsev_idmap ids;
-  uint64_t next_id;
+  _Atomic uint64_t next_id; /* taken by other threads too in threaded mode (io.c) */
+  uint64_t id_stride;       /* 1; an I/O thread's context of N takes every Nth id */
   wsev_conn *all_head;
   size_t n_active; /* accepted connections in the handshake, open or closing */
   wsev_listener *listeners;
@@ -113,6 +117,7 @@ struct wsev_ctx {
   wsev_post_item *post_head, *post_tail;
   uv_async_t post_async;
   pthread_t owner; /* the context's thread: the one that created it */
+  wsev_io *io;     /* threaded mode: the I/O threads (io.c); NULL: inline */
 
   unsigned open_handles; /* ours still to be closed; the context dies at 0 */
   int freeing;
@@ -167,5 +172,35 @@ void wsev__post_free(wsev_ctx *ctx);
 
 /* listener.c */
 void wsev__listeners_close(wsev_ctx *ctx);
+/* Bind a plain socket to the address (no SO_REUSEPORT) and close it: the port it got
+ * (a free one for "0"), or UV_EADDRINUSE when another socket has it. Threaded mode
+ * checks this first, since sockets with SO_REUSEPORT of the same user would share the
+ * port silently. */
+int wsev__listen_probe(const char *host, const char *port);
+/* Listen on this context's loop (cert_file NULL: plain). Returns the port or an error. */
+int wsev__listen(wsev_ctx *ctx, const char *host, const char *port, const char *cert_file,
+                 const char *key_file, int reuseport);
+
+/* client.c: wsev_add_conn (sock NULL) or wsev_adopt_socket on this context's loop; a
+ * non-zero *id is the id to use (taken from this context earlier). */
+int wsev__client_open(wsev_ctx *ctx, const char *url, const wsev_client_options *options,
+                      uint64_t *id, uv_os_sock_t *sock);
+
+/* io.c: threaded mode. The API functions hand their work to these when ctx->io is set. */
+void wsev__io_free(wsev_ctx *ctx);
+int wsev__io_listen(wsev_ctx *ctx, const char *host, const char *port, const char *cert,
+                    const char *key);
+int wsev__io_open(wsev_ctx *ctx, const char *url, const wsev_client_options *options, uint64_t *id,
+                  uv_os_sock_t *sock);
+int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int text);
+int wsev__io_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void *data,
+                       size_t len, wsev_msg_type type);
+int wsev__io_close(wsev_ctx *ctx, uint64_t id, unsigned code, const char *reason);
+int wsev__io_set_conn_data(wsev_ctx *ctx, uint64_t id, void *data);
+void *wsev__io_get_conn_data(const wsev_ctx *ctx, uint64_t id);
+int wsev__io_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info);
+void wsev__io_shutdown(wsev_ctx *ctx, uint64_t timeout_ms);
+/* The settings changed: every thread gets a copy. */
+void wsev__io_settings(wsev_ctx *ctx);
 
 #endif

@@ -110,6 +110,7 @@ int wsev_set_keepalive(wsev_ctx *ctx, uint64_t interval_ms, uint64_t timeout_ms)
   ctx->set.ping_interval_ms = interval_ms;
   ctx->set.ping_timeout_ms = timeout_ms;
   wsev__keepalive_restart(ctx);
+  if (ctx->io) wsev__io_settings(ctx);
   return 0;
 }
 

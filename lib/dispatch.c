@@ -61,6 +61,11 @@ static void dispatch(wsev_ctx *ctx, const wsev_event *ev) {
   wsev__dispatch_end(ctx);
 }
 
+void wsev__deliver(wsev_ctx *ctx, const wsev_event *ev) {
+  run_queued(ctx);
+  if (!ctx->freeing) call_handler(ctx, ev);
+}
+
 void wsev__dispatch_queued(wsev_ctx *ctx) {
   if (!ctx->queue_len || ctx->dispatching) return;
   wsev__dispatch_begin(ctx);

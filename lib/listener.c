@@ -1,7 +1,9 @@
 /* Listening sockets (wsev_listen_and_serve*): binding, and handing each pending
  * client to server.c; a listener out of memory sheds clients instead of stalling. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "context.h"
@@ -81,10 +83,29 @@ static int parse_port(const char *s, int *port) {
 }
 
 /* Listen at addr; the listener takes over the reference to `tls` (may be NULL),
- * also when it fails. */
-static int listen_on(wsev_ctx *ctx, const struct sockaddr *addr, wsev_tls_config *tls) {
+ * also when it fails. With reuseport, other sockets may bind the same address (one per
+ * I/O thread). */
+static int listen_on(wsev_ctx *ctx, const struct sockaddr *addr, wsev_tls_config *tls,
+                     int reuseport) {
   wsev_listener *l = wsev__calloc(1, sizeof *l);
-  int rc = l ? uv_tcp_init(ctx->loop, &l->tcp) : UV_ENOMEM;
+  int rc = l ? uv_tcp_init_ex(ctx->loop, &l->tcp, addr->sa_family) : UV_ENOMEM;
+  if (!rc && reuseport) {
+    uv_os_fd_t fd;
+    int on = 1;
+    if (uv_fileno((uv_handle_t *)&l->tcp, &fd) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0)
+      rc = UV_ENOTSUP;
+    if (rc) {
+      l->ctx = ctx;
+      l->tcp.data = l;
+      l->handles = 1;
+      wsev__handle_opened(ctx);
+      wsev__tls_config_unref(tls);
+      l->tls = NULL;
+      uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+      return rc;
+    }
+  }
   if (rc) {
     wsev__tls_config_unref(tls);
     wsev__free(l);
@@ -122,7 +143,8 @@ static int parse_address(const char *host, const char *port, struct sockaddr_sto
 }
 
 /* Bind to host (NULL: every interface), taking over the reference to tls. */
-static int serve(wsev_ctx *ctx, const char *host, const char *port, wsev_tls_config *tls) {
+static int serve(wsev_ctx *ctx, const char *host, const char *port, wsev_tls_config *tls,
+                 int reuseport) {
   struct sockaddr_storage addr;
   int rc = parse_address(host ? host : "::", port, &addr);
   if (rc) {
@@ -130,39 +152,80 @@ static int serve(wsev_ctx *ctx, const char *host, const char *port, wsev_tls_con
     return rc;
   }
   if (tls) wsev__tls_config_ref(tls); /* kept for the IPv4 fallback below */
-  rc = listen_on(ctx, (const struct sockaddr *)&addr, tls);
+  rc = listen_on(ctx, (const struct sockaddr *)&addr, tls, reuseport);
   if (!host && (rc == UV_EAFNOSUPPORT || rc == UV_EADDRNOTAVAIL)) {
     /* "::" accepts IPv4 too (dual stack); fall back where IPv6 is missing. */
     parse_address("0.0.0.0", port, &addr);
-    return listen_on(ctx, (const struct sockaddr *)&addr, tls);
+    return listen_on(ctx, (const struct sockaddr *)&addr, tls, reuseport);
   }
   wsev__tls_config_unref(tls);
   return rc;
 }
 
+int wsev__listen(wsev_ctx *ctx, const char *host, const char *port, const char *cert_file,
+                 const char *key_file, int reuseport) {
+  wsev_tls_config *tls = NULL;
+  int port_num, rc;
+  if ((rc = parse_port(port, &port_num)) != 0) return rc;
+  if (cert_file) {
+    wsev_rng *rng = wsev__ctx_rng(ctx);
+    if (!rng || !wsev__ctx_tls_plain(ctx)) return UV_ENOMEM;
+    if ((rc = wsev__tls_server_config(rng, cert_file, key_file, &tls)) != 0) return rc;
+  }
+  return serve(ctx, host, port, tls, reuseport);
+}
+
+int wsev__listen_probe(const char *host, const char *port) {
+  struct sockaddr_storage addr;
+  int rc = parse_address(host ? host : "::", port, &addr);
+  if (rc) return rc;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1;
+    if (fd < 0) {
+      rc = -errno;
+    } else {
+      socklen_t len =
+          addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on); /* as libuv does */
+      rc = bind(fd, (struct sockaddr *)&addr, len) == 0 &&
+                   getsockname(fd, (struct sockaddr *)&addr, &len) == 0
+               ? 0
+               : -errno;
+      close(fd);
+    }
+    if (!rc)
+      return ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
+                                              : ((struct sockaddr_in *)&addr)->sin_port);
+    if (host || (rc != UV_EAFNOSUPPORT && rc != UV_EADDRNOTAVAIL)) return rc;
+    parse_address("0.0.0.0", port, &addr); /* no IPv6 here */
+  }
+  return rc;
+}
+
+/* On the context's own loop, or on every I/O thread's. */
+static int listen_any(wsev_ctx *ctx, const char *host, const char *port, const char *cert_file,
+                      const char *key_file) {
+  if (ctx->io) return wsev__io_listen(ctx, host, port, cert_file, key_file);
+  return wsev__listen(ctx, host, port, cert_file, key_file, 0);
+}
+
 int wsev_listen_and_serve_addr(wsev_ctx *ctx, const char *host, const char *port) {
   WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   if (!wsev__ctx_usable(ctx) || !host) return UV_EINVAL;
-  return serve(ctx, host, port, NULL);
+  return listen_any(ctx, host, port, NULL, NULL);
 }
 
 int wsev_listen_and_serve(wsev_ctx *ctx, const char *port) {
   WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   if (!wsev__ctx_usable(ctx)) return UV_EINVAL;
-  return serve(ctx, NULL, port, NULL);
+  return listen_any(ctx, NULL, port, NULL, NULL);
 }
 
 int wsev_listen_and_serve_tls_addr(wsev_ctx *ctx, const char *host, const char *port,
                                    const char *cert_file, const char *key_file) {
-  wsev_tls_config *tls;
-  int port_num, rc;
   WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   if (!wsev__ctx_usable(ctx) || !cert_file || !key_file) return UV_EINVAL;
-  if ((rc = parse_port(port, &port_num)) != 0) return rc;
-  wsev_rng *rng = wsev__ctx_rng(ctx);
-  if (!rng || !wsev__ctx_tls_plain(ctx)) return UV_ENOMEM;
-  if ((rc = wsev__tls_server_config(rng, cert_file, key_file, &tls)) != 0) return rc;
-  return serve(ctx, host, port, tls);
+  return listen_any(ctx, host, port, cert_file, key_file);
 }
 
 int wsev_listen_and_serve_tls(wsev_ctx *ctx, const char *port, const char *cert_file,

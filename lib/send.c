@@ -93,6 +93,7 @@ int wsev__send(wsev_conn *c, int opcode, const void *data, size_t len) {
 static int write_message(wsev_ctx *ctx, uint64_t id, int opcode, const void *data, size_t len) {
   WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   if (!data && len) return UV_EINVAL;
+  if (ctx->io) return wsev__io_write(ctx, id, data, len, opcode == WSEV_OP_TEXT);
   wsev_conn *c = wsev__conn_find(ctx, id);
   if (!c) return WSEV_ENOCONN;
   /* A write can close the connection (backpressure): its closed event must wait until
@@ -131,6 +132,7 @@ int wsev_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void 
   if ((!ids && count) || (!data && len) ||
       len > SIZE_MAX - sizeof(wsev_shared) - WSEV_FRAME_MAX_HEADER)
     return UV_EINVAL;
+  if (ctx->io) return wsev__io_broadcast(ctx, ids, count, data, len, type);
   int opcode = type == WSEV_TEXT ? WSEV_OP_TEXT : WSEV_OP_BINARY;
   uint8_t small[SHARE_MIN + WSEV_FRAME_MAX_HEADER];
   wsev_shared *shared = NULL;
@@ -156,6 +158,7 @@ int wsev_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void 
 
 size_t wsev_get_buffered_amount(const wsev_ctx *ctx, uint64_t id) {
   WSEV_CHECK_CTX_OR(ctx, 0);
+  if (ctx->io) return 0; /* on another thread: not known here (wsev.h) */
   const wsev_conn *c = wsev__conn_find(ctx, id);
   return c ? wsev__send_buffered(c) : 0;
 }

@@ -10,6 +10,7 @@
  *   --max-message-size BYTES   --max-buffered BYTES     --max-connections N
  *   --ping-interval MS         --ping-timeout MS
  *   --handshake-timeout MS     --close-timeout MS       --shutdown-timeout MS
+ *   --io-threads N (default: $WSEV_IO_THREADS, else 0: all on the main loop)
  * SIGINT/SIGTERM shut down gracefully (1001 to every client, bounded by
  * --shutdown-timeout, default 2000 ms); a second signal stops at once. */
 #include <signal.h>
@@ -38,8 +39,9 @@ static void on_signal(uv_signal_t *sig, int signum) {
 }
 
 static const char *const option_names[] = {
-    "--max-message-size", "--max-buffered",      "--max-connections", "--ping-interval",
-    "--ping-timeout",     "--handshake-timeout", "--close-timeout",   "--shutdown-timeout"};
+    "--max-message-size", "--max-buffered",     "--max-connections",
+    "--ping-interval",    "--ping-timeout",     "--handshake-timeout",
+    "--close-timeout",    "--shutdown-timeout", "--io-threads"};
 enum { N_OPTIONS = sizeof option_names / sizeof option_names[0] };
 
 int main(int argc, char **argv) {
@@ -95,6 +97,17 @@ int main(int argc, char **argv) {
   if (given[5]) wsev_set_handshake_timeout(ctx, value[5]);
   if (given[6]) wsev_set_close_timeout(ctx, value[6]);
   if (given[7]) shutdown_timeout_ms = value[7];
+  /* The tests run every suite with WSEV_IO_THREADS=2 as well; --io-threads wins. */
+  const char *env_threads = getenv("WSEV_IO_THREADS");
+  unsigned long long io_threads = given[8]      ? value[8]
+                                  : env_threads ? strtoull(env_threads, NULL, 10)
+                                                : 0;
+  if ((rc = wsev_set_io_threads(ctx, (unsigned)io_threads)) != 0) {
+    fprintf(stderr, "wsev-echo: cannot start %llu I/O threads: %s\n", io_threads,
+            wsev_strerror(rc));
+    wsev_ctx_free(ctx);
+    return 1;
+  }
 
   int bound = wsev_listen_and_serve(ctx, port);
   if (bound < 0) {

@@ -156,13 +156,14 @@ static void on_signal(uv_signal_t *handle, int signum) {
 
 static void usage(FILE *out) {
   fprintf(out, "usage: wsev-pubsub [--port N] [--tls-port N] [--cert FILE] [--key FILE]\n"
-               "                   [--no-tls] [--quiet] [--max-buffered BYTES]\n"
+               "                   [--no-tls] [--quiet] [--max-buffered BYTES] [--io-threads N]\n"
                "  --port N   port to listen on (default 9000; 0 picks a free port)\n"
                "  --tls-port N  port to serve wss on (default 9001), with --cert and --key\n"
                "             (default localhost.crt and localhost.key); --no-tls: ws only\n"
                "  --quiet    do not log connections and messages\n"
                "  --max-buffered BYTES  close (1008) a subscriber with more than this\n"
-               "             waiting to be sent (default: wsev's, 16 MiB)\n");
+               "             waiting to be sent (default: wsev's, 16 MiB)\n"
+               "  --io-threads N  network work on N threads (default: $WSEV_IO_THREADS, else 0)\n");
 }
 
 int main(int argc, char **argv) {
@@ -170,6 +171,9 @@ int main(int argc, char **argv) {
   const char *cert = "localhost.crt", *key = "localhost.key";
   bool quiet = false, tls_asked = false;
   size_t max_buffered = 0;
+  /* The tests run every suite with WSEV_IO_THREADS=2 as well; --io-threads wins. */
+  const char *env_threads = getenv("WSEV_IO_THREADS");
+  unsigned io_threads = env_threads ? (unsigned)strtoul(env_threads, NULL, 10) : 0;
 
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
@@ -189,6 +193,8 @@ int main(int argc, char **argv) {
       tls_port = NULL;
     } else if (strcmp(argv[i], "--max-buffered") == 0 && i + 1 < argc) {
       max_buffered = strtoull(argv[++i], NULL, 10);
+    } else if (strcmp(argv[i], "--io-threads") == 0 && i + 1 < argc) {
+      io_threads = (unsigned)strtoul(argv[++i], NULL, 10);
     } else if (strcmp(argv[i], "--quiet") == 0) {
       quiet = true;
     } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -218,6 +224,13 @@ int main(int argc, char **argv) {
     return 1;
   }
 
+  if ((err = wsev_set_io_threads(ctx, io_threads)) != 0) {
+    fprintf(stderr, "wsev-pubsub: cannot start %u I/O threads: %s\n", io_threads,
+            wsev_strerror(err));
+    wsev_ctx_free(ctx);
+    channels_free(ps.channels);
+    return 1;
+  }
   if (max_buffered) {
     size_t limit, low_water;
     wsev_get_send_limits(ctx, &limit, &low_water);

@@ -1,0 +1,583 @@
+/* Threaded mode (wsev_set_io_threads): N I/O threads, each running a context of its own
+ * (an "inner" context) on its own loop. An inner context does everything a context
+ * does for its connections — accept, dial, TLS, the upgrade, frames, deadlines,
+ * keepalive, corked writes — with the same code as inline mode. Its callbacks, on the
+ * I/O thread, forward each event to the application's context through one inbox (a
+ * mutex-guarded list, one wakeup per batch), where the events are dispatched to the
+ * application exactly as inline ones, one at a time. The other way, the application's
+ * writes, closes and broadcasts go to the owning thread with the inner context's
+ * wsev_post* functions, so everything written to a connection during one iteration
+ * of the application's loop arrives in one batch and leaves in one writev.
+ *
+ * Ids: inner context k (of N) hands out k+1, k+1+N, k+1+2N, ...: ids stay unique
+ * across threads, and an id names its thread. Listening: every inner context binds
+ * the same address with SO_REUSEPORT, so the kernel spreads accepts over the threads
+ * without a hand-off (uWebSockets does the same). */
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "context.h"
+#include "dispatch.h"
+
+struct wsev_io_thread {
+  wsev_io *io;
+  wsev_ctx *inner; /* created and freed on the thread */
+  uv_thread_t thread;
+  uv_async_t stop;
+  uv_sem_t ready;
+  int index;
+  int start_rc;
+  int running; /* created and not joined yet */
+  int exited;  /* its loop ended: `stop` is closing (under io->lock) */
+};
+
+/* The application's view of a connection that lives on an I/O thread. */
+typedef struct {
+  void *user_data;
+  wsev_conn_info info; /* strings point into `strings` */
+  char *strings;
+  uint8_t open;    /* conn_accepted was dispatched */
+  uint8_t closing; /* the application called wsev_close */
+} remote;
+
+/* An event from an I/O thread, waiting in the inbox. */
+typedef struct inbox_item {
+  struct inbox_item *next;
+  wsev_event ev;       /* data: the message's bytes or the close reason, owned */
+  wsev_conn_info info; /* accepted: the connection's details, strings in `strings` */
+  char *strings;
+  int done; /* the thread is finishing */
+} inbox_item;
+
+struct wsev_io {
+  wsev_ctx *ctx;
+  int count;
+  int finished; /* threads whose inner context is gone */
+  wsev_io_thread *threads;
+  wsev_idmap remotes;
+  uv_mutex_t lock;
+  inbox_item *head, *tail;
+  uv_async_t inbox;
+};
+
+static wsev_io_thread *thread_of(wsev_io *io, uint64_t id) {
+  return &io->threads[(id - 1) % (uint64_t)io->count];
+}
+
+/* ---- on the I/O threads --------------------------------------------------------------- */
+
+static void push(wsev_io *io, inbox_item *item) {
+  item->next = NULL;
+  uv_mutex_lock(&io->lock);
+  int was_empty = io->head == NULL;
+  if (io->tail)
+    io->tail->next = item;
+  else
+    io->head = item;
+  io->tail = item;
+  uv_mutex_unlock(&io->lock);
+  if (was_empty) uv_async_send(&io->inbox);
+}
+
+static inbox_item *new_item(wsev_event_kind kind, uint64_t id) {
+  inbox_item *item = wsev__calloc(1, sizeof *item);
+  if (item) {
+    item->ev.kind = (uint8_t)kind;
+    item->ev.id = id;
+  }
+  return item;
+}
+
+static char *keep(char **at, const char *s) {
+  if (!s) return NULL;
+  size_t len = strlen(s) + 1;
+  memcpy(*at, s, len);
+  char *kept = *at;
+  *at += len;
+  return kept;
+}
+
+static void inner_accepted(wsev_ctx *inner, uint64_t id) {
+  wsev_io_thread *t = wsev_get_ctx_data(inner);
+  inbox_item *item = new_item(WSEV_EV_ACCEPTED, id);
+  if (!item) return; /* the application hears of it at conn_closed only */
+  if (wsev_get_conn_info(inner, id, &item->info) == 0) {
+    const wsev_conn_info *i = &item->info;
+    const char *s[] = {i->path, i->protocol, i->server_name, i->tls_version, i->tls_cipher};
+    size_t size = 0;
+    for (int k = 0; k < 5; k++)
+      size += s[k] ? strlen(s[k]) + 1 : 0;
+    char *at = item->strings = wsev__malloc(size ? size : 1);
+    if (at) {
+      item->info.path = keep(&at, s[0]);
+      item->info.protocol = keep(&at, s[1]);
+      item->info.server_name = keep(&at, s[2]);
+      item->info.tls_version = keep(&at, s[3]);
+      item->info.tls_cipher = keep(&at, s[4]);
+    } else {
+      memset(&item->info, 0, sizeof item->info);
+    }
+  }
+  push(t->io, item);
+}
+
+static void inner_message(wsev_ctx *inner, uint64_t id, const void *data, size_t len,
+                          wsev_msg_type type) {
+  wsev_io_thread *t = wsev_get_ctx_data(inner);
+  inbox_item *item = new_item(WSEV_EV_MESSAGE, id);
+  if (!item || !(item->ev.data = wsev__malloc(len ? len : 1))) {
+    wsev__free(item);
+    wsev_close_with(inner, id, 1011, "out of memory"); /* a message is never skipped */
+    return;
+  }
+  if (len) memcpy(item->ev.data, data, len);
+  item->ev.len = len;
+  item->ev.msg_type = (uint8_t)type;
+  push(t->io, item);
+}
+
+static void inner_closed(wsev_ctx *inner, uint64_t id) {
+  wsev_io_thread *t = wsev_get_ctx_data(inner);
+  wsev_close_info info;
+  inbox_item *item = new_item(WSEV_EV_CLOSED, id);
+  if (!item) return; /* the application's view of it is removed when its thread ends */
+  if (wsev_get_close_info(inner, id, &info) == 0) {
+    item->ev.close_code = (uint16_t)info.code;
+    item->ev.by_peer = (uint8_t)info.by_peer;
+    item->ev.error = info.error;
+    size_t len = strlen(info.reason);
+    if (len && (item->ev.data = wsev__malloc(len + 1))) {
+      memcpy(item->ev.data, info.reason, len + 1);
+      item->ev.len = len;
+    }
+  }
+  push(t->io, item);
+}
+
+static void inner_drained(wsev_ctx *inner, uint64_t id) {
+  wsev_io_thread *t = wsev_get_ctx_data(inner);
+  inbox_item *item = new_item(WSEV_EV_DRAINED, id);
+  if (item) push(t->io, item);
+}
+
+static void on_stop(uv_async_t *a) { uv_stop(a->loop); }
+
+static void thread_main(void *arg) {
+  wsev_io_thread *t = arg;
+  wsev_ctx *ctx = t->io->ctx;
+  wsev_handler h = {.conn_accepted = inner_accepted,
+                    .message_received = inner_message,
+                    .conn_closed = inner_closed,
+                    .conn_drained = inner_drained};
+  t->start_rc = wsev_ctx_new(&t->inner, NULL, &h, t);
+  if (!t->start_rc) {
+    wsev_ctx *inner = t->inner;
+    inner->set = ctx->set;
+    inner->set.timeout_ms = 0; /* the application's context keeps the loop timeout */
+    wsev_set_timeout(inner, 0);
+    wsev_set_keepalive(inner, ctx->set.ping_interval_ms, ctx->set.ping_timeout_ms);
+    inner->next_id = (uint64_t)t->index + 1;
+    inner->id_stride = (uint64_t)t->io->count;
+    t->start_rc = uv_async_init(wsev_get_loop(inner), &t->stop, on_stop);
+    if (t->start_rc) wsev_ctx_free(inner);
+    /* `stop` keeps the loop running until wsev_shutdown (which unrefs it: the loop then
+     * ends with the last connection) or wsev_ctx_free (which sends it). */
+  }
+  uv_sem_post(&t->ready);
+  if (t->start_rc) return;
+  /* Until stopped; after wsev_shutdown, until the last connection is gone. */
+  uv_run(wsev_get_loop(t->inner), UV_RUN_DEFAULT);
+  uv_mutex_lock(&t->io->lock);
+  t->exited = 1; /* no stop request comes after this */
+  uv_mutex_unlock(&t->io->lock);
+  uv_close((uv_handle_t *)&t->stop, NULL);
+  wsev_ctx_free(t->inner); /* drops what is left, without callbacks */
+  inbox_item *done = wsev__calloc(1, sizeof *done);
+  if (done) { /* without memory the application's loop is not told, only freed */
+    done->done = 1;
+    push(t->io, done);
+  }
+}
+
+/* ---- calls into a thread -------------------------------------------------------------- */
+
+/* Run fn on thread t's context and wait for it (setup calls that return a result:
+ * listen, dial, adopt). */
+typedef struct {
+  uv_sem_t done;
+  int (*fn)(wsev_ctx *inner, void *arg);
+  void *arg;
+  int rc;
+} sync_call;
+
+static void run_sync(wsev_ctx *inner, void *arg) {
+  sync_call *call = arg;
+  call->rc = call->fn(inner, call->arg);
+  uv_sem_post(&call->done);
+}
+
+static int call_sync(wsev_io_thread *t, int (*fn)(wsev_ctx *, void *), void *arg) {
+  sync_call call = {.fn = fn, .arg = arg};
+  if (uv_sem_init(&call.done, 0) != 0) return UV_ENOMEM;
+  int rc = wsev_post(t->inner, run_sync, &call);
+  if (rc == 0) {
+    uv_sem_wait(&call.done);
+    rc = call.rc;
+  }
+  uv_sem_destroy(&call.done);
+  return rc;
+}
+
+/* ---- the application's side ----------------------------------------------------------- */
+
+static void remote_free(remote *r) {
+  if (!r) return;
+  wsev__free(r->strings);
+  wsev__free(r);
+}
+
+static void finish_thread(wsev_io *io) {
+  if (++io->finished == io->count) uv_unref((uv_handle_t *)&io->inbox); /* the loop may end */
+}
+
+static void deliver(wsev_io *io, inbox_item *item) {
+  wsev_ctx *ctx = io->ctx;
+  if (item->done) {
+    finish_thread(io);
+    return;
+  }
+  remote *r = wsev__idmap_get(&io->remotes, item->ev.id);
+  switch (item->ev.kind) {
+  case WSEV_EV_ACCEPTED:
+    if (!r && !(r = wsev__calloc(1, sizeof *r))) break;
+    if (wsev__idmap_get(&io->remotes, item->ev.id) != r &&
+        wsev__idmap_put(&io->remotes, item->ev.id, r) != 0) {
+      remote_free(r); /* the application never sees it; its close is dropped too */
+      break;
+    }
+    r->info = item->info;
+    r->strings = item->strings;
+    item->strings = NULL;
+    r->open = 1;
+    wsev__deliver(ctx, &item->ev);
+    break;
+  case WSEV_EV_CLOSED:
+    if (!r) break; /* never told (refused upgrades do not get here) */
+    item->ev.user_data = r->user_data;
+    wsev__idmap_del(&io->remotes, item->ev.id);
+    remote_free(r);
+    wsev__deliver(ctx, &item->ev);
+    break;
+  default:
+    if (r && r->open) wsev__deliver(ctx, &item->ev);
+  }
+}
+
+static void on_inbox(uv_async_t *a) {
+  wsev_io *io = a->data;
+  for (;;) {
+    uv_mutex_lock(&io->lock);
+    inbox_item *batch = io->head;
+    io->head = io->tail = NULL;
+    uv_mutex_unlock(&io->lock);
+    if (!batch) return;
+    wsev__dispatch_begin(io->ctx); /* the batch's callbacks run one after another */
+    while (batch) {
+      inbox_item *next = batch->next;
+      if (!io->ctx->freeing) deliver(io, batch);
+      wsev__free(batch->ev.data);
+      wsev__free(batch->strings);
+      wsev__free(batch);
+      batch = next;
+    }
+    wsev__dispatch_end(io->ctx);
+  }
+}
+
+static void stop_threads(wsev_io *io) {
+  for (int i = 0; i < io->count; i++) {
+    wsev_io_thread *t = &io->threads[i];
+    if (!t->running) continue;
+    uv_mutex_lock(&io->lock);
+    if (!t->exited) uv_async_send(&t->stop);
+    uv_mutex_unlock(&io->lock);
+    uv_thread_join(&t->thread);
+    t->running = 0;
+  }
+}
+
+static void io_free(wsev_io *io) {
+  for (size_t i = 0; i <= io->remotes.mask && io->remotes.slots; i++)
+    if (io->remotes.slots[i].id) remote_free(io->remotes.slots[i].value);
+  wsev__idmap_free(&io->remotes);
+  inbox_item *item = io->head;
+  while (item) {
+    inbox_item *next = item->next;
+    wsev__free(item->ev.data);
+    wsev__free(item->strings);
+    wsev__free(item);
+    item = next;
+  }
+  uv_mutex_destroy(&io->lock);
+  wsev__free(io->threads);
+  wsev__free(io);
+}
+
+static void on_inbox_closed(uv_handle_t *h) {
+  wsev_io *io = h->data;
+  wsev_ctx *ctx = io->ctx;
+  io_free(io);
+  wsev__handle_closed(ctx);
+}
+
+int wsev_set_io_threads(wsev_ctx *ctx, unsigned count) {
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
+  if (ctx->io || ctx->listeners || ctx->all_head || ctx->freeing || ctx->shutting_down ||
+      count > 1024)
+    return UV_EINVAL;
+  if (count == 0) return 0;
+  if (ctx->handler.upgrade_requested || ctx->handler.http_request) return UV_ENOTSUP;
+  wsev_io *io = wsev__calloc(1, sizeof *io);
+  if (!io) return UV_ENOMEM;
+  io->ctx = ctx;
+  io->count = (int)count;
+  wsev__idmap_init(&io->remotes);
+  if (!(io->threads = wsev__calloc(count, sizeof *io->threads)) || uv_mutex_init(&io->lock)) {
+    wsev__free(io->threads);
+    wsev__free(io);
+    return UV_ENOMEM;
+  }
+  int rc = uv_async_init(ctx->loop, &io->inbox, on_inbox);
+  if (rc) {
+    uv_mutex_destroy(&io->lock);
+    wsev__free(io->threads);
+    wsev__free(io);
+    return rc;
+  }
+  io->inbox.data = io;
+  wsev__handle_opened(ctx);
+  ctx->io = io;
+  for (unsigned i = 0; i < count && !rc; i++) {
+    wsev_io_thread *t = &io->threads[i];
+    t->io = io;
+    t->index = (int)i;
+    if ((rc = uv_sem_init(&t->ready, 0)) != 0) break;
+    if ((rc = uv_thread_create(&t->thread, thread_main, t)) == 0) {
+      uv_sem_wait(&t->ready);
+      rc = t->start_rc;
+      if (rc)
+        uv_thread_join(&t->thread);
+      else
+        t->running = 1;
+    }
+    uv_sem_destroy(&t->ready);
+  }
+  if (rc) {
+    stop_threads(io);
+    ctx->io = NULL;
+    uv_close((uv_handle_t *)&io->inbox, on_inbox_closed);
+  }
+  return rc;
+}
+
+unsigned wsev_get_io_threads(const wsev_ctx *ctx) {
+  WSEV_CHECK_CTX_OR(ctx, 0);
+  return ctx->io ? (unsigned)ctx->io->count : 0;
+}
+
+void wsev__io_free(wsev_ctx *ctx) {
+  wsev_io *io = ctx->io;
+  stop_threads(io); /* no thread touches the inbox after this */
+  uv_close((uv_handle_t *)&io->inbox, on_inbox_closed);
+}
+
+/* ---- listening and dialing: setup calls, run on the threads and waited for -------------- */
+
+typedef struct {
+  const char *host, *port, *cert, *key;
+  int bound; /* the port the first thread got, for the others */
+} listen_args;
+
+static int listen_on_thread(wsev_ctx *inner, void *arg) {
+  listen_args *a = arg;
+  char port[8];
+  const char *p = a->port;
+  if (a->bound) {
+    snprintf(port, sizeof port, "%d", a->bound);
+    p = port;
+  }
+  return wsev__listen(inner, a->host, p, a->cert, a->key, 1);
+}
+
+int wsev__io_listen(wsev_ctx *ctx, const char *host, const char *port, const char *cert,
+                    const char *key) {
+  wsev_io *io = ctx->io;
+  listen_args a = {host, port, cert, key, 0};
+  int rc = wsev__listen_probe(host, port);
+  if (rc < 0) return rc;
+  a.bound = rc;
+  for (int i = 0; i < io->count && rc >= 0; i++) {
+    rc = call_sync(&io->threads[i], listen_on_thread, &a);
+    if (rc > 0) a.bound = rc;
+  }
+  return rc; /* a failure on a later thread leaves the earlier ones listening */
+}
+
+typedef struct {
+  const char *url;
+  const wsev_client_options *options;
+  uint64_t id;
+  uv_os_sock_t *sock;
+} open_args;
+
+static int open_on_thread(wsev_ctx *inner, void *arg) {
+  open_args *a = arg;
+  return wsev__client_open(inner, a->url, a->options, &a->id, a->sock);
+}
+
+int wsev__io_open(wsev_ctx *ctx, const char *url, const wsev_client_options *options, uint64_t *id,
+                  uv_os_sock_t *sock) {
+  wsev_io *io = ctx->io;
+  static _Atomic unsigned next_thread;
+  wsev_io_thread *t = &io->threads[atomic_fetch_add(&next_thread, 1) % (unsigned)io->count];
+  remote *r = NULL;
+  open_args a = {url, options, 0, sock};
+  if (url) {
+    /* Ours are told to the application at once: reserve the id now. */
+    a.id = atomic_fetch_add(&t->inner->next_id, t->inner->id_stride);
+    if (!(r = wsev__calloc(1, sizeof *r)) || wsev__idmap_put(&io->remotes, a.id, r) != 0) {
+      wsev__free(r);
+      return UV_ENOMEM;
+    }
+    r->user_data = options ? options->data : NULL;
+  }
+  int rc = call_sync(t, open_on_thread, &a);
+  if (rc) {
+    if (r) {
+      wsev__idmap_del(&io->remotes, a.id);
+      remote_free(r);
+    }
+    return rc;
+  }
+  if (id) *id = a.id;
+  return 0;
+}
+
+/* ---- the application's calls, routed to the owning thread ------------------------------- */
+
+static remote *find(wsev_io *io, uint64_t id) { return wsev__idmap_get(&io->remotes, id); }
+
+int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int text) {
+  remote *r = find(ctx->io, id);
+  if (!r) return WSEV_ENOCONN;
+  if (r->closing) return WSEV_ECLOSING;
+  return wsev_post_write(thread_of(ctx->io, id)->inner, id, data, len,
+                         text ? WSEV_TEXT : WSEV_BINARY);
+}
+
+int wsev__io_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void *data,
+                       size_t len, wsev_msg_type type) {
+  wsev_io *io = ctx->io;
+  uint64_t stack[256], *mine = count <= 256 ? stack : wsev__malloc(count * sizeof *mine);
+  if (!mine) return UV_ENOMEM;
+  int queued = 0, rc = 0;
+  /* One copy of the message per thread, framed once there for its recipients. */
+  for (int k = 0; k < io->count && !rc; k++) {
+    size_t n = 0;
+    for (size_t i = 0; i < count; i++) {
+      remote *r = ids[i] ? find(io, ids[i]) : NULL;
+      if (r && !r->closing && thread_of(io, ids[i]) == &io->threads[k]) mine[n++] = ids[i];
+    }
+    if (n && (rc = wsev_post_broadcast(io->threads[k].inner, mine, n, data, len, type)) == 0)
+      queued += (int)n;
+  }
+  if (mine != stack) wsev__free(mine);
+  return rc ? rc : queued;
+}
+
+typedef struct {
+  uint64_t id;
+  unsigned code;
+  char reason[124];
+} close_args;
+
+static void close_on_thread(wsev_ctx *inner, void *arg) {
+  close_args *a = arg;
+  wsev_close_with(inner, a->id, a->code, a->reason[0] ? a->reason : NULL);
+  wsev__free(a);
+}
+
+int wsev__io_close(wsev_ctx *ctx, uint64_t id, unsigned code, const char *reason) {
+  remote *r = find(ctx->io, id);
+  if (!r) return WSEV_ENOCONN;
+  if (r->closing) return WSEV_ECLOSING;
+  close_args *a = wsev__calloc(1, sizeof *a);
+  if (!a) return UV_ENOMEM;
+  a->id = id;
+  a->code = code;
+  if (reason) snprintf(a->reason, sizeof a->reason, "%s", reason);
+  int rc = wsev_post(thread_of(ctx->io, id)->inner, close_on_thread, a);
+  if (rc) {
+    wsev__free(a);
+    return rc;
+  }
+  r->closing = 1;
+  return 0;
+}
+
+int wsev__io_set_conn_data(wsev_ctx *ctx, uint64_t id, void *data) {
+  remote *r = find(ctx->io, id);
+  if (!r) return WSEV_ENOCONN;
+  r->user_data = data;
+  return 0;
+}
+
+void *wsev__io_get_conn_data(const wsev_ctx *ctx, uint64_t id) {
+  remote *r = find(ctx->io, id);
+  return r ? r->user_data : NULL;
+}
+
+int wsev__io_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info) {
+  remote *r = find(ctx->io, id);
+  if (!r || !r->open) return WSEV_ENOCONN;
+  *info = r->info;
+  return 0;
+}
+
+static void shutdown_on_thread(wsev_ctx *inner, void *arg) {
+  wsev_io_thread *t = wsev_get_ctx_data(inner);
+  wsev_shutdown(inner, *(uint64_t *)arg);
+  uv_unref((uv_handle_t *)&t->stop);
+  wsev__free(arg);
+}
+
+void wsev__io_shutdown(wsev_ctx *ctx, uint64_t timeout_ms) {
+  wsev_io *io = ctx->io;
+  for (int i = 0; i < io->count; i++) {
+    uint64_t *arg = wsev__malloc(sizeof *arg);
+    if (!arg) continue; /* that thread keeps serving until wsev_ctx_free */
+    *arg = timeout_ms;
+    if (wsev_post(io->threads[i].inner, shutdown_on_thread, arg) != 0) wsev__free(arg);
+  }
+}
+
+static void settings_on_thread(wsev_ctx *inner, void *arg) {
+  wsev_settings *set = arg;
+  set->timeout_ms = 0;
+  inner->set = *set;
+  wsev_set_keepalive(inner, set->ping_interval_ms, set->ping_timeout_ms);
+  wsev__free(set);
+}
+
+void wsev__io_settings(wsev_ctx *ctx) {
+  wsev_io *io = ctx->io;
+  for (int i = 0; i < io->count; i++) {
+    wsev_settings *copy = wsev__malloc(sizeof *copy);
+    if (!copy) continue;
+    *copy = ctx->set;
+    if (ctx->set.max_connections) /* each thread takes its share of the limit */
+      copy->max_connections = (ctx->set.max_connections + (size_t)io->count - 1) / io->count;
+    if (wsev_post(io->threads[i].inner, settings_on_thread, copy) != 0) wsev__free(copy);
+  }
+}
