@@ -1,0 +1,152 @@
+/* Ordering under load with I/O threads: 1,000 clients on 2 I/O threads each send
+ * numbered messages and close; the application must see each id's messages in order,
+ * then conn_closed last and exactly once, and both threads must have served clients. */
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <wsev.h>
+
+#include "../unit/test.h"
+
+enum { CLIENTS = 1000, CLIENT_THREADS = 4, MESSAGES = 20, MAX_ID = 1 << 14 };
+
+static int port;
+static struct { int accepted, next, closed; } seen[MAX_ID];
+static long accepted, closed, messages, out_of_order, early_close, double_close, bad_id;
+static long on_thread[2];
+
+static void on_accepted(wsev_ctx *ctx, uint64_t id) {
+  (void)ctx;
+  if (id >= MAX_ID) {
+    bad_id++;
+    return;
+  }
+  seen[id].accepted++;
+  on_thread[(id - 1) % 2]++; /* ids are striped: thread k hands out k+1, k+3, ... */
+  accepted++;
+}
+
+static void on_message(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
+                       wsev_msg_type type) {
+  (void)ctx;
+  (void)type;
+  if (id >= MAX_ID || !seen[id].accepted || seen[id].closed) {
+    bad_id++;
+    return;
+  }
+  char text[16];
+  snprintf(text, sizeof text, "%.*s", (int)(len < 15 ? len : 15), (const char *)data);
+  if (atoi(text) != seen[id].next) out_of_order++;
+  seen[id].next++;
+  messages++;
+}
+
+static void on_closed(wsev_ctx *ctx, uint64_t id) {
+  if (id >= MAX_ID) {
+    bad_id++;
+    return;
+  }
+  if (seen[id].closed++) double_close++;
+  if (seen[id].next != MESSAGES) early_close++;
+  if (++closed == CLIENTS) wsev_shutdown(ctx, 1000);
+}
+
+/* ---- the clients --------------------------------------------------------------------- */
+
+static int connect_upgraded(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    close(fd);
+    return -1;
+  }
+  const char *req =
+      "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+  if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+    close(fd);
+    return -1;
+  }
+  char resp[512];
+  size_t got = 0;
+  while (got < sizeof resp && read(fd, resp + got, 1) == 1)
+    if (++got >= 4 && memcmp(resp + got - 4, "\r\n\r\n", 4) == 0) return fd;
+  close(fd);
+  return -1;
+}
+
+/* A masked frame (key 0: the payload is sent as it is). */
+static int send_frame(int fd, int opcode, const void *payload, size_t len) {
+  uint8_t f[64] = {(uint8_t)(0x80 | opcode), (uint8_t)(0x80 | len), 0, 0, 0, 0};
+  memcpy(f + 6, payload, len);
+  return write(fd, f, 6 + len) == (ssize_t)(6 + len) ? 0 : -1;
+}
+
+static long client_failures;
+static pthread_mutex_t failures_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *clients_main(void *arg) {
+  (void)arg;
+  int fds[CLIENTS / CLIENT_THREADS], failed = 0;
+  for (int i = 0; i < CLIENTS / CLIENT_THREADS; i++)
+    if ((fds[i] = connect_upgraded()) < 0) failed++;
+  char text[16];
+  for (int m = 0; m < MESSAGES; m++)
+    for (int i = 0; i < CLIENTS / CLIENT_THREADS; i++) {
+      int n = snprintf(text, sizeof text, "%d", m);
+      if (fds[i] >= 0 && send_frame(fds[i], 1, text, (size_t)n) != 0) failed++;
+    }
+  for (int i = 0; i < CLIENTS / CLIENT_THREADS; i++)
+    if (fds[i] >= 0 && send_frame(fds[i], 8, "\x03\xe8", 2) != 0) failed++;
+  for (int i = 0; i < CLIENTS / CLIENT_THREADS; i++) {
+    if (fds[i] < 0) continue;
+    char buf[256];
+    while (read(fds[i], buf, sizeof buf) > 0) /* the server's close, then its FIN */
+      ;
+    close(fds[i]);
+  }
+  pthread_mutex_lock(&failures_lock);
+  client_failures += failed;
+  pthread_mutex_unlock(&failures_lock);
+  return NULL;
+}
+
+int main(void) {
+  struct rlimit rl;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl); /* 1,000 sockets on each side */
+  wsev_handler h = {
+      .conn_accepted = on_accepted, .message_received = on_message, .conn_closed = on_closed};
+  wsev_ctx *ctx;
+  CHECK_EQ_INT(wsev_ctx_new(&ctx, NULL, &h, NULL), 0);
+  CHECK_EQ_INT(wsev_set_io_threads(ctx, 2), 0);
+  CHECK_EQ_INT(wsev_get_io_threads(ctx), 2);
+  port = wsev_listen_and_serve_addr(ctx, "127.0.0.1", "0");
+  CHECK(port > 0);
+  CHECK_EQ_INT(wsev_set_io_threads(ctx, 3), UV_EINVAL); /* only before the first listen */
+  pthread_t t[CLIENT_THREADS];
+  for (int i = 0; i < CLIENT_THREADS; i++)
+    pthread_create(&t[i], NULL, clients_main, NULL);
+  CHECK_EQ_INT(wsev_event_loop(ctx), 0); /* until the shutdown after the last close */
+  for (int i = 0; i < CLIENT_THREADS; i++)
+    pthread_join(t[i], NULL);
+  wsev_ctx_free(ctx);
+
+  printf("%ld accepted (%ld on thread 0, %ld on thread 1), %ld messages, %ld closed\n", accepted,
+         on_thread[0], on_thread[1], messages, closed);
+  CHECK_EQ_INT(client_failures, 0);
+  CHECK_EQ_INT(accepted, CLIENTS);
+  CHECK_EQ_INT(messages, CLIENTS * MESSAGES);
+  CHECK_EQ_INT(closed, CLIENTS);
+  CHECK_EQ_INT(out_of_order, 0);
+  CHECK_EQ_INT(early_close, 0);
+  CHECK_EQ_INT(double_close, 0);
+  CHECK_EQ_INT(bad_id, 0);
+  CHECK(on_thread[0] > 0 && on_thread[1] > 0);
+  return TEST_REPORT();
+}
