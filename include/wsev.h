@@ -493,12 +493,17 @@ WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_i
  * - wsev_set_max_connections gives each thread an equal share of the limit;
  * - the context's loop keeps running until wsev_shutdown has closed every connection
  *   on every thread (or until wsev_stop), even without listeners;
- * - the upgrade_requested and http_request callbacks are not available yet: with
- *   either set, wsev_set_io_threads returns UV_ENOTSUP.
+ * - upgrade_requested and http_request get a copy of the request made on its thread,
+ *   and the thread waits for the answer (the deferred-upgrade deadline applies to both);
+ * - a protocol error, a ping or a close found right after a message in the same read is
+ *   answered by the thread at once, so that answer may go out before the application's
+ *   reply to the message (inline, the reply goes first);
+ * - each thread issues its own session tickets: a ticket resumes on the thread that
+ *   issued it (the kernel hashes a returning client to any thread).
  */
 /* Start `count` I/O threads. Only before the first listen, dial or adopted socket, and
- * once. Returns 0, UV_EINVAL (too late, count over 1024), UV_ENOTSUP (see above),
- * UV_ENOMEM, or an error from creating the threads. */
+ * once. Returns 0, UV_EINVAL (too late, count over 1024), UV_ENOMEM, or an error from
+ * creating the threads. */
 WSEV_EXPORT int wsev_set_io_threads(wsev_ctx *ctx, unsigned count);
 WSEV_EXPORT unsigned wsev_get_io_threads(const wsev_ctx *ctx);
 

@@ -52,6 +52,7 @@ int wsev__conn_set_id(wsev_conn *c, uint64_t id) {
 
 int wsev__conn_take_id(wsev_conn *c) {
   wsev_ctx *ctx = c->ctx;
+  if (c->id) return 0; /* one id for the connection's requests, then its WebSocket */
   return wsev__conn_set_id(
       c, atomic_fetch_add_explicit(&ctx->next_id, ctx->id_stride, memory_order_relaxed));
 }
@@ -112,7 +113,10 @@ static void end_websocket(wsev_conn *c) {
   if (!id) return;
   c->id = 0;
   wsev__idmap_del(&c->ctx->ids, id);
-  if (!c->announced) return; /* an upgrade that was refused, or left while deferred */
+  if (!c->announced) { /* an upgrade that was refused, or left while deferred */
+    if (c->ctx->id_dropped) c->ctx->id_dropped(c->ctx, id);
+    return;
+  }
   if (!c->ending.set) wsev__conn_set_ending(c, WSEV_CLOSE_ABNORMAL, 1, NULL, 0); /* dropped */
   wsev__emit_closed(c->ctx, id, &c->ending, c->user_data);
 }
@@ -305,8 +309,8 @@ void wsev__conn_on_shutdown(wsev_conn *c) {
 
 int wsev_close_with(wsev_ctx *ctx, uint64_t id, unsigned code, const char *reason) {
   WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
-  wsev_conn *c = wsev__conn_find(ctx, id);
-  if (!c) return WSEV_ENOCONN;
+  wsev_conn *c = NULL;
+  if (ctx->io ? !wsev__io_known(ctx, id) : !(c = wsev__conn_find(ctx, id))) return WSEV_ENOCONN;
   size_t len = reason ? strlen(reason) : 0;
   if (!wsev__close_code_is_valid(code) || len > 123 ||
       (len && !wsev__utf8_is_valid((const uint8_t *)reason, len)))

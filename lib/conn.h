@@ -62,9 +62,34 @@ typedef struct {
   wsev_buf held;            /* server: bytes behind a deferred request; ours: frames
                                written before the connection opened */
   uint8_t deferred;         /* upgrade_requested said WSEV_DEFER: reading paused */
+  uint8_t http_waiting;     /* a plain request waits for its answer from another thread */
   uint8_t in_http;          /* inside http_request */
   uint8_t responded;        /* wsev_respond was called for the current request */
 } wsev_conn_handshake;
+
+/* A request copied on an I/O thread for the application's thread (io.c). Strings
+ * live in the same allocation. */
+typedef struct {
+  uint64_t id;
+  const char *path, *method, *server_name;
+  const char *headers; /* "name\0value\0" pairs, names lowercase */
+  size_t headers_len;
+  const char **protocols;
+  size_t protocol_count;
+  int keep_alive;
+} wsev_request_copy;
+
+/* What the application's callbacks get as a wsev_request: the connection itself
+ * (inline), or a copy (threaded), with the answer collected here. */
+struct wsev_request {
+  wsev_conn *conn;
+  const wsev_request_copy *copy;
+  const char *selected; /* copy: the subprotocol chosen */
+  uint8_t *response;    /* copy: wsev_respond's bytes (malloc'd) */
+  size_t response_len;
+  int in_http;   /* copy: wsev_respond may answer */
+  int responded; /* copy */
+};
 
 /* How the connection ends: the first of our close, the peer's close or a failure. */
 typedef struct {
@@ -190,6 +215,11 @@ void wsev__server_serve(wsev_conn *c);
 void wsev__server_input(wsev_conn *c, uint8_t *p, size_t n);
 /* Answer the HTTP client with an error status and close. */
 void wsev__server_reject(wsev_conn *c, int status);
+/* Threaded mode, from inside http_request: the answer comes later, from
+ * wsev__server_http_answer (the connection pauses reading meanwhile). */
+void wsev__server_http_wait(wsev_conn *c);
+/* The answer to a plain request that waited: the response's bytes (NULL: 404). */
+void wsev__server_http_answer(wsev_conn *c, const uint8_t *response, size_t len);
 
 /* ---- client.c ---------------------------------------------------------------------- */
 /* Ours: the socket is connected; start TLS or send the upgrade request. */

@@ -118,6 +118,9 @@ struct wsev_ctx {
   uv_async_t post_async;
   pthread_t owner; /* the context's thread: the one that created it */
   wsev_io *io;     /* threaded mode: the I/O threads (io.c); NULL: inline */
+  /* An I/O thread's context: an id handed out for a request (an upgrade, or a plain
+   * request that waited) ended without ever being announced. */
+  void (*id_dropped)(wsev_ctx *ctx, uint64_t id);
 
   unsigned open_handles; /* ours still to be closed; the context dies at 0 */
   int freeing;
@@ -192,6 +195,9 @@ int wsev__io_listen(wsev_ctx *ctx, const char *host, const char *port, const cha
                     const char *key);
 int wsev__io_open(wsev_ctx *ctx, const char *url, const wsev_client_options *options, uint64_t *id,
                   uv_os_sock_t *sock);
+int wsev__io_known(const wsev_ctx *ctx, uint64_t id);
+/* The origin policy changed: every thread gets a copy. */
+void wsev__io_origins(wsev_ctx *ctx);
 int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int text);
 int wsev__io_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void *data,
                        size_t len, wsev_msg_type type);
@@ -200,6 +206,8 @@ int wsev__io_set_conn_data(wsev_ctx *ctx, uint64_t id, void *data);
 void *wsev__io_get_conn_data(const wsev_ctx *ctx, uint64_t id);
 int wsev__io_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info);
 void wsev__io_shutdown(wsev_ctx *ctx, uint64_t timeout_ms);
+/* wsev_accept / wsev_reject of an upgrade waiting on an I/O thread. */
+int wsev__io_decide(wsev_ctx *ctx, uint64_t id, int status, const char *protocol);
 /* The settings changed: every thread gets a copy. */
 void wsev__io_settings(wsev_ctx *ctx);
 

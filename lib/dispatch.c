@@ -63,7 +63,7 @@ static void dispatch(wsev_ctx *ctx, const wsev_event *ev) {
 
 void wsev__deliver(wsev_ctx *ctx, const wsev_event *ev) {
   run_queued(ctx);
-  if (!ctx->freeing) call_handler(ctx, ev);
+  if (ev && !ctx->freeing) call_handler(ctx, ev);
 }
 
 void wsev__dispatch_queued(wsev_ctx *ctx) {

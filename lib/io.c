@@ -41,13 +41,17 @@ typedef struct {
   uint8_t closing; /* the application called wsev_close */
 } remote;
 
+/* What an inbox item carries besides an event of the application's. */
+enum { ITEM_EVENT, ITEM_UPGRADE, ITEM_HTTP, ITEM_DROPPED, ITEM_DONE };
+
 /* An event from an I/O thread, waiting in the inbox. */
 typedef struct inbox_item {
   struct inbox_item *next;
+  int what;
   wsev_event ev;       /* data: the message's bytes or the close reason, owned */
   wsev_conn_info info; /* accepted: the connection's details, strings in `strings` */
   char *strings;
-  int done; /* the thread is finishing */
+  wsev_request_copy *request; /* upgrade, http: owned */
 } inbox_item;
 
 struct wsev_io {
@@ -56,6 +60,7 @@ struct wsev_io {
   int finished; /* threads whose inner context is gone */
   wsev_io_thread *threads;
   wsev_idmap remotes;
+  wsev_idmap deferred; /* id -> wsev_request_copy of an upgrade the application deferred */
   uv_mutex_t lock;
   inbox_item *head, *tail;
   uv_async_t inbox;
@@ -161,6 +166,77 @@ static void inner_drained(wsev_ctx *inner, uint64_t id) {
   if (item) push(t->io, item);
 }
 
+/* Copy a request for the application's thread: one allocation. */
+static wsev_request_copy *copy_request(const wsev_request *req) {
+  const wsev_hs *hs = req->conn->handshake.request;
+  size_t size = sizeof(wsev_request_copy), count = wsev_request_protocol_count(req), pos = 0;
+  const char *name, *value;
+  const char *strings[] = {wsev_request_path(req), wsev_request_method(req),
+                           wsev_request_server_name(req)};
+  for (int i = 0; i < 3; i++)
+    size += strings[i] ? strlen(strings[i]) + 1 : 0;
+  while ((name = wsev__hs_header_at(hs, &pos, &value)))
+    size += strlen(name) + strlen(value) + 2;
+  size += count * sizeof(char *);
+  for (size_t i = 0; i < count; i++)
+    size += strlen(wsev_request_protocol(req, i)) + 1;
+  wsev_request_copy *copy = wsev__malloc(size);
+  if (!copy) return NULL;
+  memset(copy, 0, sizeof *copy);
+  copy->protocols = (const char **)(copy + 1);
+  char *at = (char *)(copy->protocols + count);
+  copy->id = wsev_request_id(req);
+  copy->path = keep(&at, strings[0]);
+  copy->method = keep(&at, strings[1]);
+  copy->server_name = keep(&at, strings[2]);
+  copy->headers = at;
+  for (pos = 0; (name = wsev__hs_header_at(hs, &pos, &value));) {
+    keep(&at, name);
+    keep(&at, value);
+  }
+  copy->headers_len = (size_t)(at - copy->headers);
+  for (size_t i = 0; i < count; i++)
+    copy->protocols[i] = keep(&at, wsev_request_protocol(req, i));
+  copy->protocol_count = count;
+  copy->keep_alive = wsev__hs_keep_alive(hs);
+  return copy;
+}
+
+/* Both answer later: the application's thread decides, then posts the answer here. */
+static int inner_upgrade(wsev_ctx *inner, wsev_request *req) {
+  wsev_io_thread *t = wsev_get_ctx_data(inner);
+  inbox_item *item = new_item(WSEV_EV_ACCEPTED, wsev_request_id(req));
+  if (!item || !(item->request = copy_request(req))) {
+    wsev__free(item);
+    return 503;
+  }
+  item->what = ITEM_UPGRADE;
+  push(t->io, item);
+  return WSEV_DEFER;
+}
+
+static void inner_http(wsev_ctx *inner, wsev_request *req) {
+  wsev_io_thread *t = wsev_get_ctx_data(inner);
+  inbox_item *item = NULL;
+  if (wsev__conn_take_id(req->conn) != 0 || !(item = new_item(0, req->conn->id)) ||
+      !(item->request = copy_request(req))) {
+    wsev__free(item);
+    wsev_respond(req, 503, NULL, NULL, 0);
+    return;
+  }
+  item->what = ITEM_HTTP;
+  wsev__server_http_wait(req->conn);
+  push(t->io, item);
+}
+
+static void inner_id_dropped(wsev_ctx *inner, uint64_t id) {
+  wsev_io_thread *t = wsev_get_ctx_data(inner);
+  inbox_item *item = new_item(0, id);
+  if (!item) return; /* the application's copy of a deferred upgrade stays until the end */
+  item->what = ITEM_DROPPED;
+  push(t->io, item);
+}
+
 static void on_stop(uv_async_t *a) { uv_stop(a->loop); }
 
 static void thread_main(void *arg) {
@@ -169,7 +245,9 @@ static void thread_main(void *arg) {
   wsev_handler h = {.conn_accepted = inner_accepted,
                     .message_received = inner_message,
                     .conn_closed = inner_closed,
-                    .conn_drained = inner_drained};
+                    .conn_drained = inner_drained,
+                    .upgrade_requested = ctx->handler.upgrade_requested ? inner_upgrade : NULL,
+                    .http_request = ctx->handler.http_request ? inner_http : NULL};
   t->start_rc = wsev_ctx_new(&t->inner, NULL, &h, t);
   if (!t->start_rc) {
     wsev_ctx *inner = t->inner;
@@ -177,6 +255,10 @@ static void thread_main(void *arg) {
     inner->set.timeout_ms = 0; /* the application's context keeps the loop timeout */
     wsev_set_timeout(inner, 0);
     wsev_set_keepalive(inner, ctx->set.ping_interval_ms, ctx->set.ping_timeout_ms);
+    inner->id_dropped = inner_id_dropped;
+    inner->same_host_origin = ctx->same_host_origin;
+    for (size_t i = 0; i < ctx->n_origins; i++)
+      wsev_allow_origin(inner, ctx->origins[i]);
     inner->next_id = (uint64_t)t->index + 1;
     inner->id_stride = (uint64_t)t->io->count;
     t->start_rc = uv_async_init(wsev_get_loop(inner), &t->stop, on_stop);
@@ -195,7 +277,7 @@ static void thread_main(void *arg) {
   wsev_ctx_free(t->inner); /* drops what is left, without callbacks */
   inbox_item *done = wsev__calloc(1, sizeof *done);
   if (done) { /* without memory the application's loop is not told, only freed */
-    done->done = 1;
+    done->what = ITEM_DONE;
     push(t->io, done);
   }
 }
@@ -241,11 +323,106 @@ static void finish_thread(wsev_io *io) {
   if (++io->finished == io->count) uv_unref((uv_handle_t *)&io->inbox); /* the loop may end */
 }
 
+/* An answer to a request, posted back to its thread. */
+typedef struct {
+  uint64_t id;
+  int status;        /* upgrade: 0 accept, else the status to refuse with */
+  char *protocol;    /* upgrade: in this allocation */
+  uint8_t *response; /* http: malloc'd, or NULL for 404 */
+  size_t len;
+} answer;
+
+static void upgrade_answer_on_thread(wsev_ctx *inner, void *arg) {
+  answer *a = arg;
+  if (a->status)
+    wsev_reject(inner, a->id, a->status);
+  else
+    wsev_accept(inner, a->id, a->protocol);
+  wsev__free(a);
+}
+
+static void http_answer_on_thread(wsev_ctx *inner, void *arg) {
+  answer *a = arg;
+  wsev_conn *c = wsev__idmap_get(&inner->ids, a->id);
+  if (c) wsev__server_http_answer(c, a->response, a->len);
+  wsev__free(a->response);
+  wsev__free(a);
+}
+
+static int post_upgrade_answer(wsev_io *io, uint64_t id, int status, const char *protocol) {
+  size_t len = protocol ? strlen(protocol) + 1 : 0;
+  answer *a = wsev__calloc(1, sizeof *a + len);
+  if (!a) return UV_ENOMEM;
+  a->id = id;
+  a->status = status;
+  if (protocol) a->protocol = memcpy(a + 1, protocol, len);
+  int rc = wsev_post(thread_of(io, id)->inner, upgrade_answer_on_thread, a);
+  if (rc) wsev__free(a);
+  return rc;
+}
+
+/* The application's upgrade_requested or http_request, on a copy of the request. */
+static void ask_application(wsev_io *io, inbox_item *item) {
+  wsev_ctx *ctx = io->ctx;
+  wsev_request req = {.copy = item->request};
+  uint64_t id = item->request->id;
+  wsev__deliver(ctx, NULL); /* what was queued before goes first */
+  if (item->what == ITEM_HTTP) {
+    req.in_http = 1;
+    ctx->handler.http_request(ctx, &req);
+    answer *a = wsev__calloc(1, sizeof *a);
+    if (!a) { /* the request gets 503 at its deadline */
+      wsev__free(req.response);
+      return;
+    }
+    a->id = id;
+    a->response = req.response;
+    a->len = req.response_len;
+    if (wsev_post(thread_of(io, id)->inner, http_answer_on_thread, a) != 0) {
+      wsev__free(a->response);
+      wsev__free(a);
+    }
+    return;
+  }
+  int verdict = ctx->handler.upgrade_requested(ctx, &req);
+  if (verdict == WSEV_DEFER) {
+    if (wsev__idmap_put(&io->deferred, id, item->request) == 0) item->request = NULL;
+    return;
+  }
+  int status = verdict == WSEV_ACCEPT ? 0 : verdict >= 400 && verdict <= 599 ? verdict : 500;
+  post_upgrade_answer(io, id, status, req.selected);
+}
+
+int wsev__io_decide(wsev_ctx *ctx, uint64_t id, int status, const char *protocol) {
+  wsev_io *io = ctx->io;
+  wsev_request_copy *copy = wsev__idmap_get(&io->deferred, id);
+  if (!copy) return WSEV_ENOCONN;
+  const char *offered = NULL;
+  for (size_t i = 0; protocol && i < copy->protocol_count && !offered; i++)
+    if (strcmp(copy->protocols[i], protocol) == 0) offered = copy->protocols[i];
+  if (protocol && !offered) return UV_EINVAL;
+  int rc = post_upgrade_answer(io, id, status, offered);
+  if (rc) return rc;
+  wsev__idmap_del(&io->deferred, id);
+  wsev__free(copy);
+  return 0;
+}
+
 static void deliver(wsev_io *io, inbox_item *item) {
   wsev_ctx *ctx = io->ctx;
-  if (item->done) {
-    finish_thread(io);
+  switch (item->what) {
+  case ITEM_DONE: finish_thread(io); return;
+  case ITEM_UPGRADE:
+  case ITEM_HTTP: ask_application(io, item); return;
+  case ITEM_DROPPED: {
+    wsev_request_copy *copy = wsev__idmap_get(&io->deferred, item->ev.id);
+    if (copy) {
+      wsev__idmap_del(&io->deferred, item->ev.id);
+      wsev__free(copy);
+    }
     return;
+  }
+  default: break;
   }
   remote *r = wsev__idmap_get(&io->remotes, item->ev.id);
   switch (item->ev.kind) {
@@ -288,6 +465,7 @@ static void on_inbox(uv_async_t *a) {
       if (!io->ctx->freeing) deliver(io, batch);
       wsev__free(batch->ev.data);
       wsev__free(batch->strings);
+      wsev__free(batch->request);
       wsev__free(batch);
       batch = next;
     }
@@ -311,11 +489,15 @@ static void io_free(wsev_io *io) {
   for (size_t i = 0; i <= io->remotes.mask && io->remotes.slots; i++)
     if (io->remotes.slots[i].id) remote_free(io->remotes.slots[i].value);
   wsev__idmap_free(&io->remotes);
+  for (size_t i = 0; i <= io->deferred.mask && io->deferred.slots; i++)
+    if (io->deferred.slots[i].id) wsev__free(io->deferred.slots[i].value);
+  wsev__idmap_free(&io->deferred);
   inbox_item *item = io->head;
   while (item) {
     inbox_item *next = item->next;
     wsev__free(item->ev.data);
     wsev__free(item->strings);
+    wsev__free(item->request);
     wsev__free(item);
     item = next;
   }
@@ -337,12 +519,12 @@ int wsev_set_io_threads(wsev_ctx *ctx, unsigned count) {
       count > 1024)
     return UV_EINVAL;
   if (count == 0) return 0;
-  if (ctx->handler.upgrade_requested || ctx->handler.http_request) return UV_ENOTSUP;
   wsev_io *io = wsev__calloc(1, sizeof *io);
   if (!io) return UV_ENOMEM;
   io->ctx = ctx;
   io->count = (int)count;
   wsev__idmap_init(&io->remotes);
+  wsev__idmap_init(&io->deferred);
   if (!(io->threads = wsev__calloc(count, sizeof *io->threads)) || uv_mutex_init(&io->lock)) {
     wsev__free(io->threads);
     wsev__free(io);
@@ -468,6 +650,8 @@ int wsev__io_open(wsev_ctx *ctx, const char *url, const wsev_client_options *opt
 
 static remote *find(wsev_io *io, uint64_t id) { return wsev__idmap_get(&io->remotes, id); }
 
+int wsev__io_known(const wsev_ctx *ctx, uint64_t id) { return find(ctx->io, id) != NULL; }
+
 int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int text) {
   remote *r = find(ctx->io, id);
   if (!r) return WSEV_ENOCONN;
@@ -559,6 +743,43 @@ void wsev__io_shutdown(wsev_ctx *ctx, uint64_t timeout_ms) {
     if (!arg) continue; /* that thread keeps serving until wsev_ctx_free */
     *arg = timeout_ms;
     if (wsev_post(io->threads[i].inner, shutdown_on_thread, arg) != 0) wsev__free(arg);
+  }
+}
+
+/* The origin policy, copied in one allocation: the strings follow the array. */
+typedef struct {
+  int same_host;
+  size_t count;
+  char *origins[];
+} origins_copy;
+
+static void origins_on_thread(wsev_ctx *inner, void *arg) {
+  origins_copy *copy = arg;
+  for (size_t i = 0; i < inner->n_origins; i++)
+    wsev__free(inner->origins[i]);
+  wsev__free(inner->origins);
+  inner->origins = NULL;
+  inner->n_origins = 0;
+  wsev_allow_same_host_origin(inner, copy->same_host);
+  for (size_t i = 0; i < copy->count; i++)
+    wsev_allow_origin(inner, copy->origins[i]);
+  wsev__free(copy);
+}
+
+void wsev__io_origins(wsev_ctx *ctx) {
+  wsev_io *io = ctx->io;
+  size_t size = sizeof(origins_copy) + ctx->n_origins * sizeof(char *);
+  for (size_t i = 0; i < ctx->n_origins; i++)
+    size += strlen(ctx->origins[i]) + 1;
+  for (int k = 0; k < io->count; k++) {
+    origins_copy *copy = wsev__malloc(size);
+    if (!copy) continue; /* that thread keeps the policy it had */
+    copy->same_host = ctx->same_host_origin;
+    copy->count = ctx->n_origins;
+    char *at = (char *)(copy->origins + copy->count);
+    for (size_t i = 0; i < copy->count; i++)
+      copy->origins[i] = keep(&at, ctx->origins[i]);
+    if (wsev_post(io->threads[k].inner, origins_on_thread, copy) != 0) wsev__free(copy);
   }
 }
 

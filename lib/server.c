@@ -107,12 +107,14 @@ int wsev_allow_origin(wsev_ctx *ctx, const char *origin) {
   if (!copy) return UV_ENOMEM;
   memcpy(copy, origin, len + 1);
   ctx->origins[ctx->n_origins++] = copy;
+  if (ctx->io) wsev__io_origins(ctx);
   return 0;
 }
 
 int wsev_allow_same_host_origin(wsev_ctx *ctx, int enabled) {
   WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   ctx->same_host_origin = enabled;
+  if (ctx->io) wsev__io_origins(ctx);
   return 0;
 }
 
@@ -182,8 +184,9 @@ static void upgrade_request(wsev_conn *c, uint8_t *rest, size_t n) {
     return;
   }
   c->handshake.selected = NULL;
+  wsev_request req = {.conn = c};
   wsev__dispatch_begin(ctx);
-  int verdict = ctx->handler.upgrade_requested(ctx, (wsev_request *)c);
+  int verdict = ctx->handler.upgrade_requested(ctx, &req);
   wsev__dispatch_end(ctx);
   if (c->state != WSEV_CONN_HANDSHAKE) return;
   if (verdict == WSEV_ACCEPT)
@@ -197,8 +200,10 @@ static void upgrade_request(wsev_conn *c, uint8_t *rest, size_t n) {
 /* The answer to a deferred upgrade (status 0: accept with `protocol`). */
 static int decide(wsev_ctx *ctx, uint64_t id, int status, const char *protocol) {
   WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
+  if (ctx->io) return wsev__io_decide(ctx, id, status, protocol);
   wsev_conn *c = wsev__idmap_get(&ctx->ids, id);
-  if (!c || c->announced || !c->handshake.deferred) return WSEV_ENOCONN;
+  if (!c || c->announced || !c->handshake.deferred || c->handshake.http_waiting)
+    return WSEV_ENOCONN;
   if (protocol && !(protocol = offered(c->handshake.request, protocol))) return UV_EINVAL;
   ctx->in_api++; /* conn_accepted and what follows go out from the next flush */
   if (status) {
@@ -229,31 +234,11 @@ int wsev_reject(wsev_ctx *ctx, uint64_t id, int status) {
 
 /* ---- plain HTTP ------------------------------------------------------------------- */
 
-/* A request without an Upgrade header. Returns 1 if the connection stays for another
- * request. */
-static int http_request(wsev_conn *c) {
+/* After a plain request was answered: the next request on the connection, or the end.
+ * Returns 1 if the connection stays for another request. */
+static int http_next(wsev_conn *c) {
   wsev_ctx *ctx = c->ctx;
   wsev_conn_handshake *hs = &c->handshake;
-  if (wsev__hs_has_body(hs->request)) {
-    wsev__server_reject(c, 413);
-    return 0;
-  }
-  if (!ctx->handler.http_request) {
-    wsev__server_reject(c, strcmp(wsev__hs_method(hs->request), "GET") == 0 ? 426 : 400);
-    return 0;
-  }
-  hs->responded = 0;
-  wsev__dispatch_begin(ctx);
-  hs->in_http = 1; /* wsev_respond answers this request during the callback only */
-  ctx->handler.http_request(ctx, (wsev_request *)c);
-  hs->in_http = 0;
-  wsev__dispatch_end(ctx);
-  if (c->state != WSEV_CONN_HANDSHAKE) return 0;
-  if (!hs->responded) {
-    hs->in_http = 1; /* answer for the application */
-    wsev_respond((wsev_request *)c, 404, NULL, NULL, 0);
-    hs->in_http = 0;
-  }
   int again = wsev__hs_keep_alive(hs->request) && !ctx->shutting_down;
   forget_request(c);
   if (!again) {
@@ -268,13 +253,74 @@ static int http_request(wsev_conn *c) {
   return 1;
 }
 
+void wsev__server_http_wait(wsev_conn *c) { c->handshake.http_waiting = 1; }
+
+void wsev__server_http_answer(wsev_conn *c, const uint8_t *response, size_t len) {
+  wsev_conn_handshake *hs = &c->handshake;
+  if (!hs->http_waiting || c->state != WSEV_CONN_HANDSHAKE) return;
+  hs->http_waiting = 0;
+  hs->deferred = 0;
+  if (response) {
+    wsev__send_bytes(c, response, len);
+  } else {
+    wsev_request req = {.conn = c};
+    hs->in_http = 1;
+    hs->responded = 0;
+    wsev_respond(&req, 404, NULL, NULL, 0);
+    hs->in_http = 0;
+  }
+  if (!http_next(c)) return;
+  if (wsev__conn_read_start(c) != 0) {
+    wsev__conn_abort(c);
+    return;
+  }
+  wsev_buf held = hs->held; /* pipelined requests that came with this one */
+  memset(&hs->held, 0, sizeof held);
+  if (held.len) wsev__server_input(c, held.data, held.len);
+  wsev__free(held.data);
+}
+
+/* A request without an Upgrade header; `rest` are the bytes behind it. Returns 1 if
+ * the connection stays for another request now. */
+static int http_request(wsev_conn *c, uint8_t *rest, size_t n) {
+  wsev_ctx *ctx = c->ctx;
+  wsev_conn_handshake *hs = &c->handshake;
+  if (wsev__hs_has_body(hs->request)) {
+    wsev__server_reject(c, 413);
+    return 0;
+  }
+  if (!ctx->handler.http_request) {
+    wsev__server_reject(c, strcmp(wsev__hs_method(hs->request), "GET") == 0 ? 426 : 400);
+    return 0;
+  }
+  hs->responded = 0;
+  wsev_request req = {.conn = c};
+  wsev__dispatch_begin(ctx);
+  hs->in_http = 1; /* wsev_respond answers this request during the callback only */
+  ctx->handler.http_request(ctx, &req);
+  hs->in_http = 0;
+  wsev__dispatch_end(ctx);
+  if (c->state != WSEV_CONN_HANDSHAKE) return 0;
+  if (hs->http_waiting) {
+    defer_upgrade(c, rest, n); /* the same pause: held bytes, a deadline (503) */
+    return 0;
+  }
+  if (!hs->responded) {
+    hs->in_http = 1; /* answer for the application */
+    wsev_respond(&req, 404, NULL, NULL, 0);
+    hs->in_http = 0;
+  }
+  return http_next(c);
+}
+
 int wsev_respond(wsev_request *req, int status, const char *headers, const void *body, size_t len) {
-  wsev_conn *c = (wsev_conn *)req;
-  if (!c || !c->handshake.in_http || c->handshake.responded || status < 100 || status > 599 ||
-      (!body && len))
+  if (!req || status < 100 || status > 599 || (!body && len)) return UV_EINVAL;
+  wsev_conn *c = req->conn;
+  if (c ? !c->handshake.in_http || c->handshake.responded : !req->in_http || req->responded)
     return UV_EINVAL;
   char head[256];
-  int keep = wsev__hs_keep_alive(c->handshake.request) && !c->ctx->shutting_down;
+  int keep = c ? wsev__hs_keep_alive(c->handshake.request) && !c->ctx->shutting_down
+               : req->copy->keep_alive;
   int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s", status,
                    wsev__hs_status_text(status), len, keep ? "" : "Connection: close\r\n");
   if (n < 0 || (size_t)n >= sizeof head) return UV_EINVAL;
@@ -286,6 +332,12 @@ int wsev_respond(wsev_request *req, int status, const char *headers, const void 
   memcpy(response + n, headers ? headers : "", header_len);
   memcpy(response + n + header_len, "\r\n", 2);
   if (len) memcpy(response + n + header_len + 2, body, len);
+  if (!c) { /* threaded: the bytes go to the connection's thread after the callback */
+    req->response = (uint8_t *)response;
+    req->response_len = total;
+    req->responded = 1;
+    return 0;
+  }
   int rc = wsev__send_bytes(c, response, total);
   wsev__free(response);
   if (!rc) c->handshake.responded = 1;
@@ -308,52 +360,69 @@ void wsev__server_input(wsev_conn *c, uint8_t *p, size_t n) {
       wsev__server_reject(c, result);
       return;
     }
-    if (!http_request(c) || n == 0) return;
+    if (!http_request(c, p, n) || n == 0) return;
   }
 }
 
 /* ---- the request, as the application sees it ----------------------------------------- */
 
 static const wsev_hs *request_of(const wsev_request *req) {
-  return req ? ((const wsev_conn *)req)->handshake.request : NULL;
+  return req->conn ? req->conn->handshake.request : NULL;
 }
 
 const char *wsev_request_path(const wsev_request *req) {
-  return req ? wsev__hs_path(request_of(req)) : NULL;
+  if (!req) return NULL;
+  return req->copy ? req->copy->path : wsev__hs_path(request_of(req));
 }
 
 const char *wsev_request_method(const wsev_request *req) {
-  return req ? wsev__hs_method(request_of(req)) : NULL;
+  if (!req) return NULL;
+  return req->copy ? req->copy->method : wsev__hs_method(request_of(req));
 }
 
 const char *wsev_request_header(const wsev_request *req, const char *name) {
-  return req && name ? wsev__hs_header(request_of(req), name) : NULL;
+  if (!req || !name) return NULL;
+  if (!req->copy) return wsev__hs_header(request_of(req), name);
+  const char *p = req->copy->headers, *end = p + req->copy->headers_len;
+  while (p < end) {
+    const char *value = p + strlen(p) + 1;
+    if (strcasecmp(p, name) == 0) return value;
+    p = value + strlen(value) + 1;
+  }
+  return NULL;
 }
 
 size_t wsev_request_protocol_count(const wsev_request *req) {
-  return req ? wsev__hs_protocol_count(request_of(req)) : 0;
+  if (!req) return 0;
+  return req->copy ? req->copy->protocol_count : wsev__hs_protocol_count(request_of(req));
 }
 
 const char *wsev_request_protocol(const wsev_request *req, size_t index) {
-  return req ? wsev__hs_protocol(request_of(req), index) : NULL;
+  if (!req) return NULL;
+  if (req->copy) return index < req->copy->protocol_count ? req->copy->protocols[index] : NULL;
+  return wsev__hs_protocol(request_of(req), index);
 }
 
 const char *wsev_request_server_name(const wsev_request *req) {
-  const wsev_tls *tls = req ? ((const wsev_conn *)req)->tls : NULL;
-  return tls ? wsev__tls_server_name(tls) : NULL;
+  if (!req) return NULL;
+  if (req->copy) return req->copy->server_name;
+  return req->conn->tls ? wsev__tls_server_name(req->conn->tls) : NULL;
 }
 
-uint64_t wsev_request_id(const wsev_request *req) { return req ? ((const wsev_conn *)req)->id : 0; }
+uint64_t wsev_request_id(const wsev_request *req) {
+  if (!req) return 0;
+  return req->copy ? req->copy->id : req->conn->id;
+}
 
 int wsev_request_select_protocol(wsev_request *req, const char *protocol) {
-  wsev_conn *c = (wsev_conn *)req;
-  if (!c) return UV_EINVAL;
-  if (!protocol) {
-    c->handshake.selected = NULL;
-    return 0;
-  }
-  const char *found = offered(c->handshake.request, protocol);
-  if (!found) return UV_EINVAL;
-  c->handshake.selected = found;
+  if (!req) return UV_EINVAL;
+  const char *found = NULL;
+  for (size_t i = 0; protocol && !found && i < wsev_request_protocol_count(req); i++)
+    if (strcmp(wsev_request_protocol(req, i), protocol) == 0) found = wsev_request_protocol(req, i);
+  if (protocol && !found) return UV_EINVAL;
+  if (req->copy)
+    req->selected = found;
+  else
+    req->conn->handshake.selected = found;
   return 0;
 }

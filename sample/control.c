@@ -329,6 +329,14 @@ int main(int argc, char **argv) {
     return 1;
   }
 
+  /* The tests also run this sample with its network work on I/O threads. */
+  const char *io_threads = getenv("WSEV_IO_THREADS");
+  if (io_threads && (err = wsev_set_io_threads(a.ctx, (unsigned)atoi(io_threads))) != 0) {
+    fprintf(stderr, "wsev-control: cannot start I/O threads: %s\n", wsev_strerror(err));
+    finish(&loop, a.ctx);
+    return 1;
+  }
+
   int bound = wsev_listen_and_serve_addr(a.ctx, host, port);
   if (bound < 0) {
     fprintf(stderr, "wsev-control: cannot listen on %s port %s: %s\n", host, port,
