@@ -172,6 +172,9 @@ static inline int wsev__on_ctx_thread(const wsev_ctx *ctx) {
 int wsev__post_init(wsev_ctx *ctx);
 /* Drop what was posted and not run yet. */
 void wsev__post_free(wsev_ctx *ctx);
+/* wsev_post for the library's own work (io.c): if it is dropped unrun (the context is
+ * freed first), fn is called with a NULL context to release arg. */
+int wsev__post_internal(wsev_ctx *ctx, wsev_post_fn fn, void *arg);
 
 /* listener.c */
 void wsev__listeners_close(wsev_ctx *ctx);

@@ -52,7 +52,22 @@ typedef struct inbox_item {
   wsev_conn_info info; /* accepted: the connection's details, strings in `strings` */
   char *strings;
   wsev_request_copy *request; /* upgrade, http: owned */
+  size_t data_cap;            /* ev.data came from the hand-off cache */
 } inbox_item;
+
+/* Large buffers that cross between threads (messages in, writes out) come from this
+ * cache and go back to it: freeing them to malloc on one thread and allocating anew on
+ * the other made the kernel fault in fresh pages for every 64 KiB message. */
+#define HANDOFF_MIN (16 * 1024)
+#define HANDOFF_KEEP 64
+typedef struct {
+  uv_mutex_t lock;
+  int count;
+  struct {
+    uint8_t *data;
+    size_t cap;
+  } bufs[HANDOFF_KEEP];
+} handoff_cache;
 
 struct wsev_io {
   wsev_ctx *ctx;
@@ -61,6 +76,7 @@ struct wsev_io {
   wsev_io_thread *threads;
   wsev_idmap remotes;
   wsev_idmap deferred; /* id -> wsev_request_copy of an upgrade the application deferred */
+  handoff_cache handoff;
   uv_mutex_t lock;
   inbox_item *head, *tail;
   uv_async_t inbox;
@@ -127,11 +143,58 @@ static void inner_accepted(wsev_ctx *inner, uint64_t id) {
   push(t->io, item);
 }
 
+/* A buffer of at least `len` bytes: *cap is its capacity for handoff_put, or 0 for a
+ * small one from malloc (freed with wsev__free). */
+static uint8_t *handoff_get(wsev_io *io, size_t len, size_t *cap) {
+  *cap = 0;
+  if (len < HANDOFF_MIN) return wsev__malloc(len ? len : 1);
+  handoff_cache *h = &io->handoff;
+  uint8_t *buf = NULL;
+  uv_mutex_lock(&h->lock);
+  int best = -1;
+  for (int i = 0; i < h->count; i++)
+    if (h->bufs[i].cap >= len && (best < 0 || h->bufs[i].cap < h->bufs[best].cap)) best = i;
+  if (best >= 0) {
+    buf = h->bufs[best].data;
+    *cap = h->bufs[best].cap;
+    h->bufs[best] = h->bufs[--h->count];
+  }
+  uv_mutex_unlock(&h->lock);
+  if (!buf) {
+    *cap = (len + 4095) & ~(size_t)4095;
+    buf = wsev__malloc(*cap);
+  }
+  return buf;
+}
+
+static void handoff_put(wsev_io *io, uint8_t *buf, size_t cap) {
+  if (!cap) {
+    wsev__free(buf);
+    return;
+  }
+  handoff_cache *h = &io->handoff;
+  uv_mutex_lock(&h->lock);
+  if (h->count < HANDOFF_KEEP) {
+    h->bufs[h->count].data = buf;
+    h->bufs[h->count++].cap = cap;
+    buf = NULL;
+  }
+  uv_mutex_unlock(&h->lock);
+  wsev__free(buf);
+}
+
+static void item_free(wsev_io *io, inbox_item *item) {
+  handoff_put(io, item->ev.data, item->data_cap);
+  wsev__free(item->strings);
+  wsev__free(item->request);
+  wsev__free(item);
+}
+
 static void inner_message(wsev_ctx *inner, uint64_t id, const void *data, size_t len,
                           wsev_msg_type type) {
   wsev_io_thread *t = wsev_get_ctx_data(inner);
   inbox_item *item = new_item(WSEV_EV_MESSAGE, id);
-  if (!item || !(item->ev.data = wsev__malloc(len ? len : 1))) {
+  if (!item || !(item->ev.data = handoff_get(t->io, len, &item->data_cap))) {
     wsev__free(item);
     wsev_close_with(inner, id, 1011, "out of memory"); /* a message is never skipped */
     return;
@@ -295,14 +358,14 @@ typedef struct {
 
 static void run_sync(wsev_ctx *inner, void *arg) {
   sync_call *call = arg;
-  call->rc = call->fn(inner, call->arg);
+  call->rc = inner ? call->fn(inner, call->arg) : UV_ECANCELED;
   uv_sem_post(&call->done);
 }
 
 static int call_sync(wsev_io_thread *t, int (*fn)(wsev_ctx *, void *), void *arg) {
   sync_call call = {.fn = fn, .arg = arg};
   if (uv_sem_init(&call.done, 0) != 0) return UV_ENOMEM;
-  int rc = wsev_post(t->inner, run_sync, &call);
+  int rc = wsev__post_internal(t->inner, run_sync, &call);
   if (rc == 0) {
     uv_sem_wait(&call.done);
     rc = call.rc;
@@ -334,7 +397,9 @@ typedef struct {
 
 static void upgrade_answer_on_thread(wsev_ctx *inner, void *arg) {
   answer *a = arg;
-  if (a->status)
+  if (!inner)
+    ; /* dropped: the context is going */
+  else if (a->status)
     wsev_reject(inner, a->id, a->status);
   else
     wsev_accept(inner, a->id, a->protocol);
@@ -343,7 +408,7 @@ static void upgrade_answer_on_thread(wsev_ctx *inner, void *arg) {
 
 static void http_answer_on_thread(wsev_ctx *inner, void *arg) {
   answer *a = arg;
-  wsev_conn *c = wsev__idmap_get(&inner->ids, a->id);
+  wsev_conn *c = inner ? wsev__idmap_get(&inner->ids, a->id) : NULL;
   if (c) wsev__server_http_answer(c, a->response, a->len);
   wsev__free(a->response);
   wsev__free(a);
@@ -356,7 +421,7 @@ static int post_upgrade_answer(wsev_io *io, uint64_t id, int status, const char 
   a->id = id;
   a->status = status;
   if (protocol) a->protocol = memcpy(a + 1, protocol, len);
-  int rc = wsev_post(thread_of(io, id)->inner, upgrade_answer_on_thread, a);
+  int rc = wsev__post_internal(thread_of(io, id)->inner, upgrade_answer_on_thread, a);
   if (rc) wsev__free(a);
   return rc;
 }
@@ -378,7 +443,7 @@ static void ask_application(wsev_io *io, inbox_item *item) {
     a->id = id;
     a->response = req.response;
     a->len = req.response_len;
-    if (wsev_post(thread_of(io, id)->inner, http_answer_on_thread, a) != 0) {
+    if (wsev__post_internal(thread_of(io, id)->inner, http_answer_on_thread, a) != 0) {
       wsev__free(a->response);
       wsev__free(a);
     }
@@ -463,10 +528,7 @@ static void on_inbox(uv_async_t *a) {
     while (batch) {
       inbox_item *next = batch->next;
       if (!io->ctx->freeing) deliver(io, batch);
-      wsev__free(batch->ev.data);
-      wsev__free(batch->strings);
-      wsev__free(batch->request);
-      wsev__free(batch);
+      item_free(io, batch);
       batch = next;
     }
     wsev__dispatch_end(io->ctx);
@@ -495,13 +557,13 @@ static void io_free(wsev_io *io) {
   inbox_item *item = io->head;
   while (item) {
     inbox_item *next = item->next;
-    wsev__free(item->ev.data);
-    wsev__free(item->strings);
-    wsev__free(item->request);
-    wsev__free(item);
+    item_free(io, item);
     item = next;
   }
   uv_mutex_destroy(&io->lock);
+  while (io->handoff.count)
+    wsev__free(io->handoff.bufs[--io->handoff.count].data);
+  uv_mutex_destroy(&io->handoff.lock);
   wsev__free(io->threads);
   wsev__free(io);
 }
@@ -530,8 +592,15 @@ int wsev_set_io_threads(wsev_ctx *ctx, unsigned count) {
     wsev__free(io);
     return UV_ENOMEM;
   }
+  if (uv_mutex_init(&io->handoff.lock)) {
+    uv_mutex_destroy(&io->lock);
+    wsev__free(io->threads);
+    wsev__free(io);
+    return UV_ENOMEM;
+  }
   int rc = uv_async_init(ctx->loop, &io->inbox, on_inbox);
   if (rc) {
+    uv_mutex_destroy(&io->handoff.lock);
     uv_mutex_destroy(&io->lock);
     wsev__free(io->threads);
     wsev__free(io);
@@ -652,12 +721,49 @@ static remote *find(wsev_io *io, uint64_t id) { return wsev__idmap_get(&io->remo
 
 int wsev__io_known(const wsev_ctx *ctx, uint64_t id) { return find(ctx->io, id) != NULL; }
 
+/* A write on its way to the connection's thread. */
+typedef struct {
+  wsev_io *io;
+  uint64_t id;
+  uint8_t *data;
+  size_t len, cap;
+  int text;
+} write_args;
+
+static void write_on_thread(wsev_ctx *inner, void *arg) {
+  write_args *w = arg;
+  if (!inner)
+    ; /* dropped: the context is going */
+  else if (w->text)
+    wsev_write_text(inner, w->id, (const char *)w->data, w->len);
+  else
+    wsev_write(inner, w->id, w->data, w->len);
+  handoff_put(w->io, w->data, w->cap);
+  wsev__free(w);
+}
+
 int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int text) {
-  remote *r = find(ctx->io, id);
+  wsev_io *io = ctx->io;
+  remote *r = find(io, id);
   if (!r) return WSEV_ENOCONN;
   if (r->closing) return WSEV_ECLOSING;
-  return wsev_post_write(thread_of(ctx->io, id)->inner, id, data, len,
-                         text ? WSEV_TEXT : WSEV_BINARY);
+  write_args *w = wsev__malloc(sizeof *w);
+  if (!w) return UV_ENOMEM;
+  if (!(w->data = handoff_get(io, len, &w->cap))) {
+    wsev__free(w);
+    return UV_ENOMEM;
+  }
+  if (len) memcpy(w->data, data, len);
+  w->io = io;
+  w->id = id;
+  w->len = len;
+  w->text = text;
+  int rc = wsev__post_internal(thread_of(io, id)->inner, write_on_thread, w);
+  if (rc) {
+    handoff_put(io, w->data, w->cap);
+    wsev__free(w);
+  }
+  return rc;
 }
 
 int wsev__io_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void *data,
@@ -688,7 +794,7 @@ typedef struct {
 
 static void close_on_thread(wsev_ctx *inner, void *arg) {
   close_args *a = arg;
-  wsev_close_with(inner, a->id, a->code, a->reason[0] ? a->reason : NULL);
+  if (inner) wsev_close_with(inner, a->id, a->code, a->reason[0] ? a->reason : NULL);
   wsev__free(a);
 }
 
@@ -701,7 +807,7 @@ int wsev__io_close(wsev_ctx *ctx, uint64_t id, unsigned code, const char *reason
   a->id = id;
   a->code = code;
   if (reason) snprintf(a->reason, sizeof a->reason, "%s", reason);
-  int rc = wsev_post(thread_of(ctx->io, id)->inner, close_on_thread, a);
+  int rc = wsev__post_internal(thread_of(ctx->io, id)->inner, close_on_thread, a);
   if (rc) {
     wsev__free(a);
     return rc;
@@ -730,9 +836,11 @@ int wsev__io_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info) {
 }
 
 static void shutdown_on_thread(wsev_ctx *inner, void *arg) {
-  wsev_io_thread *t = wsev_get_ctx_data(inner);
-  wsev_shutdown(inner, *(uint64_t *)arg);
-  uv_unref((uv_handle_t *)&t->stop);
+  if (inner) {
+    wsev_io_thread *t = wsev_get_ctx_data(inner);
+    wsev_shutdown(inner, *(uint64_t *)arg);
+    uv_unref((uv_handle_t *)&t->stop);
+  }
   wsev__free(arg);
 }
 
@@ -742,7 +850,7 @@ void wsev__io_shutdown(wsev_ctx *ctx, uint64_t timeout_ms) {
     uint64_t *arg = wsev__malloc(sizeof *arg);
     if (!arg) continue; /* that thread keeps serving until wsev_ctx_free */
     *arg = timeout_ms;
-    if (wsev_post(io->threads[i].inner, shutdown_on_thread, arg) != 0) wsev__free(arg);
+    if (wsev__post_internal(io->threads[i].inner, shutdown_on_thread, arg) != 0) wsev__free(arg);
   }
 }
 
@@ -755,6 +863,10 @@ typedef struct {
 
 static void origins_on_thread(wsev_ctx *inner, void *arg) {
   origins_copy *copy = arg;
+  if (!inner) {
+    wsev__free(copy);
+    return;
+  }
   for (size_t i = 0; i < inner->n_origins; i++)
     wsev__free(inner->origins[i]);
   wsev__free(inner->origins);
@@ -779,12 +891,16 @@ void wsev__io_origins(wsev_ctx *ctx) {
     char *at = (char *)(copy->origins + copy->count);
     for (size_t i = 0; i < copy->count; i++)
       copy->origins[i] = keep(&at, ctx->origins[i]);
-    if (wsev_post(io->threads[k].inner, origins_on_thread, copy) != 0) wsev__free(copy);
+    if (wsev__post_internal(io->threads[k].inner, origins_on_thread, copy) != 0) wsev__free(copy);
   }
 }
 
 static void settings_on_thread(wsev_ctx *inner, void *arg) {
   wsev_settings *set = arg;
+  if (!inner) {
+    wsev__free(set);
+    return;
+  }
   set->timeout_ms = 0;
   inner->set = *set;
   wsev_set_keepalive(inner, set->ping_interval_ms, set->ping_timeout_ms);
@@ -799,6 +915,6 @@ void wsev__io_settings(wsev_ctx *ctx) {
     *copy = ctx->set;
     if (ctx->set.max_connections) /* each thread takes its share of the limit */
       copy->max_connections = (ctx->set.max_connections + (size_t)io->count - 1) / io->count;
-    if (wsev_post(io->threads[i].inner, settings_on_thread, copy) != 0) wsev__free(copy);
+    if (wsev__post_internal(io->threads[i].inner, settings_on_thread, copy) != 0) wsev__free(copy);
   }
 }

@@ -16,6 +16,7 @@ struct wsev_post_item {
   wsev_msg_type type;
   wsev_post_fn fn;
   void *arg;
+  int internal;  /* dropped unrun: fn(NULL, arg) releases arg */
   uint64_t id;   /* write */
   uint64_t *ids; /* broadcast: `count` ids, in this allocation */
   size_t count;
@@ -27,7 +28,9 @@ static void run_batch(wsev_ctx *ctx, wsev_post_item *item) {
   wsev__dispatch_begin(ctx);
   while (item) {
     wsev_post_item *next = item->next;
-    if (!ctx->freeing) {
+    if (ctx->freeing) {
+      if (item->internal) item->fn(NULL, item->arg);
+    } else {
       switch (item->kind) {
       case POST_CALL: item->fn(ctx, item->arg); break;
       case POST_WRITE:
@@ -78,6 +81,7 @@ void wsev__post_free(wsev_ctx *ctx) {
   wsev_post_item *item = ctx->post_head;
   while (item) {
     wsev_post_item *next = item->next;
+    if (item->internal) item->fn(NULL, item->arg);
     wsev__free(item);
     item = next;
   }
@@ -114,6 +118,15 @@ int wsev_post(wsev_ctx *ctx, wsev_post_fn fn, void *arg) {
   if (!item) return UV_ENOMEM;
   item->fn = fn;
   item->arg = arg;
+  return push(ctx, item);
+}
+
+int wsev__post_internal(wsev_ctx *ctx, wsev_post_fn fn, void *arg) {
+  wsev_post_item *item = new_item(POST_CALL, 0);
+  if (!item) return UV_ENOMEM;
+  item->fn = fn;
+  item->arg = arg;
+  item->internal = 1;
   return push(ctx, item);
 }
 
