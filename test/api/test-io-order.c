@@ -1,6 +1,8 @@
 /* Ordering under load with I/O threads: 1,000 clients on 2 I/O threads each send
  * numbered messages and close; the application must see each id's messages in order,
- * then conn_closed last and exactly once, and both threads must have served clients. */
+ * then conn_closed last and exactly once, and both threads must have served clients.
+ * Then a connection of ours (wsev_add_conn, placed on a thread) to our own listener
+ * sends a message, gets it echoed, and closes. */
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -17,9 +19,17 @@ static int port;
 static struct { int accepted, next, closed; } seen[MAX_ID];
 static long accepted, closed, messages, out_of_order, early_close, double_close, bad_id;
 static long on_thread[2];
+/* After the clients: a connection of ours to our own listener, on a thread too. */
+static uint64_t dialed_id;
+static int dial_accepts, dial_echoes, dial_closes;
 
 static void on_accepted(wsev_ctx *ctx, uint64_t id) {
-  (void)ctx;
+  wsev_conn_info info;
+  if (dialed_id && wsev_get_conn_info(ctx, id, &info) == 0 && strcmp(info.path, "/dial") == 0) {
+    dial_accepts++; /* both ends: ours (client 1) and the accepted one (client 0) */
+    if (info.client) wsev_write_text(ctx, id, "echo me", 7);
+    return;
+  }
   if (id >= MAX_ID) {
     bad_id++;
     return;
@@ -31,8 +41,16 @@ static void on_accepted(wsev_ctx *ctx, uint64_t id) {
 
 static void on_message(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
                        wsev_msg_type type) {
-  (void)ctx;
   (void)type;
+  if (dialed_id) {
+    if (id == dialed_id) { /* the echo came back to our end */
+      dial_echoes += len == 7 && memcmp(data, "echo me", 7) == 0;
+      wsev_close(ctx, id);
+    } else {
+      wsev_write_text(ctx, id, data, len); /* the accepted end echoes */
+    }
+    return;
+  }
   if (id >= MAX_ID || !seen[id].accepted || seen[id].closed) {
     bad_id++;
     return;
@@ -45,13 +63,21 @@ static void on_message(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
 }
 
 static void on_closed(wsev_ctx *ctx, uint64_t id) {
+  if (dialed_id) {
+    if (++dial_closes == 2) wsev_shutdown(ctx, 1000);
+    return;
+  }
   if (id >= MAX_ID) {
     bad_id++;
     return;
   }
   if (seen[id].closed++) double_close++;
   if (seen[id].next != MESSAGES) early_close++;
-  if (++closed == CLIENTS) wsev_shutdown(ctx, 1000);
+  if (++closed == CLIENTS) {
+    char url[64];
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/dial", port);
+    if (wsev_add_conn(ctx, url, NULL, &dialed_id) != 0) wsev_shutdown(ctx, 1000);
+  }
 }
 
 /* ---- the clients --------------------------------------------------------------------- */
@@ -148,5 +174,9 @@ int main(void) {
   CHECK_EQ_INT(double_close, 0);
   CHECK_EQ_INT(bad_id, 0);
   CHECK(on_thread[0] > 0 && on_thread[1] > 0);
+  CHECK(dialed_id != 0);
+  CHECK_EQ_INT(dial_accepts, 2);
+  CHECK_EQ_INT(dial_echoes, 1);
+  CHECK_EQ_INT(dial_closes, 2);
   return TEST_REPORT();
 }
