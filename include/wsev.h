@@ -485,19 +485,19 @@ WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_i
  * application's callbacks still run on the context's thread, one at a time, with every
  * guarantee at the top of this file; a message is copied once, from its thread to the
  * application. Writes, closes and broadcasts made from callbacks reach the owning
- * thread in one batch per iteration, and leave in one writev there. What differs:
+ * thread in one batch per iteration, and leave in one writev there. After each message
+ * a connection's input waits until the application is done with it, so replies to a
+ * message go out before any reaction to what came after it (a pong, a close, the
+ * peer's EOF), as inline; max_connections counts the connections of all threads. What
+ * differs:
  * - wsev_write returns 0 for a message queued to the thread; a send limit exceeded
  *   there closes the connection with 1008 as usual, but WSEV_EBACKPRESSURE is not
  *   returned; wsev_get_buffered_amount returns 0 (the bytes wait on another thread);
  * - a broadcast is copied once per thread that has recipients, and framed there once;
- * - wsev_set_max_connections gives each thread an equal share of the limit;
  * - the context's loop keeps running until wsev_shutdown has closed every connection
  *   on every thread (or until wsev_stop), even without listeners;
  * - upgrade_requested and http_request get a copy of the request made on its thread,
  *   and the thread waits for the answer (the deferred-upgrade deadline applies to both);
- * - a protocol error, a ping or a close found right after a message in the same read is
- *   answered by the thread at once, so that answer may go out before the application's
- *   reply to the message (inline, the reply goes first);
  * - each thread issues its own session tickets: a ticket resumes on the thread that
  *   issued it (the kernel hashes a returning client to any thread).
  */

@@ -109,6 +109,7 @@ static void end_websocket(wsev_conn *c) {
   if (c->counted) {
     c->counted = 0;
     c->ctx->n_active--;
+    if (c->ctx->active_total) atomic_fetch_sub(c->ctx->active_total, 1);
   }
   if (!id) return;
   c->id = 0;
@@ -174,15 +175,43 @@ static void peer_close(wsev_conn *c, const wsev_read_event *ev) {
   }
 }
 
+/* Keep p[0..n) for later and stop reading (wsev__conn_resume goes on). */
+static void pause_input(wsev_conn *c, const uint8_t *p, size_t n) {
+  wsev_buf *held = &c->handshake.held;
+  if (n) {
+    uint8_t *grown = wsev__realloc(held->data, held->len + n);
+    if (!grown) {
+      wsev__conn_fail(c, WSEV_CLOSE_INTERNAL_ERROR);
+      return;
+    }
+    memcpy(grown + held->len, p, n);
+    held->data = grown;
+    held->len += n;
+  }
+  if (!c->paused) uv_read_stop((uv_stream_t *)&c->tcp);
+  c->paused = 1;
+}
+
 static void frames_input(wsev_conn *c, uint8_t *p, size_t n) {
   wsev_ctx *ctx = c->ctx;
+  if (c->paused) { /* TLS records decrypted after the pause */
+    pause_input(c, p, n);
+    return;
+  }
   uint64_t max = ctx->set.max_message_size ? ctx->set.max_message_size : UINT64_MAX;
   /* Until the reader wants more: its last call also gives back a buffer it lent. */
   while (alive(c)) {
     wsev_read_event ev;
     switch (wsev__reader_next(&c->reader, &ctx->pool, max, &p, &n, &ev)) {
     case WSEV_READ_MORE: return;
-    case WSEV_READ_MESSAGE: wsev__emit_message(ctx, c->id, ev.data, ev.len, ev.text); break;
+    case WSEV_READ_MESSAGE:
+      wsev__emit_message(ctx, c->id, ev.data, ev.len, ev.text);
+      if (ctx->serialize_input && alive(c)) {
+        pause_input(c, p, n);
+        /* The reader gives back the buffer it lent at its next call, on resume. */
+        return;
+      }
+      break;
     case WSEV_READ_PING:
       if (c->state == WSEV_CONN_OPEN) wsev__send_control(c, WSEV_OP_PONG, ev.data, ev.len);
       break;
@@ -219,6 +248,20 @@ void wsev__conn_input(wsev_conn *c, uint8_t *p, size_t n) {
   case WSEV_CONN_CLOSING: frames_input(c, p, n); break;
   default: break; /* lingering: discarded */
   }
+}
+
+void wsev__conn_resume(wsev_conn *c) {
+  if (!c->paused || c->state == WSEV_CONN_DEAD) return;
+  c->paused = 0;
+  wsev_buf held = c->handshake.held;
+  memset(&c->handshake.held, 0, sizeof held);
+  if (!c->read_eof && wsev__conn_reading(c) && wsev__conn_read_start(c) != 0) {
+    wsev__free(held.data);
+    wsev__conn_abort(c);
+    return;
+  }
+  wsev__conn_input(c, held.data ? held.data : (uint8_t *)"", held.len);
+  wsev__free(held.data);
 }
 
 void wsev__conn_peer_eof(wsev_conn *c) {

@@ -100,7 +100,8 @@ struct wsev_ctx {
   _Atomic uint64_t next_id; /* taken by other threads too in threaded mode (io.c) */
   uint64_t id_stride;       /* 1; an I/O thread's context of N takes every Nth id */
   wsev_conn *all_head;
-  size_t n_active; /* accepted connections in the handshake, open or closing */
+  size_t n_active;              /* accepted connections in the handshake, open or closing */
+  _Atomic size_t *active_total; /* an I/O thread's context: n_active of all threads */
   wsev_listener *listeners;
 
   /* One read buffer shared by every connection: libuv reads one stream at a time and
@@ -121,6 +122,10 @@ struct wsev_ctx {
   /* An I/O thread's context: an id handed out for a request (an upgrade, or a plain
    * request that waited) ended without ever being announced. */
   void (*id_dropped)(wsev_ctx *ctx, uint64_t id);
+  /* An I/O thread's context: after each message, a connection's input waits until the
+   * application is done with it, so that replies go out before any reaction to later
+   * input (a pong, a close, an EOF), as they do inline. */
+  int serialize_input;
 
   unsigned open_handles; /* ours still to be closed; the context dies at 0 */
   int freeing;
@@ -143,7 +148,9 @@ static inline int wsev__ctx_usable(const wsev_ctx *ctx) {
 }
 /* 1 once as many accepted connections as allowed are in place. */
 static inline int wsev__ctx_full(const wsev_ctx *ctx) {
-  return ctx->set.max_connections && ctx->n_active >= ctx->set.max_connections;
+  size_t n = ctx->active_total ? atomic_load_explicit(ctx->active_total, memory_order_relaxed)
+                               : ctx->n_active;
+  return ctx->set.max_connections && n >= ctx->set.max_connections;
 }
 
 /* The connection the application may use under `id` (wsev__conn_find_in). */

@@ -28,8 +28,10 @@ struct wsev_io_thread {
   uv_sem_t ready;
   int index;
   int start_rc;
-  int running; /* created and not joined yet */
-  int exited;  /* its loop ended: `stop` is closing (under io->lock) */
+  int running;    /* created and not joined yet */
+  uint64_t *acks; /* application's thread: messages dispatched in this batch */
+  size_t n_acks, cap_acks;
+  int exited; /* its loop ended: `stop` is closing (under io->lock) */
 };
 
 /* The application's view of a connection that lives on an I/O thread. */
@@ -77,6 +79,7 @@ struct wsev_io {
   wsev_idmap remotes;
   wsev_idmap deferred; /* id -> wsev_request_copy of an upgrade the application deferred */
   handoff_cache handoff;
+  _Atomic size_t active_total; /* accepted connections on all threads (max_connections) */
   uv_mutex_t lock;
   inbox_item *head, *tail;
   uv_async_t inbox;
@@ -319,6 +322,8 @@ static void thread_main(void *arg) {
     wsev_set_timeout(inner, 0);
     wsev_set_keepalive(inner, ctx->set.ping_interval_ms, ctx->set.ping_timeout_ms);
     inner->id_dropped = inner_id_dropped;
+    inner->serialize_input = 1;
+    inner->active_total = &t->io->active_total;
     inner->same_host_origin = ctx->same_host_origin;
     for (size_t i = 0; i < ctx->n_origins; i++)
       wsev_allow_origin(inner, ctx->origins[i]);
@@ -473,6 +478,48 @@ int wsev__io_decide(wsev_ctx *ctx, uint64_t id, int status, const char *protocol
   return 0;
 }
 
+/* The connection's input waits after each message until the application is done with
+ * it: the acknowledgement follows the callback's writes to the thread. */
+static void ack_later(wsev_io *io, uint64_t id) {
+  wsev_io_thread *t = thread_of(io, id);
+  if (t->n_acks == t->cap_acks) {
+    size_t cap = t->cap_acks ? t->cap_acks * 2 : 64;
+    uint64_t *grown = wsev__realloc(t->acks, cap * sizeof *grown);
+    if (!grown) return; /* that connection waits for its close deadline */
+    t->acks = grown;
+    t->cap_acks = cap;
+  }
+  t->acks[t->n_acks++] = id;
+}
+
+typedef struct {
+  size_t count;
+  uint64_t ids[];
+} ack_list;
+
+static void acks_on_thread(wsev_ctx *inner, void *arg) {
+  ack_list *a = arg;
+  for (size_t i = 0; inner && i < a->count; i++) {
+    wsev_conn *c = wsev__idmap_get(&inner->ids, a->ids[i]);
+    if (c) wsev__conn_resume(c);
+  }
+  wsev__free(a);
+}
+
+static void send_acks(wsev_io *io) {
+  for (int k = 0; k < io->count; k++) {
+    wsev_io_thread *t = &io->threads[k];
+    if (!t->n_acks) continue;
+    ack_list *a = wsev__malloc(sizeof *a + t->n_acks * sizeof(uint64_t));
+    if (a) {
+      a->count = t->n_acks;
+      memcpy(a->ids, t->acks, t->n_acks * sizeof(uint64_t));
+      if (wsev__post_internal(t->inner, acks_on_thread, a) != 0) wsev__free(a);
+    }
+    t->n_acks = 0;
+  }
+}
+
 static void deliver(wsev_io *io, inbox_item *item) {
   wsev_ctx *ctx = io->ctx;
   switch (item->what) {
@@ -513,6 +560,7 @@ static void deliver(wsev_io *io, inbox_item *item) {
     break;
   default:
     if (r && r->open) wsev__deliver(ctx, &item->ev);
+    if (item->ev.kind == WSEV_EV_MESSAGE) ack_later(io, item->ev.id);
   }
 }
 
@@ -532,6 +580,7 @@ static void on_inbox(uv_async_t *a) {
       batch = next;
     }
     wsev__dispatch_end(io->ctx);
+    send_acks(io); /* after the writes the batch's callbacks made */
   }
 }
 
@@ -564,6 +613,8 @@ static void io_free(wsev_io *io) {
   while (io->handoff.count)
     wsev__free(io->handoff.bufs[--io->handoff.count].data);
   uv_mutex_destroy(&io->handoff.lock);
+  for (int i = 0; i < io->count; i++)
+    wsev__free(io->threads[i].acks);
   wsev__free(io->threads);
   wsev__free(io);
 }
@@ -913,8 +964,6 @@ void wsev__io_settings(wsev_ctx *ctx) {
     wsev_settings *copy = wsev__malloc(sizeof *copy);
     if (!copy) continue;
     *copy = ctx->set;
-    if (ctx->set.max_connections) /* each thread takes its share of the limit */
-      copy->max_connections = (ctx->set.max_connections + (size_t)io->count - 1) / io->count;
     if (wsev__post_internal(io->threads[i].inner, settings_on_thread, copy) != 0) wsev__free(copy);
   }
 }

@@ -49,7 +49,12 @@ void wsev__server_serve(wsev_conn *c) {
     wsev__conn_abort(c);
     return;
   }
-  if (wsev__ctx_full(ctx)) {
+  /* With I/O threads the count is shared: take a place first, so that two threads
+   * cannot both take the last one. */
+  size_t before = ctx->active_total ? atomic_fetch_add(ctx->active_total, 1) : ctx->n_active;
+  c->counted = 1;
+  ctx->n_active++;
+  if (ctx->set.max_connections && before >= ctx->set.max_connections) {
     wsev__server_reject(c, 503);
     return;
   }
@@ -57,8 +62,6 @@ void wsev__server_serve(wsev_conn *c) {
     wsev__conn_abort(c);
     return;
   }
-  c->counted = 1;
-  ctx->n_active++;
   wsev__deadline_set(c, WSEV_DEADLINE_HANDSHAKE, ctx->set.handshake_timeout_ms);
 }
 
