@@ -83,6 +83,7 @@ void wsev__conn_release(wsev_conn *c) {
   wsev__free(c->path);
   wsev__free(c->protocol);
   wsev__free(c->ending.reason);
+  wsev__free(c->reaction);
   wsev__free(c);
   wsev__handle_closed(ctx);
 }
@@ -175,8 +176,29 @@ static void peer_close(wsev_conn *c, const wsev_read_event *ev) {
   }
 }
 
-/* Keep p[0..n) for later and stop reading (wsev__conn_resume goes on). */
-static void pause_input(wsev_conn *c, const uint8_t *p, size_t n) {
+/* The connection's reaction to a frame: a pong, the close handshake, a failure. */
+static void react(wsev_conn *c, wsev_read_kind kind, const wsev_read_event *ev) {
+  switch (kind) {
+  case WSEV_READ_PING:
+    if (c->state == WSEV_CONN_OPEN) wsev__send_control(c, WSEV_OP_PONG, ev->data, ev->len);
+    break;
+  case WSEV_READ_CLOSE: peer_close(c, ev); break;
+  case WSEV_READ_FAIL: wsev__conn_fail(c, ev->fail); break;
+  case WSEV_READ_NOMEM: wsev__conn_abort(c); break;
+  default: break;
+  }
+}
+
+/* I/O thread: a reaction waits while messages before it are with the application (so
+ * that the application's replies go first), and so does the input behind it. */
+struct wsev_reaction {
+  wsev_read_kind kind;
+  wsev_read_event ev;
+  uint8_t data[WSEV_FRAME_MAX_CONTROL];
+};
+
+/* Keep p[0..n) for later; stop reading. */
+static void hold_input(wsev_conn *c, const uint8_t *p, size_t n) {
   wsev_buf *held = &c->handshake.held;
   if (n) {
     uint8_t *grown = wsev__realloc(held->data, held->len + n);
@@ -192,33 +214,43 @@ static void pause_input(wsev_conn *c, const uint8_t *p, size_t n) {
   c->paused = 1;
 }
 
+/* Returns 1 if the reaction waits (with the input behind it). */
+static int reaction_waits(wsev_conn *c, wsev_read_kind kind, const wsev_read_event *ev,
+                          const uint8_t *p, size_t n) {
+  if (!c->unacked) return 0;
+  struct wsev_reaction *r = wsev__malloc(sizeof *r);
+  if (!r) return 0; /* without memory it goes now, out of order */
+  r->kind = kind;
+  r->ev = *ev;
+  if (ev->len) memcpy(r->data, ev->data, ev->len); /* control payloads: at most 125 */
+  r->ev.data = r->data;
+  c->reaction = r;
+  hold_input(c, p, n);
+  return 1;
+}
+
 static void frames_input(wsev_conn *c, uint8_t *p, size_t n) {
   wsev_ctx *ctx = c->ctx;
-  if (c->paused) { /* TLS records decrypted after the pause */
-    pause_input(c, p, n);
+  if (c->paused) { /* TLS records decrypted after a pause */
+    hold_input(c, p, n);
     return;
   }
   uint64_t max = ctx->set.max_message_size ? ctx->set.max_message_size : UINT64_MAX;
   /* Until the reader wants more: its last call also gives back a buffer it lent. */
   while (alive(c)) {
     wsev_read_event ev;
-    switch (wsev__reader_next(&c->reader, &ctx->pool, max, &p, &n, &ev)) {
+    wsev_read_kind kind = wsev__reader_next(&c->reader, &ctx->pool, max, &p, &n, &ev);
+    switch (kind) {
     case WSEV_READ_MORE: return;
     case WSEV_READ_MESSAGE:
       wsev__emit_message(ctx, c->id, ev.data, ev.len, ev.text);
-      if (ctx->serialize_input && alive(c)) {
-        pause_input(c, p, n);
-        /* The reader gives back the buffer it lent at its next call, on resume. */
-        return;
-      }
-      break;
-    case WSEV_READ_PING:
-      if (c->state == WSEV_CONN_OPEN) wsev__send_control(c, WSEV_OP_PONG, ev.data, ev.len);
+      if (ctx->serialize_input) c->unacked++;
       break;
     case WSEV_READ_PONG: break;
-    case WSEV_READ_CLOSE: peer_close(c, &ev); break;
-    case WSEV_READ_FAIL: wsev__conn_fail(c, ev.fail); return;
-    case WSEV_READ_NOMEM: wsev__conn_abort(c); return;
+    default:
+      if (reaction_waits(c, kind, &ev, p, n)) return;
+      react(c, kind, &ev);
+      if (kind == WSEV_READ_FAIL || kind == WSEV_READ_NOMEM) return;
     }
   }
 }
@@ -250,23 +282,47 @@ void wsev__conn_input(wsev_conn *c, uint8_t *p, size_t n) {
   }
 }
 
-void wsev__conn_resume(wsev_conn *c) {
-  if (!c->paused || c->state == WSEV_CONN_DEAD) return;
-  c->paused = 0;
-  wsev_buf held = c->handshake.held;
-  memset(&c->handshake.held, 0, sizeof held);
-  if (!c->read_eof && wsev__conn_reading(c) && wsev__conn_read_start(c) != 0) {
-    wsev__free(held.data);
-    wsev__conn_abort(c);
-    return;
+static void peer_eof_now(wsev_conn *c);
+
+void wsev__conn_acked(wsev_conn *c) {
+  if (c->unacked) c->unacked--;
+  if (c->unacked || c->state == WSEV_CONN_DEAD) return;
+  struct wsev_reaction *r = c->reaction;
+  if (r) {
+    c->reaction = NULL;
+    react(c, r->kind, &r->ev);
+    wsev__free(r);
   }
-  wsev__conn_input(c, held.data ? held.data : (uint8_t *)"", held.len);
-  wsev__free(held.data);
+  if (c->paused && c->state != WSEV_CONN_DEAD) {
+    c->paused = 0;
+    wsev_buf held = c->handshake.held;
+    memset(&c->handshake.held, 0, sizeof held);
+    /* Lingering reads too: it waits for the peer's EOF. */
+    if (!c->read_eof && wsev__conn_read_start(c) != 0) {
+      wsev__free(held.data);
+      wsev__conn_abort(c);
+      return;
+    }
+    wsev__conn_input(c, held.data ? held.data : (uint8_t *)"", held.len);
+    wsev__free(held.data);
+  }
+  if (c->eof_waiting && !c->paused && !c->unacked && c->state != WSEV_CONN_DEAD) {
+    c->eof_waiting = 0;
+    peer_eof_now(c);
+  }
 }
 
 void wsev__conn_peer_eof(wsev_conn *c) {
   c->read_eof = 1;
   uv_read_stop((uv_stream_t *)&c->tcp);
+  if ((c->unacked || c->paused) && alive(c)) {
+    c->eof_waiting = 1; /* after the application's replies (wsev__conn_acked) */
+    return;
+  }
+  peer_eof_now(c);
+}
+
+static void peer_eof_now(wsev_conn *c) {
   if (wsev__conn_opening(c)) {
     wsev__client_lost(c, UV_EOF);
   } else if (alive(c)) {

@@ -124,8 +124,13 @@ struct wsev_conn {
   uint8_t shutdown_sent; /* our FIN is requested */
   uint8_t shutdown_done; /* and sent */
   uint8_t tcp_closing;   /* ours: the socket of a failed attempt is closing */
-  uint8_t paused;        /* I/O thread: input waits (in handshake.held) until the
-                            application is done with the last message */
+  /* I/O thread (ctx->serialize_input): messages with the application, not yet
+   * acknowledged; a reaction to later input waits for them, with the input behind it
+   * (in handshake.held) and the peer's EOF. */
+  uint32_t unacked;
+  uint8_t paused;
+  uint8_t eof_waiting;
+  struct wsev_reaction *reaction;
 };
 
 /* ---- conn.c: life ------------------------------------------------------------------ */
@@ -152,9 +157,9 @@ void wsev__conn_release(wsev_conn *c);
 void wsev__conn_input(wsev_conn *c, uint8_t *p, size_t n);
 /* The peer ended its stream (EOF, or TLS close_notify). */
 void wsev__conn_peer_eof(wsev_conn *c);
-/* I/O thread: the application is done with the message that paused the input (its
- * replies are queued): go on with what came after it. */
-void wsev__conn_resume(wsev_conn *c);
+/* I/O thread: the application is done with one more of the connection's messages (its
+ * replies are queued); once none is left, a reaction that waited goes ahead. */
+void wsev__conn_acked(wsev_conn *c);
 /* Still reading: in the handshake, open or closing. */
 static inline int wsev__conn_reading(const wsev_conn *c) {
   return c->state == WSEV_CONN_HANDSHAKE || c->state == WSEV_CONN_OPEN ||

@@ -122,9 +122,9 @@ struct wsev_ctx {
   /* An I/O thread's context: an id handed out for a request (an upgrade, or a plain
    * request that waited) ended without ever being announced. */
   void (*id_dropped)(wsev_ctx *ctx, uint64_t id);
-  /* An I/O thread's context: after each message, a connection's input waits until the
-   * application is done with it, so that replies go out before any reaction to later
-   * input (a pong, a close, an EOF), as they do inline. */
+  /* An I/O thread's context: a connection's reaction to input (a pong, a close, a
+   * failure, the peer's EOF) waits until the application is done with the messages
+   * before it, so that its replies go out first, as they do inline. */
   int serialize_input;
 
   unsigned open_handles; /* ours still to be closed; the context dies at 0 */

@@ -501,7 +501,7 @@ static void acks_on_thread(wsev_ctx *inner, void *arg) {
   ack_list *a = arg;
   for (size_t i = 0; inner && i < a->count; i++) {
     wsev_conn *c = wsev__idmap_get(&inner->ids, a->ids[i]);
-    if (c) wsev__conn_resume(c);
+    if (c) wsev__conn_acked(c);
   }
   wsev__free(a);
 }
