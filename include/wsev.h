@@ -485,11 +485,11 @@ WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_i
  * application's callbacks still run on the context's thread, one at a time, with every
  * guarantee at the top of this file; a message is copied once, from its thread to the
  * application. Writes, closes and broadcasts made from callbacks reach the owning
- * thread in one batch per iteration, and leave in one writev there. After each message
- * a connection's input waits until the application is done with it, so replies to a
- * message go out before any reaction to what came after it (a pong, a close, the
- * peer's EOF), as inline; max_connections counts the connections of all threads. What
- * differs:
+ * thread in one batch per iteration, and leave in one writev there. A connection's
+ * reaction to later input (a pong, the close handshake, a protocol failure, the peer's
+ * EOF) waits until the application has finished the messages before it, so that its
+ * replies to them go out first, as inline; max_connections counts the connections of
+ * all threads. What differs:
  * - wsev_write returns 0 for a message queued to the thread; a send limit exceeded
  *   there closes the connection with 1008 as usual, but WSEV_EBACKPRESSURE is not
  *   returned; wsev_get_buffered_amount returns 0 (the bytes wait on another thread);
