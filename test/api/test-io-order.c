@@ -12,6 +12,7 @@
 #include <wsev.h>
 
 #include "../unit/test.h"
+#include "raw-client.h"
 
 enum { CLIENTS = 1000, CLIENT_THREADS = 4, MESSAGES = 20, MAX_ID = 1 << 14 };
 
@@ -82,28 +83,7 @@ static void on_closed(wsev_ctx *ctx, uint64_t id) {
 
 /* ---- the clients --------------------------------------------------------------------- */
 
-static int connect_upgraded(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-    close(fd);
-    return -1;
-  }
-  const char *req =
-      "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-  if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
-    close(fd);
-    return -1;
-  }
-  char resp[512];
-  size_t got = 0;
-  while (got < sizeof resp && read(fd, resp + got, 1) == 1)
-    if (++got >= 4 && memcmp(resp + got - 4, "\r\n\r\n", 4) == 0) return fd;
-  close(fd);
-  return -1;
-}
+static int connect_upgraded(void) { return raw_connect_upgraded(port, "/"); }
 
 /* A masked frame (key 0: the payload is sent as it is). */
 static int send_frame(int fd, int opcode, const void *payload, size_t len) {

@@ -14,6 +14,7 @@
 #include <wsev.h>
 
 #include "../unit/test.h"
+#include "raw-client.h"
 
 enum { POSTERS = 8, READERS = 2, CHURN = 200 };
 
@@ -35,34 +36,7 @@ static atomic_int posters_done;
 
 /* ---- a raw client ---------------------------------------------------------------- */
 
-static int connect_upgraded(const char *path) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-    close(fd);
-    return -1;
-  }
-  char req[256];
-  int n =
-      snprintf(req, sizeof req,
-               "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-               path);
-  if (write(fd, req, (size_t)n) != n) {
-    close(fd);
-    return -1;
-  }
-  char resp[512];
-  size_t got = 0;
-  while (got < sizeof resp) { /* byte by byte: no frame byte is consumed */
-    if (read(fd, resp + got, 1) != 1) break;
-    got++;
-    if (got >= 4 && memcmp(resp + got - 4, "\r\n\r\n", 4) == 0) return fd;
-  }
-  close(fd);
-  return -1;
-}
+static int connect_upgraded(const char *path) { return raw_connect_upgraded(port, path); }
 
 typedef struct {
   int fd;
