@@ -493,7 +493,6 @@ WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_i
  * - wsev_write returns 0 for a message queued to the thread; a send limit exceeded
  *   there closes the connection with 1008 as usual, but WSEV_EBACKPRESSURE is not
  *   returned; wsev_get_buffered_amount returns 0 (the bytes wait on another thread);
- * - a broadcast is copied once per thread that has recipients, and framed there once;
  * - the context's loop keeps running until wsev_shutdown has closed every connection
  *   on every thread (or until wsev_stop), even without listeners;
  * - upgrade_requested and http_request get a copy of the request made on its thread,

@@ -125,12 +125,12 @@ wsev_shared *wsev__shared_new(size_t len) {
   if (len > SIZE_MAX - sizeof(wsev_shared)) return NULL;
   wsev_shared *shared = wsev__malloc(sizeof *shared + len);
   if (shared) {
-    shared->refs = 1;
+    atomic_init(&shared->refs, 1);
     shared->len = 0;
   }
   return shared;
 }
 
 void wsev__shared_unref(wsev_shared *shared) {
-  if (--shared->refs == 0) wsev__free(shared);
+  if (atomic_fetch_sub_explicit(&shared->refs, 1, memory_order_acq_rel) == 1) wsev__free(shared);
 }

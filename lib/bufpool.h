@@ -4,6 +4,7 @@
 #ifndef WSEV_BUFPOOL_H
 #define WSEV_BUFPOOL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,9 +25,10 @@ typedef struct {
   size_t cap;
 } wsev_buf;
 
-/* A frame framed once and shared by the output queues of its recipients. */
+/* A frame framed once and shared by the output queues of its recipients, on any
+ * threads (I/O threads): the count is atomic. */
 typedef struct {
-  size_t refs;
+  _Atomic size_t refs;
   size_t len;
   uint8_t data[];
 } wsev_shared;

@@ -187,6 +187,11 @@ int wsev__conn_set_id(wsev_conn *c, uint64_t id);
 int wsev__send(wsev_conn *c, int opcode, const void *data, size_t len);
 /* Queue a control frame (ping, pong, close), beyond any limit. */
 void wsev__send_control(wsev_conn *c, int opcode, const void *data, size_t len);
+/* One recipient of a broadcast: `frame` (frame_len bytes, unmasked) shared when
+ * `shared` is given, else copied; ours are framed from data/len each with its own
+ * mask. Same returns as wsev__send. */
+int wsev__send_framed(wsev_conn *c, int opcode, const void *data, size_t len, wsev_shared *shared,
+                      const uint8_t *frame, size_t frame_len);
 /* Queue raw bytes (an HTTP response). 0 or UV_ENOMEM. */
 int wsev__send_bytes(wsev_conn *c, const void *data, size_t len);
 /* Queue a close frame with `code` and a reason (NULL: none); 1005 sends an empty one. */

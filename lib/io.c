@@ -19,6 +19,7 @@
 #include "alloc.h"
 #include "context.h"
 #include "dispatch.h"
+#include "frame.h"
 
 struct wsev_io_thread {
   wsev_io *io;
@@ -817,23 +818,75 @@ int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int
   return rc;
 }
 
+/* A broadcast on its way to one thread: the frame, shared by every thread's recipients. */
+typedef struct {
+  wsev_shared *frame; /* one reference of this item's */
+  int opcode;
+  size_t header; /* the payload starts here in frame->data */
+  size_t count;
+  uint64_t ids[];
+} broadcast_args;
+
+/* Below this size each recipient's queue gets a copy (as wsev_broadcast does inline). */
+#define SHARE_MIN 1024
+
+static void broadcast_on_thread(wsev_ctx *inner, void *arg) {
+  broadcast_args *b = arg;
+  if (inner) {
+    const uint8_t *payload = b->frame->data + b->header;
+    size_t len = b->frame->len - b->header;
+    inner->in_api++; /* a recipient over its limit closes: its event waits for us */
+    for (size_t i = 0; i < b->count; i++) {
+      wsev_conn *c = wsev__conn_find(inner, b->ids[i]);
+      if (c)
+        wsev__send_framed(c, b->opcode, payload, len, len > SHARE_MIN ? b->frame : NULL,
+                          b->frame->data, b->frame->len);
+    }
+    inner->in_api--;
+  }
+  wsev__shared_unref(b->frame);
+  wsev__free(b);
+}
+
 int wsev__io_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void *data,
                        size_t len, wsev_msg_type type) {
   wsev_io *io = ctx->io;
-  uint64_t stack[256], *mine = count <= 256 ? stack : wsev__malloc(count * sizeof *mine);
-  if (!mine) return UV_ENOMEM;
+  int opcode = type == WSEV_TEXT ? WSEV_OP_TEXT : WSEV_OP_BINARY;
+  /* Framed once here; every thread's recipients share the bytes (counted atomically). */
+  wsev_shared *frame = wsev__shared_new(len + WSEV_FRAME_MAX_HEADER);
+  if (!frame) return UV_ENOMEM;
+  size_t header = wsev__frame_encode_header(frame->data, 1, opcode, len, NULL);
+  if (len) memcpy(frame->data + header, data, len);
+  frame->len = header + len;
   int queued = 0, rc = 0;
-  /* One copy of the message per thread, framed once there for its recipients. */
   for (int k = 0; k < io->count && !rc; k++) {
-    size_t n = 0;
+    broadcast_args *b = wsev__malloc(sizeof *b + count * sizeof(uint64_t));
+    if (!b) {
+      rc = UV_ENOMEM;
+      break;
+    }
+    b->count = 0;
     for (size_t i = 0; i < count; i++) {
       remote *r = ids[i] ? find(io, ids[i]) : NULL;
-      if (r && !r->closing && thread_of(io, ids[i]) == &io->threads[k]) mine[n++] = ids[i];
+      if (r && !r->closing && thread_of(io, ids[i]) == &io->threads[k]) b->ids[b->count++] = ids[i];
     }
-    if (n && (rc = wsev_post_broadcast(io->threads[k].inner, mine, n, data, len, type)) == 0)
+    if (!b->count) {
+      wsev__free(b);
+      continue;
+    }
+    b->frame = frame;
+    b->opcode = opcode;
+    b->header = header;
+    size_t n = b->count; /* once posted, b is the thread's */
+    atomic_fetch_add_explicit(&frame->refs, 1, memory_order_relaxed);
+    if ((rc = wsev__post_internal(io->threads[k].inner, broadcast_on_thread, b)) != 0) {
+      wsev__shared_unref(frame);
+      wsev__free(b);
+    } else {
       queued += (int)n;
+    }
   }
-  if (mine != stack) wsev__free(mine);
+  wsev__shared_unref(frame); /* ours */
   return rc ? rc : queued;
 }
 

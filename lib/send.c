@@ -53,7 +53,7 @@ static size_t send_limit(const wsev_ctx *ctx) {
 
 /* Before a message of `len` bytes: WSEV_ECLOSING unless open, or WSEV_EBACKPRESSURE
  * (and the connection fails with 1008) if it would take the queue over the limit. */
-static int may_send(wsev_conn *c, size_t len) {
+static inline __attribute__((always_inline)) int may_send(wsev_conn *c, size_t len) {
   if (c->state != WSEV_CONN_OPEN) return WSEV_ECLOSING;
   wsev_writer *w = &c->writer;
   if (!wsev__writer_over_limit(w, len, send_limit(c->ctx))) return 0;
@@ -68,7 +68,7 @@ static int may_send(wsev_conn *c, size_t len) {
 
 /* After a message was queued (rc 0): the connection goes on the flush list, and
  * conn_drained becomes due once its queue went over the low-water mark. */
-static int sent(wsev_conn *c, int rc) {
+static inline __attribute__((always_inline)) int sent(wsev_conn *c, int rc) {
   if (rc) return rc;
   wsev__flush_mark(c);
   if (wsev__writer_buffered(&c->writer) > c->ctx->set.low_water) c->writer.above_low_water = 1;
@@ -115,15 +115,19 @@ int wsev_write_text(wsev_ctx *ctx, uint64_t id, const char *text, size_t len) {
 /* Below this size copying a frame into each queue is cheaper than sharing it. */
 #define SHARE_MIN 1024
 
-/* One recipient of a broadcast: the frame shared, or copied when small; ours are
- * framed each with its own mask. */
-static int send_framed(wsev_conn *c, int opcode, const void *data, size_t len, wsev_shared *shared,
-                       const uint8_t *frame, size_t frame_len) {
+/* One recipient of a broadcast (wsev__send_framed): inlined into wsev_broadcast. */
+static inline int send_framed(wsev_conn *c, int opcode, const void *data, size_t len,
+                              wsev_shared *shared, const uint8_t *frame, size_t frame_len) {
   if (c->client) return wsev__send(c, opcode, data, len);
   int rc = may_send(c, frame_len);
   if (rc) return rc;
   if (shared) return sent(c, wsev__writer_shared(&c->writer, &c->ctx->pool, shared));
   return sent(c, wsev__writer_bytes(&c->writer, &c->ctx->pool, frame, frame_len));
+}
+
+int wsev__send_framed(wsev_conn *c, int opcode, const void *data, size_t len, wsev_shared *shared,
+                      const uint8_t *frame, size_t frame_len) {
+  return send_framed(c, opcode, data, len, shared, frame, frame_len);
 }
 
 int wsev_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void *data, size_t len,

@@ -64,7 +64,7 @@ int wsev__writer_shared(wsev_writer *w, wsev_pool *pool, wsev_shared *shared) {
     wsev__seg_release(pool, seg);
     return UV_ENOMEM;
   }
-  shared->refs++;
+  atomic_fetch_add_explicit(&shared->refs, 1, memory_order_relaxed);
   seg->shared = shared;
   seg->data = shared->data;
   seg->len = shared->len;
