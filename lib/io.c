@@ -123,10 +123,24 @@ static char *keep(char **at, const char *s) {
   return kept;
 }
 
+/* The closed event of a connection the application is told of is allocated up front
+ * and kept as the inner connection's data, so that conn_closed can never be lost. */
+static int keep_closed_item(wsev_ctx *inner, uint64_t id) {
+  if (wsev_get_conn_data(inner, id)) return 0;
+  inbox_item *closed = new_item(WSEV_EV_CLOSED, id);
+  if (!closed) return UV_ENOMEM;
+  wsev_set_conn_data(inner, id, closed);
+  return 0;
+}
+
 static void inner_accepted(wsev_ctx *inner, uint64_t id) {
   wsev_io_thread *t = wsev_get_ctx_data(inner);
   inbox_item *item = new_item(WSEV_EV_ACCEPTED, id);
-  if (!item) return; /* the application hears of it at conn_closed only */
+  if (!item || keep_closed_item(inner, id) != 0) {
+    wsev__free(item); /* never told the application: it gets nothing of this one */
+    wsev_close_with(inner, id, 1011, "out of memory");
+    return;
+  }
   if (wsev_get_conn_info(inner, id, &item->info) == 0) {
     const wsev_conn_info *i = &item->info;
     const char *s[] = {i->path, i->protocol, i->server_name, i->tls_version, i->tls_cipher};
@@ -212,8 +226,8 @@ static void inner_message(wsev_ctx *inner, uint64_t id, const void *data, size_t
 static void inner_closed(wsev_ctx *inner, uint64_t id) {
   wsev_io_thread *t = wsev_get_ctx_data(inner);
   wsev_close_info info;
-  inbox_item *item = new_item(WSEV_EV_CLOSED, id);
-  if (!item) return; /* the application's view of it is removed when its thread ends */
+  inbox_item *item = wsev_get_conn_data(inner, id); /* kept since it was told */
+  if (!item) return;                                /* never told to the application */
   if (wsev_get_close_info(inner, id, &info) == 0) {
     item->ev.close_code = (uint16_t)info.code;
     item->ev.by_peer = (uint8_t)info.by_peer;
@@ -343,7 +357,12 @@ static void thread_main(void *arg) {
   t->exited = 1; /* no stop request comes after this */
   uv_mutex_unlock(&t->io->lock);
   uv_close((uv_handle_t *)&t->stop, NULL);
-  wsev_ctx_free(t->inner); /* drops what is left, without callbacks */
+  /* Connections still here are dropped without callbacks: their closed events too. */
+  for (wsev_conn *c = t->inner->all_head; c; c = c->all_next) {
+    wsev__free(c->user_data);
+    c->user_data = NULL;
+  }
+  wsev_ctx_free(t->inner);
   inbox_item *done = wsev__calloc(1, sizeof *done);
   if (done) { /* without memory the application's loop is not told, only freed */
     done->what = ITEM_DONE;
@@ -736,7 +755,17 @@ typedef struct {
 
 static int open_on_thread(wsev_ctx *inner, void *arg) {
   open_args *a = arg;
-  return wsev__client_open(inner, a->url, a->options, &a->id, a->sock);
+  /* The application's data stays in its view; the inner connection's data is its
+   * closed event, allocated now since ours are told at once. */
+  wsev_client_options options = {0};
+  if (a->options) options = *a->options;
+  options.data = NULL;
+  int rc = wsev__client_open(inner, a->url, &options, &a->id, a->sock);
+  if (rc == 0 && a->url && keep_closed_item(inner, a->id) != 0) {
+    wsev_close(inner, a->id); /* abandoned before it was told: no event */
+    return UV_ENOMEM;
+  }
+  return rc;
 }
 
 int wsev__io_open(wsev_ctx *ctx, const char *url, const wsev_client_options *options, uint64_t *id,
