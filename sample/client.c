@@ -392,6 +392,14 @@ int main(int argc, char **argv) {
   }
   wsev_set_timeout(c.ctx, 0);
   if (max_message_size) wsev_set_max_message_size(c.ctx, (size_t)max_message_size);
+  /* The tests also run this client with its connection on an I/O thread. */
+  const char *io_threads = getenv("WSEV_IO_THREADS");
+  if (io_threads && (rc = wsev_set_io_threads(c.ctx, (unsigned)atoi(io_threads))) != 0) {
+    fprintf(stderr, "wsev-client: cannot start I/O threads: %s\n", wsev_strerror(rc));
+    wsev_ctx_free(c.ctx);
+    status = 1;
+    goto done;
+  }
 
   rc = wsev_add_conn(c.ctx, url, &opts, &c.id);
   if (rc < 0) {
