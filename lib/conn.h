@@ -169,12 +169,6 @@ static inline int wsev__conn_reading(const wsev_conn *c) {
 static inline int wsev__conn_opening(const wsev_conn *c) {
   return c->client && (c->state == WSEV_CONN_CONNECTING || c->state == WSEV_CONN_HANDSHAKE);
 }
-/* The connection the application may use under `id` of the context's map:
- * announced, not yet closed. */
-static inline wsev_conn *wsev__conn_find_in(const wsev_idmap *ids, uint64_t id) {
-  wsev_conn *c = wsev__idmap_get(ids, id);
-  return c && c->announced ? c : NULL;
-}
 /* Register the connection under the context's next id (or a given one, taken from the
  * context earlier), with room reserved for its closed event. 0 or UV_ENOMEM. */
 int wsev__conn_take_id(wsev_conn *c);

@@ -153,9 +153,10 @@ static inline int wsev__ctx_full(const wsev_ctx *ctx) {
   return ctx->set.max_connections && n >= ctx->set.max_connections;
 }
 
-/* The connection the application may use under `id` (wsev__conn_find_in). */
+/* The connection the application may use under `id`: announced, not yet closed. */
 static inline wsev_conn *wsev__conn_find(const wsev_ctx *ctx, uint64_t id) {
-  return wsev__conn_find_in(&ctx->ids, id);
+  wsev_conn *c = wsev__idmap_get(&ctx->ids, id);
+  return c && c->announced ? c : NULL;
 }
 
 /* 1 on the context's thread; everything but post.c's functions is refused elsewhere. */

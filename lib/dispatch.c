@@ -43,14 +43,19 @@ static void run_queued(wsev_ctx *ctx) {
   }
 }
 
+/* Mostly empty: no call on the data path. */
+void wsev__dispatch_pending(wsev_ctx *ctx) {
+  if (ctx->queue_len) run_queued(ctx);
+}
+
 void wsev__dispatch_begin(wsev_ctx *ctx) {
   ctx->dispatching = 1;
   ctx->last_dispatch = uv_now(ctx->loop);
-  if (ctx->queue_len) run_queued(ctx); /* mostly empty: no call on the data path */
+  wsev__dispatch_pending(ctx);
 }
 
 void wsev__dispatch_end(wsev_ctx *ctx) {
-  if (ctx->queue_len) run_queued(ctx);
+  wsev__dispatch_pending(ctx);
   ctx->dispatching = 0;
 }
 
@@ -62,8 +67,8 @@ static void dispatch(wsev_ctx *ctx, const wsev_event *ev) {
 }
 
 void wsev__deliver(wsev_ctx *ctx, const wsev_event *ev) {
-  run_queued(ctx);
-  if (ev && !ctx->freeing) call_handler(ctx, ev);
+  wsev__dispatch_pending(ctx);
+  if (!ctx->freeing) call_handler(ctx, ev);
 }
 
 void wsev__dispatch_queued(wsev_ctx *ctx) {

@@ -16,8 +16,10 @@ void wsev__emit_message(wsev_ctx *ctx, uint64_t id, const uint8_t *data, size_t 
  * queued before it run first, those it raises run after it. */
 void wsev__dispatch_begin(wsev_ctx *ctx);
 void wsev__dispatch_end(wsev_ctx *ctx);
-/* Inside dispatch_begin/end: dispatch an event prepared elsewhere (io.c), after what
- * was queued before it (NULL: only that). Its data stays the caller's. */
+/* Inside dispatch_begin/end: run what waits in the queue; then dispatch an event
+ * prepared elsewhere (io.c), after what was queued before it. Its data stays the
+ * caller's. */
+void wsev__dispatch_pending(wsev_ctx *ctx);
 void wsev__deliver(wsev_ctx *ctx, const wsev_event *ev);
 /* Run what is queued (the check phase), unless a callback is running. */
 void wsev__dispatch_queued(wsev_ctx *ctx);

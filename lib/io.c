@@ -75,7 +75,8 @@ typedef struct {
 struct wsev_io {
   wsev_ctx *ctx;
   int count;
-  int finished; /* threads whose inner context is gone */
+  int finished;       /* threads whose inner context is gone */
+  unsigned next_dial; /* connections we open go to the threads in turn */
   wsev_io_thread *threads;
   wsev_idmap remotes;
   wsev_idmap deferred; /* id -> wsev_request_copy of an upgrade the application deferred */
@@ -456,7 +457,7 @@ static void ask_application(wsev_io *io, inbox_item *item) {
   wsev_ctx *ctx = io->ctx;
   wsev_request req = {.copy = item->request};
   uint64_t id = item->request->id;
-  wsev__deliver(ctx, NULL); /* what was queued before goes first */
+  wsev__dispatch_pending(ctx); /* what was queued before goes first */
   if (item->what == ITEM_HTTP) {
     req.in_http = 1;
     ctx->handler.http_request(ctx, &req);
@@ -717,32 +718,24 @@ void wsev__io_free(wsev_ctx *ctx) {
 /* ---- listening and dialing: setup calls, run on the threads and waited for -------------- */
 
 typedef struct {
-  const char *host, *port, *cert, *key;
-  int bound; /* the port the first thread got, for the others */
+  const char *host, *cert, *key;
+  char port[12]; /* the port the probe got: every thread binds the same one */
 } listen_args;
 
 static int listen_on_thread(wsev_ctx *inner, void *arg) {
   listen_args *a = arg;
-  char port[8];
-  const char *p = a->port;
-  if (a->bound) {
-    snprintf(port, sizeof port, "%d", a->bound);
-    p = port;
-  }
-  return wsev__listen(inner, a->host, p, a->cert, a->key, 1);
+  return wsev__listen(inner, a->host, a->port, a->cert, a->key, 1);
 }
 
 int wsev__io_listen(wsev_ctx *ctx, const char *host, const char *port, const char *cert,
                     const char *key) {
   wsev_io *io = ctx->io;
-  listen_args a = {host, port, cert, key, 0};
+  listen_args a = {host, cert, key, ""};
   int rc = wsev__listen_probe(host, port);
   if (rc < 0) return rc;
-  a.bound = rc;
-  for (int i = 0; i < io->count && rc >= 0; i++) {
+  snprintf(a.port, sizeof a.port, "%d", rc);
+  for (int i = 0; i < io->count && rc >= 0; i++)
     rc = call_sync(&io->threads[i], listen_on_thread, &a);
-    if (rc > 0) a.bound = rc;
-  }
   return rc; /* a failure on a later thread leaves the earlier ones listening */
 }
 
@@ -771,8 +764,7 @@ static int open_on_thread(wsev_ctx *inner, void *arg) {
 int wsev__io_open(wsev_ctx *ctx, const char *url, const wsev_client_options *options, uint64_t *id,
                   uv_os_sock_t *sock) {
   wsev_io *io = ctx->io;
-  static _Atomic unsigned next_thread;
-  wsev_io_thread *t = &io->threads[atomic_fetch_add(&next_thread, 1) % (unsigned)io->count];
+  wsev_io_thread *t = &io->threads[io->next_dial++ % (unsigned)io->count];
   remote *r = NULL;
   open_args a = {url, options, 0, sock};
   if (url) {
