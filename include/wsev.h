@@ -496,9 +496,9 @@ WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_i
  * - the context's loop keeps running until wsev_shutdown has closed every connection
  *   on every thread (or until wsev_stop), even without listeners;
  * - upgrade_requested and http_request get a copy of the request made on its thread,
- *   and the thread waits for the answer (the deferred-upgrade deadline applies to both);
- * - each thread issues its own session tickets: a ticket resumes on the thread that
- *   issued it (the kernel hashes a returning client to any thread).
+ *   and the thread waits for the answer (the deferred-upgrade deadline applies to both).
+ * The threads of a TLS listener share its session-ticket keys, so a returning client
+ * resumes on whichever thread the kernel gives it.
  */
 /* Start `count` I/O threads. Only before the first listen, dial or adopted socket, and
  * once. Returns 0, UV_EINVAL (too late, count over 1024), UV_ENOMEM, or an error from

@@ -191,9 +191,10 @@ void wsev__listeners_close(wsev_ctx *ctx);
  * checks this first, since sockets with SO_REUSEPORT of the same user would share the
  * port silently. */
 int wsev__listen_probe(const char *host, const char *port);
-/* Listen on this context's loop (cert_file NULL: plain). Returns the port or an error. */
+/* Listen on this context's loop (cert_file NULL: plain; tickets NULL: the listener's
+ * own ticket keys). Returns the port or an error. */
 int wsev__listen(wsev_ctx *ctx, const char *host, const char *port, const char *cert_file,
-                 const char *key_file, int reuseport);
+                 const char *key_file, wsev_tls_tickets *tickets, int reuseport);
 
 /* client.c: wsev_add_conn (sock NULL) or wsev_adopt_socket on this context's loop; a
  * non-zero *id is the id to use (taken from this context earlier). */

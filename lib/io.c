@@ -719,23 +719,26 @@ void wsev__io_free(wsev_ctx *ctx) {
 
 typedef struct {
   const char *host, *cert, *key;
-  char port[12]; /* the port the probe got: every thread binds the same one */
+  char port[12];            /* the port the probe got: every thread binds the same one */
+  wsev_tls_tickets *tickets; /* one set for all threads: a ticket resumes on any of them */
 } listen_args;
 
 static int listen_on_thread(wsev_ctx *inner, void *arg) {
   listen_args *a = arg;
-  return wsev__listen(inner, a->host, a->port, a->cert, a->key, 1);
+  return wsev__listen(inner, a->host, a->port, a->cert, a->key, a->tickets, 1);
 }
 
 int wsev__io_listen(wsev_ctx *ctx, const char *host, const char *port, const char *cert,
                     const char *key) {
   wsev_io *io = ctx->io;
-  listen_args a = {host, cert, key, ""};
+  listen_args a = {host, cert, key, "", NULL};
   int rc = wsev__listen_probe(host, port);
   if (rc < 0) return rc;
   snprintf(a.port, sizeof a.port, "%d", rc);
+  if (cert && !(a.tickets = wsev__tls_tickets_new())) return UV_ENOMEM;
   for (int i = 0; i < io->count && rc >= 0; i++)
     rc = call_sync(&io->threads[i], listen_on_thread, &a);
+  wsev__tls_tickets_unref(a.tickets); /* each listener's configuration holds its own reference */
   return rc; /* a failure on a later thread leaves the earlier ones listening */
 }
 

@@ -163,14 +163,14 @@ static int serve(wsev_ctx *ctx, const char *host, const char *port, wsev_tls_con
 }
 
 int wsev__listen(wsev_ctx *ctx, const char *host, const char *port, const char *cert_file,
-                 const char *key_file, int reuseport) {
+                 const char *key_file, wsev_tls_tickets *tickets, int reuseport) {
   wsev_tls_config *tls = NULL;
   int port_num, rc;
   if ((rc = parse_port(port, &port_num)) != 0) return rc;
   if (cert_file) {
     wsev_rng *rng = wsev__ctx_rng(ctx);
     if (!rng || !wsev__ctx_tls_plain(ctx)) return UV_ENOMEM;
-    if ((rc = wsev__tls_server_config(rng, cert_file, key_file, &tls)) != 0) return rc;
+    if ((rc = wsev__tls_server_config(rng, cert_file, key_file, tickets, &tls)) != 0) return rc;
   }
   return serve(ctx, host, port, tls, reuseport);
 }
@@ -206,7 +206,7 @@ int wsev__listen_probe(const char *host, const char *port) {
 static int listen_any(wsev_ctx *ctx, const char *host, const char *port, const char *cert_file,
                       const char *key_file) {
   if (ctx->io) return wsev__io_listen(ctx, host, port, cert_file, key_file);
-  return wsev__listen(ctx, host, port, cert_file, key_file, 0);
+  return wsev__listen(ctx, host, port, cert_file, key_file, NULL, 0);
 }
 
 int wsev_listen_and_serve_addr(wsev_ctx *ctx, const char *host, const char *port) {

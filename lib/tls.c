@@ -8,6 +8,7 @@
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ticket.h>
 #include <mbedtls/x509_crt.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <uv.h>
@@ -37,11 +38,17 @@ typedef struct {
   mbedtls_ssl_session session;
 } client_session;
 
+struct wsev_tls_tickets {
+  mbedtls_ssl_ticket_context keys;
+  wsev_rng *rng; /* used only under the ticket context's lock */
+  _Atomic size_t refs;
+};
+
 struct wsev_tls_config {
   mbedtls_ssl_config conf;
   mbedtls_x509_crt chain; /* servers: our chain; clients: the trusted CAs */
   mbedtls_pk_context key;
-  mbedtls_ssl_ticket_context tickets; /* servers: keys that seal session tickets */
+  wsev_tls_tickets *tickets; /* servers: keys that seal session tickets */
   wsev_tls *stepping;                 /* servers: the connection whose handshake is being driven */
   size_t refs;
   int server;
@@ -153,7 +160,6 @@ static wsev_tls_config *config_new(void) {
   mbedtls_ssl_config_init(&c->conf);
   mbedtls_x509_crt_init(&c->chain);
   mbedtls_pk_init(&c->key);
-  mbedtls_ssl_ticket_init(&c->tickets);
   for (int i = 0; i < CLIENT_SESSIONS; i++)
     mbedtls_ssl_session_init(&c->sessions[i].session);
   c->refs = 1;
@@ -164,7 +170,7 @@ static void config_free(wsev_tls_config *c) {
   mbedtls_ssl_config_free(&c->conf);
   mbedtls_x509_crt_free(&c->chain);
   mbedtls_pk_free(&c->key);
-  mbedtls_ssl_ticket_free(&c->tickets);
+  wsev__tls_tickets_unref(c->tickets);
   for (int i = 0; i < CLIENT_SESSIONS; i++) {
     mbedtls_ssl_session_free(&c->sessions[i].session);
     wsev__free(c->sessions[i].peer);
@@ -210,19 +216,40 @@ static int on_sni(void *unused, mbedtls_ssl_context *ssl, const unsigned char *n
  * handshake being driven resumes that session, which the connection records. */
 static int ticket_write(void *p, const mbedtls_ssl_session *session, unsigned char *start,
                         const unsigned char *end, size_t *len, uint32_t *lifetime) {
-  return mbedtls_ssl_ticket_write(&((wsev_tls_config *)p)->tickets, session, start, end, len,
-                                  lifetime);
+  return mbedtls_ssl_ticket_write(&((wsev_tls_config *)p)->tickets->keys, session, start, end,
+                                  len, lifetime);
 }
 
 static int ticket_parse(void *p, mbedtls_ssl_session *session, unsigned char *buf, size_t len) {
   wsev_tls_config *c = p;
-  int rc = mbedtls_ssl_ticket_parse(&c->tickets, session, buf, len);
+  int rc = mbedtls_ssl_ticket_parse(&c->tickets->keys, session, buf, len);
   if (rc == 0 && c->stepping) c->stepping->resumed = 1;
   return rc;
 }
 
+wsev_tls_tickets *wsev__tls_tickets_new(void) {
+  wsev_tls_tickets *t = wsev__calloc(1, sizeof *t);
+  if (!t) return NULL;
+  mbedtls_ssl_ticket_init(&t->keys);
+  t->refs = 1;
+  if (!(t->rng = wsev__rng_new()) ||
+      mbedtls_ssl_ticket_setup(&t->keys, rng_for_tls, t->rng, MBEDTLS_CIPHER_AES_256_GCM,
+                               TICKET_LIFETIME_S) != 0) {
+    wsev__tls_tickets_unref(t);
+    return NULL;
+  }
+  return t;
+}
+
+void wsev__tls_tickets_unref(wsev_tls_tickets *t) {
+  if (!t || atomic_fetch_sub(&t->refs, 1) != 1) return;
+  mbedtls_ssl_ticket_free(&t->keys);
+  wsev__rng_free(t->rng);
+  wsev__free(t);
+}
+
 int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *key_file,
-                            wsev_tls_config **out) {
+                            wsev_tls_tickets *tickets, wsev_tls_config **out) {
   if (!cert_file) return WSEV_ETLSCERT;
   if (!key_file) return WSEV_ETLSKEY;
   wsev_tls_config *c = config_new();
@@ -244,8 +271,9 @@ int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *ke
     rc = UV_ENOMEM;
   /* Session tickets (RFC 5077): a returning client resumes without a new key
    * exchange or signature, and the server keeps no state for it. */
-  else if (mbedtls_ssl_ticket_setup(&c->tickets, rng_for_tls, rng, MBEDTLS_CIPHER_AES_256_GCM,
-                                    TICKET_LIFETIME_S) != 0)
+  else if (tickets)
+    atomic_fetch_add(&(c->tickets = tickets)->refs, 1);
+  else if (!(c->tickets = wsev__tls_tickets_new()))
     rc = UV_ENOMEM;
   if (rc) {
     config_free(c);

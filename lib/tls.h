@@ -14,6 +14,7 @@
 typedef struct wsev_rng wsev_rng;
 typedef struct wsev_tls_config wsev_tls_config;
 typedef struct wsev_tls wsev_tls;
+typedef struct wsev_tls_tickets wsev_tls_tickets;
 
 /* The context's random source: an entropy pool and a CTR-DRBG seeded once (on
  * first use), shared by every TLS connection and by client masking keys. */
@@ -28,7 +29,14 @@ int wsev__rng_bytes(wsev_rng *rng, void *buf, size_t len);
  * / UV_ENOMEM. Counted references: every connection holds one, so it outlives its
  * listener as long as needed. */
 int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *key_file,
-                            wsev_tls_config **out);
+                            wsev_tls_tickets *tickets, wsev_tls_config **out);
+/* The keys that seal a server's session tickets. Listeners on several I/O threads share
+ * one set, so that a ticket resumes on whichever thread the client lands: mbedTLS locks
+ * the ticket context, and its key rotation draws from a random source of its own.
+ * Passing NULL to wsev__tls_server_config gives the configuration a set of its own.
+ * NULL on ENOMEM or when the random source cannot be seeded. */
+wsev_tls_tickets *wsev__tls_tickets_new(void);
+void wsev__tls_tickets_unref(wsev_tls_tickets *tickets);
 /* Client configuration: trusted CAs from ca_file (NULL: the system bundle), or no
  * verification at all (insecure). 0, WSEV_ETLSCA or UV_ENOMEM. */
 int wsev__tls_client_config(wsev_rng *rng, const char *ca_file, int insecure,
