@@ -7,6 +7,7 @@
 #include "alloc.h"
 #include "deadline.h"
 #include "dispatch.h"
+#include "topic.h"
 
 #define DEFAULT_TIMEOUT_MS 60000
 #define DEFAULT_MAX_MESSAGE (16u * 1024 * 1024)
@@ -157,6 +158,7 @@ void wsev_ctx_free(wsev_ctx *ctx) {
   if (ctx->freeing) return;
   ctx->freeing = 1;
   ctx->pool.closing = 1;
+  wsev__topics_free(ctx); /* topics, and the federation's links on this loop */
   if (ctx->io) wsev__io_free(ctx); /* joins the threads: their connections are dropped */
   wsev__listeners_close(ctx);
   for (wsev_conn *c = ctx->all_head; c; c = c->all_next)

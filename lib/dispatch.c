@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "topic.h"
 
 static void call_handler(wsev_ctx *ctx, const wsev_event *ev) {
   const wsev_handler *h = &ctx->handler;
@@ -22,6 +23,7 @@ static void call_handler(wsev_ctx *ctx, const wsev_event *ev) {
     ctx->closing = ev; /* for wsev_get_close_info and wsev_get_conn_data */
     if (h->conn_closed) h->conn_closed(ctx, ev->id);
     ctx->closing = NULL;
+    wsev__topics_conn_closed(ctx, ev->id); /* it leaves its topics (topic.c) */
     break;
   case WSEV_EV_TIMEOUT:
     if (h->event_loop_timeout) h->event_loop_timeout(ctx);
