@@ -337,6 +337,61 @@ WSEV_EXPORT size_t wsev_get_topic_subscribers(const wsev_ctx *ctx, const char *t
 /* How many topics `id` is subscribed to. */
 WSEV_EXPORT size_t wsev_get_subscription_count(const wsev_ctx *ctx, uint64_t id);
 
+/* ---- federation through Redis ----------------------------------------------------------
+ *
+ * Several processes (instances) share their topics through a Redis server's pub/sub:
+ * a wsev_publish on any instance reaches the subscribers of that topic on every
+ * instance. Available when wsev was built with hiredis (meson option `redis`);
+ * otherwise wsev_federate returns UV_ENOTSUP.
+ *
+ * - Each instance holds a Redis SUBSCRIBE only for the topics it has local subscribers
+ *   for (channel "wsev:" + the topic name), on one connection; publishes go out on a
+ *   second one, tagged with the instance's random id, so an instance never delivers
+ *   its own publish twice (it delivered it locally at once).
+ * - Both connections run on the context's loop (hiredis's libuv adapter, the name
+ *   resolved with uv_getaddrinfo): Redis being slow or gone never blocks the loop.
+ *   Local delivery goes on meanwhile; the links reconnect with a backoff (50 ms
+ *   doubling to 1 s) and, once up, SUBSCRIBE every topic that has local subscribers.
+ *   At most 8 MiB of publishes wait for a slow Redis; beyond that they are dropped
+ *   for the other instances (counted in wsev_fed_stats.dropped).
+ * - The guarantee: while the links are up, each publish reaches each other instance
+ *   exactly once, and the subscribers see one publisher's messages in order. While
+ *   Redis is unreachable (and for publishes on a link that breaks before Redis took
+ *   them), delivery to the other instances is at most once: those messages are lost
+ *   for them, never repeated. A subscription made on one instance takes effect for the
+ *   others' publishes once Redis confirmed it (a round trip), not at once.
+ * - on_state (optional) runs on the context's thread, serialized with the other
+ *   callbacks, whenever the state changes; `reason` says why (for WSEV_FED_DOWN: the
+ *   connection error, or Redis's answer such as a refused password) and is valid
+ *   during the callback.
+ */
+typedef enum {
+  WSEV_FED_OFF = 0,    /* no federation */
+  WSEV_FED_CONNECTING, /* connecting (the first time, or again after a backoff) */
+  WSEV_FED_UP,         /* both links up, every local topic subscribed */
+  WSEV_FED_DOWN,       /* lost or refused; local delivery only, retrying */
+} wsev_fed_state;
+typedef void (*wsev_fed_cb)(wsev_ctx *ctx, wsev_fed_state state, const char *reason);
+
+/* Connect the context's topics to redis://[:password@]host[:port][/db] (port 6379,
+ * db 0 by default; host a name, an IPv4 literal or [IPv6]). Returns 0 (connecting
+ * now; on_state tells how it goes), WSEV_EBADURL, UV_EALREADY (already federated),
+ * UV_ENOTSUP (built without hiredis), UV_ENOMEM. Once per context; the links close
+ * with wsev_ctx_free. */
+WSEV_EXPORT int wsev_federate(wsev_ctx *ctx, const char *redis_url, wsev_fed_cb on_state);
+/* The links' state, and the last reason it changed (NULL if none; valid until the next
+ * change). */
+WSEV_EXPORT wsev_fed_state wsev_get_fed_state(const wsev_ctx *ctx);
+WSEV_EXPORT const char *wsev_get_fed_error(const wsev_ctx *ctx);
+typedef struct {
+  uint64_t published;  /* local publishes handed to Redis */
+  uint64_t received;   /* publishes of other instances delivered here */
+  uint64_t dropped;    /* publishes not sent to Redis: link down, or over the 8 MiB */
+  uint64_t reconnects; /* times the links came up again after being lost */
+} wsev_fed_stats;
+/* Fill *stats. Returns 0, or UV_EINVAL. */
+WSEV_EXPORT int wsev_get_fed_stats(const wsev_ctx *ctx, wsev_fed_stats *stats);
+
 /* ==== closing =========================================================================== */
 
 /*

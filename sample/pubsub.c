@@ -17,22 +17,22 @@
  * and as binary if it was binary. Replies are text. A connection that closes loses
  * all its subscriptions.
  *
- * wsev delivers accept, message and close events through one strictly serialized
- * stream of callbacks, and wsev_write may be called on any connection from any
- * callback. So the whole state of the relay is one plain data structure with no
- * locks: channels.h (channel name -> subscriber ids, and id -> channels), keyed by
- * wsev's connection ids. Subscribe, unsubscribe and lookups are O(1); publish is one
- * wsev_broadcast, O(subscribers); closing a connection is O(its channels).
+ * The channels are wsev's topics (wsev_subscribe, wsev_publish): the library keeps
+ * who is subscribed to what, frames each publish once, and drops a closed
+ * connection's subscriptions by itself. With --redis URL several instances share
+ * their channels through Redis (wsev_federate): a publish on one reaches the
+ * subscribers on all of them.
+ *
+ * A plain `GET /` (no WebSocket upgrade) answers a small page that connects back to
+ * this server and lets a browser subscribe, publish and watch messages arrive.
  *
  * Usage: wsev-pubsub [--port N] [--tls-port N] [--cert F] [--key F] [--no-tls]
- *                    [--quiet] [--max-buffered BYTES]
+ *                    [--quiet] [--max-buffered BYTES] [--io-threads N] [--redis URL]
  * Serves ws on --port (9000) and, like the original, wss on --tls-port (9001) with
  * localhost.crt / localhost.key from the current directory (or --cert / --key); if
  * those files are absent it says how to make them and serves ws only.
  */
 #include <wsev.h>
-
-#include "channels.h"
 
 #include <inttypes.h>
 #include <signal.h>
@@ -44,8 +44,11 @@
 #include <uv.h>
 
 typedef struct {
-  channels *channels; /* who is subscribed to what (channels.h) */
   bool quiet;
+  /* With --redis: the longest the loop went without running a 1 ms timer, beyond its
+   * period (GET /stats), to show that Redis never stalls the loop. */
+  uv_timer_t lag_timer;
+  uint64_t lag_last_ns, lag_max_ns;
 } pubsub;
 
 /* ---------------------------------------------------------------------------------
@@ -67,7 +70,7 @@ static bool strip_prefix(const char *msg, size_t len, const char *prefix, const 
 }
 
 static bool valid_channel_name(const char *name, size_t len) {
-  return len > 0 && memchr(name, ':', len) == NULL;
+  return len > 0 && len <= WSEV_TOPIC_MAX_LEN && memchr(name, ':', len) == NULL;
 }
 
 static void handle_command(wsev_ctx *ctx, pubsub *ps, uint64_t id, const char *msg, size_t len,
@@ -76,28 +79,27 @@ static void handle_command(wsev_ctx *ctx, pubsub *ps, uint64_t id, const char *m
   const char *arg, *colon;
   size_t arg_len;
 
+  (void)ps;
   if (strip_prefix(msg, len, "subscribe:", &arg, &arg_len) && valid_channel_name(arg, arg_len)) {
-    bool ok = channels_subscribe(ps->channels, id, arg, arg_len);
-    reply(ctx, id, ok ? "OK" : "Out of memory");
+    int rc = wsev_subscribe(ctx, id, arg, arg_len); /* 1: it already was */
+    reply(ctx, id, rc >= 0 ? "OK" : rc == UV_ENOMEM ? "Out of memory" : "Invalid message");
   } else if (strip_prefix(msg, len, "unsubscribe:", &arg, &arg_len) &&
              valid_channel_name(arg, arg_len)) {
-    channels_unsubscribe(ps->channels, id, arg, arg_len);
+    wsev_unsubscribe(ctx, id, arg, arg_len);
     reply(ctx, id, "OK");
   } else if (len == sizeof unsubscribe_all_cmd - 1 && memcmp(msg, unsubscribe_all_cmd, len) == 0) {
-    channels_unsubscribe_all(ps->channels, id);
+    wsev_unsubscribe_all(ctx, id);
     reply(ctx, id, "OK");
   } else if (strip_prefix(msg, len, "publish:", &arg, &arg_len) &&
-             (colon = memchr(arg, ':', arg_len)) != NULL && colon > arg) {
+             (colon = memchr(arg, ':', arg_len)) != NULL && colon > arg &&
+             (size_t)(colon - arg) <= WSEV_TOPIC_MAX_LEN) {
     /* publish:CH:BODY -- CH ends at the first colon, BODY is everything after it. */
     size_t name_len = (size_t)(colon - arg);
     reply(ctx, id, "OK");
-    /* One wsev_broadcast: the frame is built once (and, for large bodies, shared by
-     * all the queues). The subscriber table goes in as it is; its free slots hold 0,
-     * which wsev_broadcast skips like any id it does not know. A subscriber that is
-     * already closing is skipped too; its conn_closed will follow. */
-    size_t count;
-    const uint64_t *ids = channels_subscribers(ps->channels, arg, name_len, &count);
-    if (count > 0) wsev_broadcast(ctx, ids, count, colon + 1, arg_len - name_len - 1, type);
+    /* Framed once (and, for large bodies, shared by all the queues); the publisher
+     * gets it too if it is subscribed (except 0). With --redis, the other instances'
+     * subscribers get it as well. */
+    wsev_publish(ctx, arg, name_len, colon + 1, arg_len - name_len - 1, type, 0);
   } else {
     reply(ctx, id, "Invalid message");
   }
@@ -115,9 +117,9 @@ static void on_conn_accepted(wsev_ctx *ctx, uint64_t id) {
   }
 }
 
+/* Its subscriptions go by themselves once this returns. */
 static void on_conn_closed(wsev_ctx *ctx, uint64_t id) {
   pubsub *ps = wsev_get_ctx_data(ctx);
-  channels_unsubscribe_all(ps->channels, id); /* a closed connection loses its subscriptions */
   if (!ps->quiet) {
     printf("Closed connection %" PRIu64 "\n", id);
     fflush(stdout);
@@ -140,6 +142,114 @@ static void on_message_received(wsev_ctx *ctx, uint64_t id, const void *data, si
 }
 
 /* ---------------------------------------------------------------------------------
+ * The page: GET / answers a self-contained page (no external assets) that connects
+ * back to the same server (ws or wss, as it was loaded), subscribes, publishes and
+ * lists what arrives.
+ */
+
+static const char page[] =
+    "<!doctype html>\n"
+    "<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+    "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n"
+    "<title>wsev pubsub</title>\n"
+    "<style>\n"
+    "body{font:15px system-ui,sans-serif;max-width:44em;margin:2em auto;padding:0 1em;color:#222}\n"
+    "h1{font-size:1.3em}form{display:flex;gap:.5em;margin:.5em 0}input{flex:1;padding:.3em}\n"
+    "#status{font-weight:bold}#status.up{color:#080}#status.down{color:#b00}\n"
+    "#log{list-style:none;padding:0;font-family:monospace;border-top:1px solid #ccc}\n"
+    "#log li{padding:.2em 0;border-bottom:1px solid #eee}#log .out{color:#888}\n"
+    "</style></head><body>\n"
+    "<h1>wsev pubsub</h1>\n"
+    "<p>Connection: <span id=\"status\">connecting</span> <span id=\"url\"></span></p>\n"
+    "<form id=\"subform\"><input id=\"channel\" value=\"news\" aria-label=\"channel\">\n"
+    "<button id=\"subscribe\">Subscribe</button>"
+    "<button id=\"unsubscribe\" type=\"button\">Unsubscribe</button></form>\n"
+    "<form id=\"pubform\"><input id=\"message\" placeholder=\"message\" aria-label=\"message\">\n"
+    "<button id=\"publish\">Publish</button></form>\n"
+    "<ul id=\"log\"></ul>\n"
+    "<script>\n"
+    "'use strict';\n"
+    "const $ = id => document.getElementById(id);\n"
+    "const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/';\n"
+    "$('url').textContent = url;\n"
+    "function log(text, cls) {\n"
+    "  const li = document.createElement('li');\n"
+    "  li.textContent = text;\n"
+    "  if (cls) li.className = cls;\n"
+    "  $('log').prepend(li);\n"
+    "}\n"
+    "const ws = new WebSocket(url);\n"
+    "ws.onopen = () => { $('status').textContent = 'open'; $('status').className = 'up'; };\n"
+    "ws.onclose = e => { $('status').textContent = 'closed (' + e.code + ')';\n"
+    "  $('status').className = 'down'; };\n"
+    "ws.onmessage = e => { if (e.data !== 'OK') log(typeof e.data === 'string' ? e.data\n"
+    "  : '[binary]', 'in'); };\n"
+    "function send(text) { if (ws.readyState === 1) { ws.send(text); log('> ' + text, 'out'); } }\n"
+    "$('subform').onsubmit = e => { e.preventDefault(); send('subscribe:' + $('channel').value); };\n"
+    "$('unsubscribe').onclick = () => send('unsubscribe:' + $('channel').value);\n"
+    "$('pubform').onsubmit = e => { e.preventDefault();\n"
+    "  send('publish:' + $('channel').value + ':' + $('message').value); $('message').value = ''; };\n"
+    "</script></body></html>\n";
+
+static void on_lag_timer(uv_timer_t *t) {
+  pubsub *ps = t->data;
+  uint64_t now = uv_hrtime();
+  if (ps->lag_last_ns && now - ps->lag_last_ns > 1000000 &&
+      now - ps->lag_last_ns - 1000000 > ps->lag_max_ns)
+    ps->lag_max_ns = now - ps->lag_last_ns - 1000000;
+  ps->lag_last_ns = now;
+}
+
+/* GET /stats: the Redis link and the loop's longest stall, as JSON. "?reset" starts
+ * the stall measurement again after answering. */
+static void answer_stats(wsev_ctx *ctx, wsev_request *req, bool reset) {
+  pubsub *ps = wsev_get_ctx_data(ctx);
+  static const char *names[] = {"off", "connecting", "up", "down"};
+  wsev_fed_stats st;
+  wsev_get_fed_stats(ctx, &st);
+  const char *why = wsev_get_fed_error(ctx);
+  char reason[300] = "";
+  for (size_t i = 0, o = 0; why && why[i] && o + 2 < sizeof reason; i++)
+    if (why[i] != '"' && why[i] != '\\' && (unsigned char)why[i] >= 32) reason[o++] = why[i];
+  char body[768];
+  int n = snprintf(body, sizeof body,
+                   "{\"redis\":\"%s\",\"reason\":\"%s\",\"published\":%llu,"
+                   "\"received\":%llu,\"dropped\":%llu,\"reconnects\":%llu,"
+                   "\"max_lag_ms\":%.3f}\n",
+                   names[wsev_get_fed_state(ctx)], reason, (unsigned long long)st.published,
+                   (unsigned long long)st.received, (unsigned long long)st.dropped,
+                   (unsigned long long)st.reconnects, ps->lag_max_ns / 1e6);
+  wsev_respond(req, 200, "Content-Type: application/json\r\nCache-Control: no-store\r\n", body,
+               (size_t)n);
+  if (reset) ps->lag_max_ns = 0;
+}
+
+static void on_http_request(wsev_ctx *ctx, wsev_request *req) {
+  const char *path = wsev_request_path(req);
+  if (strcmp(wsev_request_method(req), "GET") != 0) {
+    wsev_respond(req, 405, "Allow: GET\r\n", NULL, 0);
+  } else if (strcmp(path, "/") == 0 || strncmp(path, "/?", 2) == 0) {
+    wsev_respond(req, 200,
+                 "Content-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\n"
+                 "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "
+                 "style-src 'unsafe-inline'; connect-src 'self' ws: wss:\r\n",
+                 page, sizeof page - 1);
+  } else if (strcmp(path, "/stats") == 0 || strcmp(path, "/stats?reset") == 0) {
+    answer_stats(ctx, req, path[6] == '?');
+  } else {
+    wsev_respond(req, 404, "Content-Type: text/plain\r\n", "not found\n", 10);
+  }
+}
+
+/* The Redis link's state (--redis), one line per change. */
+static void on_fed_state(wsev_ctx *ctx, wsev_fed_state state, const char *reason) {
+  (void)ctx;
+  static const char *names[] = {"off", "connecting", "up", "down"};
+  fprintf(stderr, "wsev-pubsub: redis %s%s%s\n", names[state], reason ? ": " : "",
+          reason ? reason : "");
+}
+
+/* ---------------------------------------------------------------------------------
  * main
  */
 
@@ -157,18 +267,22 @@ static void on_signal(uv_signal_t *handle, int signum) {
 static void usage(FILE *out) {
   fprintf(out, "usage: wsev-pubsub [--port N] [--tls-port N] [--cert FILE] [--key FILE]\n"
                "                   [--no-tls] [--quiet] [--max-buffered BYTES] [--io-threads N]\n"
+               "                   [--redis URL]\n"
                "  --port N   port to listen on (default 9000; 0 picks a free port)\n"
                "  --tls-port N  port to serve wss on (default 9001), with --cert and --key\n"
                "             (default localhost.crt and localhost.key); --no-tls: ws only\n"
                "  --quiet    do not log connections and messages\n"
                "  --max-buffered BYTES  close (1008) a subscriber with more than this\n"
                "             waiting to be sent (default: wsev's, 16 MiB)\n"
-               "  --io-threads N  network work on N threads (default: $WSEV_IO_THREADS, else 0)\n");
+               "  --io-threads N  network work on N threads (default: $WSEV_IO_THREADS, else 0)\n"
+               "  --redis URL  share channels with other instances through Redis:\n"
+               "             redis://[:password@]host[:port][/db]\n"
+               "GET / answers a page to try it from a browser.\n");
 }
 
 int main(int argc, char **argv) {
   const char *port = "9000", *tls_port = "9001";
-  const char *cert = "localhost.crt", *key = "localhost.key";
+  const char *cert = "localhost.crt", *key = "localhost.key", *redis = NULL;
   bool quiet = false, tls_asked = false;
   size_t max_buffered = 0;
   /* The tests run every suite with WSEV_IO_THREADS=2 as well; --io-threads wins. */
@@ -195,6 +309,8 @@ int main(int argc, char **argv) {
       max_buffered = strtoull(argv[++i], NULL, 10);
     } else if (strcmp(argv[i], "--io-threads") == 0 && i + 1 < argc) {
       io_threads = (unsigned)strtoul(argv[++i], NULL, 10);
+    } else if (strcmp(argv[i], "--redis") == 0 && i + 1 < argc) {
+      redis = argv[++i];
     } else if (strcmp(argv[i], "--quiet") == 0) {
       quiet = true;
     } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -206,21 +322,17 @@ int main(int argc, char **argv) {
     }
   }
 
-  pubsub ps = {.channels = channels_new(), .quiet = quiet};
-  if (!ps.channels) {
-    fprintf(stderr, "wsev-pubsub: out of memory\n");
-    return 1;
-  }
+  pubsub ps = {.quiet = quiet};
   wsev_handler handler = {
       .conn_accepted = on_conn_accepted,
       .conn_closed = on_conn_closed,
       .message_received = on_message_received,
+      .http_request = on_http_request,
   };
   wsev_ctx *ctx;
   int err = wsev_ctx_new(&ctx, NULL, &handler, &ps);
   if (err < 0) {
     fprintf(stderr, "wsev-pubsub: cannot create context: %s\n", wsev_strerror(err));
-    channels_free(ps.channels);
     return 1;
   }
 
@@ -228,7 +340,6 @@ int main(int argc, char **argv) {
     fprintf(stderr, "wsev-pubsub: cannot start %u I/O threads: %s\n", io_threads,
             wsev_strerror(err));
     wsev_ctx_free(ctx);
-    channels_free(ps.channels);
     return 1;
   }
   if (max_buffered) {
@@ -236,11 +347,15 @@ int main(int argc, char **argv) {
     wsev_get_send_limits(ctx, &limit, &low_water);
     wsev_set_send_limits(ctx, max_buffered, low_water);
   }
+  if (redis && (err = wsev_federate(ctx, redis, on_fed_state)) != 0) {
+    fprintf(stderr, "wsev-pubsub: cannot use redis %s: %s\n", redis, wsev_strerror(err));
+    wsev_ctx_free(ctx);
+    return 1;
+  }
   int bound_port = wsev_listen_and_serve(ctx, port);
   if (bound_port < 0) {
     fprintf(stderr, "wsev-pubsub: cannot listen on port %s: %s\n", port, wsev_strerror(bound_port));
     wsev_ctx_free(ctx);
-    channels_free(ps.channels);
     return 1;
   }
 
@@ -258,14 +373,20 @@ int main(int argc, char **argv) {
       fprintf(stderr, "wsev-pubsub: cannot listen for TLS on port %s: %s\n", tls_port,
               wsev_strerror(bound_tls_port));
       wsev_ctx_free(ctx);
-      channels_free(ps.channels);
-      return 1;
+        return 1;
     }
+  }
+
+  uv_loop_t *loop = wsev_get_loop(ctx);
+  if (redis) {
+    uv_timer_init(loop, &ps.lag_timer);
+    ps.lag_timer.data = &ps;
+    uv_timer_start(&ps.lag_timer, on_lag_timer, 1, 1);
+    uv_unref((uv_handle_t *)&ps.lag_timer);
   }
 
   /* SIGINT and SIGTERM end the loop so that everything is freed on the way out. The
    * signal handles do not keep the loop alive by themselves. */
-  uv_loop_t *loop = wsev_get_loop(ctx);
   uv_signal_t sigint, sigterm;
   uv_signal_init(loop, &sigint);
   uv_signal_init(loop, &sigterm);
@@ -285,9 +406,9 @@ int main(int argc, char **argv) {
    * finish the closing, before the context frees the loop. */
   uv_close((uv_handle_t *)&sigint, NULL);
   uv_close((uv_handle_t *)&sigterm, NULL);
+  if (redis) uv_close((uv_handle_t *)&ps.lag_timer, NULL);
   uv_run(loop, UV_RUN_NOWAIT);
 
   wsev_ctx_free(ctx);
-  channels_free(ps.channels);
   return 0;
 }
