@@ -222,7 +222,10 @@ static int reaction_waits(wsev_conn *c, wsev_read_kind kind, const wsev_read_eve
   if (!r) return 0; /* without memory it goes now, out of order */
   r->kind = kind;
   r->ev = *ev;
-  if (ev->len) memcpy(r->data, ev->data, ev->len); /* control payloads: at most 125 */
+  /* Only pings and closes carry a payload (a control frame's: at most 125 bytes); a
+   * failure's data and len are whatever the reader lent last. */
+  r->ev.len = kind == WSEV_READ_PING || kind == WSEV_READ_CLOSE ? ev->len : 0;
+  if (r->ev.len) memcpy(r->data, ev->data, r->ev.len);
   r->ev.data = r->data;
   c->reaction = r;
   hold_input(c, p, n);

@@ -358,9 +358,10 @@ static void thread_main(void *arg) {
   t->exited = 1; /* no stop request comes after this */
   uv_mutex_unlock(&t->io->lock);
   uv_close((uv_handle_t *)&t->stop, NULL);
-  /* Connections still here are dropped without callbacks: their closed events too. */
+  /* Connections still here are dropped without callbacks: their closed events too
+   * (those whose conn_closed was emitted, id 0, sent theirs on: they only linger). */
   for (wsev_conn *c = t->inner->all_head; c; c = c->all_next) {
-    wsev__free(c->user_data);
+    if (c->id) wsev__free(c->user_data);
     c->user_data = NULL;
   }
   wsev_ctx_free(t->inner);
