@@ -602,9 +602,13 @@ WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_i
  * EOF) waits until the application has finished the messages before it, so that its
  * replies to them go out first, as inline; max_connections counts the connections of
  * all threads. What differs:
- * - wsev_write returns 0 for a message queued to the thread; a send limit exceeded
- *   there closes the connection with 1008 as usual, but WSEV_EBACKPRESSURE is not
- *   returned; wsev_get_buffered_amount returns 0 (the bytes wait on another thread);
+ * - wsev_get_buffered_amount is approximate: what the connection's thread last
+ *   reported queued (after each write it received and each flush) plus the writes on
+ *   their way to it; a write may be counted twice for a moment, never not at all. The
+ *   send limit and conn_drained work from that sum: wsev_write returns
+ *   WSEV_EBACKPRESSURE (and the connection closes with 1008, or one of ours that is not
+ *   open yet is abandoned) when it would take the sum over max_buffered, and the thread
+ *   also enforces the limit on its own queue;
  * - the context's loop keeps running until wsev_shutdown has closed every connection
  *   on every thread (or until wsev_stop), even without listeners;
  * - upgrade_requested and http_request get a copy of the request made on its thread,

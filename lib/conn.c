@@ -217,7 +217,7 @@ static void hold_input(wsev_conn *c, const uint8_t *p, size_t n) {
 /* Returns 1 if the reaction waits (with the input behind it). */
 static int reaction_waits(wsev_conn *c, wsev_read_kind kind, const wsev_read_event *ev,
                           const uint8_t *p, size_t n) {
-  if (!c->unacked) return 0;
+  if (!c->ctx->app_busy || !c->ctx->app_busy(c)) return 0;
   struct wsev_reaction *r = wsev__malloc(sizeof *r);
   if (!r) return 0; /* without memory it goes now, out of order */
   r->kind = kind;
@@ -247,7 +247,6 @@ static void frames_input(wsev_conn *c, uint8_t *p, size_t n) {
     case WSEV_READ_MORE: return;
     case WSEV_READ_MESSAGE:
       wsev__emit_message(ctx, c->id, ev.data, ev.len, ev.text);
-      if (ctx->serialize_input) c->unacked++;
       break;
     case WSEV_READ_PONG: break;
     default:
@@ -288,8 +287,7 @@ void wsev__conn_input(wsev_conn *c, uint8_t *p, size_t n) {
 static void peer_eof_now(wsev_conn *c);
 
 void wsev__conn_acked(wsev_conn *c) {
-  if (c->unacked) c->unacked--;
-  if (c->unacked || c->state == WSEV_CONN_DEAD) return;
+  if (c->state == WSEV_CONN_DEAD) return;
   struct wsev_reaction *r = c->reaction;
   if (r) {
     c->reaction = NULL;
@@ -309,7 +307,8 @@ void wsev__conn_acked(wsev_conn *c) {
     wsev__conn_input(c, held.data ? held.data : (uint8_t *)"", held.len);
     wsev__free(held.data);
   }
-  if (c->eof_waiting && !c->paused && !c->unacked && c->state != WSEV_CONN_DEAD) {
+  if (c->eof_waiting && !c->paused && c->state != WSEV_CONN_DEAD &&
+      !c->ctx->app_busy(c)) {
     c->eof_waiting = 0;
     peer_eof_now(c);
   }
@@ -318,7 +317,7 @@ void wsev__conn_acked(wsev_conn *c) {
 void wsev__conn_peer_eof(wsev_conn *c) {
   c->read_eof = 1;
   uv_read_stop((uv_stream_t *)&c->tcp);
-  if ((c->unacked || c->paused) && alive(c)) {
+  if (alive(c) && (c->paused || (c->ctx->app_busy && c->ctx->app_busy(c)))) {
     c->eof_waiting = 1; /* after the application's replies (wsev__conn_acked) */
     return;
   }

@@ -124,10 +124,9 @@ struct wsev_conn {
   uint8_t shutdown_sent; /* our FIN is requested */
   uint8_t shutdown_done; /* and sent */
   uint8_t tcp_closing;   /* ours: the socket of a failed attempt is closing */
-  /* I/O thread (ctx->serialize_input): messages with the application, not yet
-   * acknowledged; a reaction to later input waits for them, with the input behind it
-   * (in handshake.held) and the peer's EOF. */
-  uint32_t unacked;
+  /* I/O thread (ctx->app_busy): while messages are with the application, a reaction
+   * to later input waits, with the input behind it (in handshake.held) and the peer's
+   * EOF. */
   uint8_t paused;
   uint8_t eof_waiting;
   struct wsev_reaction *reaction;
@@ -157,8 +156,8 @@ void wsev__conn_release(wsev_conn *c);
 void wsev__conn_input(wsev_conn *c, uint8_t *p, size_t n);
 /* The peer ended its stream (EOF, or TLS close_notify). */
 void wsev__conn_peer_eof(wsev_conn *c);
-/* I/O thread: the application is done with one more of the connection's messages (its
- * replies are queued); once none is left, a reaction that waited goes ahead. */
+/* I/O thread: the application is done with the connection's messages (its replies are
+ * queued here): a reaction that waited goes ahead, then the input behind it. */
 void wsev__conn_acked(wsev_conn *c);
 /* Still reading: in the handshake, open or closing. */
 static inline int wsev__conn_reading(const wsev_conn *c) {
@@ -192,6 +191,9 @@ int wsev__send_bytes(wsev_conn *c, const void *data, size_t len);
 void wsev__send_close(wsev_conn *c, unsigned code, const char *reason);
 /* Bytes waiting to be sent (wsev_get_buffered_amount). */
 size_t wsev__send_buffered(const wsev_conn *c);
+/* The peer does not keep up (a write over the send limit): unsent frames are dropped
+ * and the connection fails with 1008. */
+void wsev__send_refuse(wsev_conn *c);
 
 /* ---- flush.c ----------------------------------------------------------------------- */
 /* Put the connection on the flush list (once per iteration). */

@@ -123,9 +123,16 @@ struct wsev_ctx {
    * request that waited) ended without ever being announced. */
   void (*id_dropped)(wsev_ctx *ctx, uint64_t id);
   /* An I/O thread's context: a connection's reaction to input (a pong, a close, a
-   * failure, the peer's EOF) waits until the application is done with the messages
-   * before it, so that its replies go out first, as they do inline. */
-  int serialize_input;
+   * failure, the peer's EOF) waits while the application has messages before it
+   * (app_busy returns 1 and wsev__conn_acked follows once it is done), so that its
+   * replies go out first, as they do inline. */
+  int (*app_busy)(wsev_conn *c);
+  /* Run after each batch of posted calls (io.c: connections the application caught up
+   * with), inside the serialized stream. */
+  void (*posts_done)(wsev_ctx *ctx);
+  /* An I/O thread's context: a connection's send queue shrank (io.c passes its size on
+   * to the application's thread, and conn_drained with it). */
+  void (*send_report)(wsev_conn *c);
 
   unsigned open_handles; /* ours still to be closed; the context dies at 0 */
   int freeing;
@@ -211,6 +218,8 @@ int wsev__io_known(const wsev_ctx *ctx, uint64_t id);
 /* The origin policy changed: every thread gets a copy. */
 void wsev__io_origins(wsev_ctx *ctx);
 int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int text);
+/* What the thread last reported queued for id, plus the writes on their way to it. */
+size_t wsev__io_buffered(const wsev_ctx *ctx, uint64_t id);
 int wsev__io_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void *data,
                        size_t len, wsev_msg_type type);
 int wsev__io_close(wsev_ctx *ctx, uint64_t id, unsigned code, const char *reason);

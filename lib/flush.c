@@ -34,6 +34,7 @@ void wsev__flush_forget(wsev_conn *c) {
 
 void wsev__flush_check_drained(wsev_conn *c) {
   wsev_writer *w = &c->writer;
+  if (c->ctx->send_report) c->ctx->send_report(c);
   if (w->above_low_water && wsev__writer_buffered(w) <= c->ctx->set.low_water &&
       c->state == WSEV_CONN_OPEN) {
     w->above_low_water = 0;

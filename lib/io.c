@@ -21,6 +21,8 @@
 #include "dispatch.h"
 #include "frame.h"
 
+typedef struct conn_link conn_link;
+
 struct wsev_io_thread {
   wsev_io *io;
   wsev_ctx *inner; /* created and freed on the thread */
@@ -29,19 +31,20 @@ struct wsev_io_thread {
   uv_sem_t ready;
   int index;
   int start_rc;
-  int running;    /* created and not joined yet */
-  uint64_t *acks; /* application's thread: messages dispatched in this batch */
-  size_t n_acks, cap_acks;
-  int exited; /* its loop ended: `stop` is closing (under io->lock) */
+  int running;          /* created and not joined yet */
+  conn_link *busy_head; /* the thread's: connections whose reaction waits for the application */
+  int exited;           /* its loop ended: `stop` is closing (under io->lock) */
 };
 
 /* The application's view of a connection that lives on an I/O thread. */
 typedef struct {
   void *user_data;
+  conn_link *link;     /* shared with the thread until conn_closed */
   wsev_conn_info info; /* strings point into `strings` */
   char *strings;
   uint8_t open;    /* conn_accepted was dispatched */
   uint8_t closing; /* the application called wsev_close */
+  uint8_t gone;    /* ours, abandoned before it opened: unknown to the API from now on */
 } remote;
 
 /* What an inbox item carries besides an event of the application's. */
@@ -56,7 +59,28 @@ typedef struct inbox_item {
   char *strings;
   wsev_request_copy *request; /* upgrade, http: owned */
   size_t data_cap;            /* ev.data came from the hand-off cache */
+  conn_link *link;            /* accepted, message: the connection's shared part */
 } inbox_item;
+
+/* What a connection's thread and the application's thread share while the application
+ * knows the connection, allocated when it is told of it (the inner connection's data):
+ * its conn_closed, which can then never be lost, and the send accounting behind
+ * wsev_get_buffered_amount and conn_drained. The thread stops touching it when it
+ * pushes the closed event (the inner connection's id is 0 from then on); the
+ * application frees it with that event. */
+struct conn_link {
+  inbox_item closed;          /* first: freed as the closed event */
+  _Atomic size_t in_transit;  /* written by the application, not yet queued on the thread */
+  _Atomic size_t queued;      /* the thread's send queue after its last write or flush */
+  _Atomic int above_low_water; /* conn_drained is due when the total drains to low_water */
+  /* Messages: the thread counts those it pushed, the application those it is done with
+   * (after the callback's writes were posted). A reaction to later input waits until
+   * they are equal; the application wakes the thread only when it says it waits. */
+  uint64_t delivered;
+  _Atomic uint64_t acked;
+  _Atomic int busy;
+  conn_link *busy_next, *busy_prev; /* the thread's list of waiting connections */
+};
 
 /* Large buffers that cross between threads (messages in, writes out) come from this
  * cache and go back to it: freeing them to malloc on one thread and allocating anew on
@@ -124,20 +148,90 @@ static char *keep(char **at, const char *s) {
   return kept;
 }
 
-/* The closed event of a connection the application is told of is allocated up front
- * and kept as the inner connection's data, so that conn_closed can never be lost. */
-static int keep_closed_item(wsev_ctx *inner, uint64_t id) {
-  if (wsev_get_conn_data(inner, id)) return 0;
-  inbox_item *closed = new_item(WSEV_EV_CLOSED, id);
-  if (!closed) return UV_ENOMEM;
-  wsev_set_conn_data(inner, id, closed);
-  return 0;
+/* The link of a connection the application is told of (see conn_link). */
+static conn_link *keep_link(wsev_ctx *inner, uint64_t id) {
+  conn_link *link = wsev_get_conn_data(inner, id);
+  if (link) return link;
+  if (!(link = wsev__calloc(1, sizeof *link))) return NULL;
+  link->closed.ev.kind = WSEV_EV_CLOSED;
+  link->closed.ev.id = id;
+  wsev_set_conn_data(inner, id, link);
+  return link;
+}
+
+/* The thread's side of the send accounting, after a connection's queue changed: the
+ * application reads the queue's size, and conn_drained goes to it when everything it
+ * wrote (on the way or queued) drained to low_water after having been above. */
+static void link_report(wsev_conn *c, size_t arrived) {
+  conn_link *link = c->id ? c->user_data : NULL;
+  if (!link) return;
+  size_t queued = wsev__send_buffered(c);
+  atomic_store(&link->queued, queued);
+  /* After the queue grew, so that the application may count a write twice for a
+   * moment, but never not at all. */
+  size_t on_way = arrived ? atomic_fetch_sub(&link->in_transit, arrived) - arrived
+                          : atomic_load(&link->in_transit);
+  size_t total = queued + on_way, low = c->ctx->set.low_water;
+  if (total > low) {
+    if (!atomic_load_explicit(&link->above_low_water, memory_order_relaxed))
+      atomic_store(&link->above_low_water, 1); /* a broadcast filled it */
+  } else if (c->state == WSEV_CONN_OPEN && atomic_load(&link->above_low_water) &&
+             atomic_exchange(&link->above_low_water, 0)) {
+    wsev_io_thread *t = wsev_get_ctx_data(c->ctx);
+    inbox_item *item = new_item(WSEV_EV_DRAINED, c->id);
+    if (item) push(t->io, item);
+  }
+}
+
+static void report_flushed(wsev_conn *c) { link_report(c, 0); }
+
+static void busy_unlist(wsev_io_thread *t, conn_link *link) {
+  if (!atomic_load_explicit(&link->busy, memory_order_relaxed)) return;
+  atomic_store(&link->busy, 0);
+  if (link->busy_prev)
+    link->busy_prev->busy_next = link->busy_next;
+  else
+    t->busy_head = link->busy_next;
+  if (link->busy_next) link->busy_next->busy_prev = link->busy_prev;
+  link->busy_next = link->busy_prev = NULL;
+}
+
+/* The connection's messages not all done with: its reaction waits. Raising `busy`
+ * before looking at `acked` (and the application doing the opposite) means that
+ * either we see the last acknowledgement or the application sees `busy` and wakes us. */
+static int app_busy(wsev_conn *c) {
+  conn_link *link = c->id ? c->user_data : NULL;
+  if (!link || atomic_load(&link->acked) == link->delivered) return 0;
+  if (!atomic_load_explicit(&link->busy, memory_order_relaxed)) {
+    wsev_io_thread *t = wsev_get_ctx_data(c->ctx);
+    atomic_store(&link->busy, 1);
+    link->busy_prev = NULL;
+    link->busy_next = t->busy_head;
+    if (t->busy_head) t->busy_head->busy_prev = link;
+    t->busy_head = link;
+  }
+  return atomic_load(&link->acked) != link->delivered;
+}
+
+/* After the posted writes: connections the application caught up with go ahead. */
+static void release_caught_up(wsev_ctx *inner) {
+  wsev_io_thread *t = wsev_get_ctx_data(inner);
+  conn_link *link = t->busy_head;
+  while (link) {
+    conn_link *next = link->busy_next; /* closes are told after this: the list holds */
+    if (atomic_load(&link->acked) == link->delivered) {
+      busy_unlist(t, link);
+      wsev_conn *c = wsev__conn_find(inner, link->closed.ev.id);
+      if (c) wsev__conn_acked(c);
+    }
+    link = next;
+  }
 }
 
 static void inner_accepted(wsev_ctx *inner, uint64_t id) {
   wsev_io_thread *t = wsev_get_ctx_data(inner);
   inbox_item *item = new_item(WSEV_EV_ACCEPTED, id);
-  if (!item || keep_closed_item(inner, id) != 0) {
+  if (!item || !(item->link = keep_link(inner, id))) {
     wsev__free(item); /* never told the application: it gets nothing of this one */
     wsev_close_with(inner, id, 1011, "out of memory");
     return;
@@ -221,14 +315,17 @@ static void inner_message(wsev_ctx *inner, uint64_t id, const void *data, size_t
   if (len) memcpy(item->ev.data, data, len);
   item->ev.len = len;
   item->ev.msg_type = (uint8_t)type;
+  if ((item->link = wsev_get_conn_data(inner, id))) item->link->delivered++;
   push(t->io, item);
 }
 
 static void inner_closed(wsev_ctx *inner, uint64_t id) {
   wsev_io_thread *t = wsev_get_ctx_data(inner);
   wsev_close_info info;
-  inbox_item *item = wsev_get_conn_data(inner, id); /* kept since it was told */
-  if (!item) return;                                /* never told to the application */
+  conn_link *link = wsev_get_conn_data(inner, id); /* kept since it was told */
+  if (!link) return;                               /* never told to the application */
+  busy_unlist(t, link); /* from now on the link is the application's */
+  inbox_item *item = &link->closed;
   if (wsev_get_close_info(inner, id, &info) == 0) {
     item->ev.close_code = (uint16_t)info.code;
     item->ev.by_peer = (uint8_t)info.by_peer;
@@ -240,12 +337,6 @@ static void inner_closed(wsev_ctx *inner, uint64_t id) {
     }
   }
   push(t->io, item);
-}
-
-static void inner_drained(wsev_ctx *inner, uint64_t id) {
-  wsev_io_thread *t = wsev_get_ctx_data(inner);
-  inbox_item *item = new_item(WSEV_EV_DRAINED, id);
-  if (item) push(t->io, item);
 }
 
 /* Copy a request for the application's thread: one allocation. */
@@ -327,7 +418,6 @@ static void thread_main(void *arg) {
   wsev_handler h = {.conn_accepted = inner_accepted,
                     .message_received = inner_message,
                     .conn_closed = inner_closed,
-                    .conn_drained = inner_drained,
                     .upgrade_requested = ctx->handler.upgrade_requested ? inner_upgrade : NULL,
                     .http_request = ctx->handler.http_request ? inner_http : NULL};
   t->start_rc = wsev_ctx_new(&t->inner, NULL, &h, t);
@@ -338,7 +428,9 @@ static void thread_main(void *arg) {
     wsev_set_timeout(inner, 0);
     wsev_set_keepalive(inner, ctx->set.ping_interval_ms, ctx->set.ping_timeout_ms);
     inner->id_dropped = inner_id_dropped;
-    inner->serialize_input = 1;
+    inner->send_report = report_flushed; /* conn_drained comes from there */
+    inner->app_busy = app_busy;
+    inner->posts_done = release_caught_up;
     inner->active_total = &t->io->active_total;
     inner->same_host_origin = ctx->same_host_origin;
     for (size_t i = 0; i < ctx->n_origins; i++)
@@ -500,48 +592,6 @@ int wsev__io_decide(wsev_ctx *ctx, uint64_t id, int status, const char *protocol
   return 0;
 }
 
-/* The connection's input waits after each message until the application is done with
- * it: the acknowledgement follows the callback's writes to the thread. */
-static void ack_later(wsev_io *io, uint64_t id) {
-  wsev_io_thread *t = thread_of(io, id);
-  if (t->n_acks == t->cap_acks) {
-    size_t cap = t->cap_acks ? t->cap_acks * 2 : 64;
-    uint64_t *grown = wsev__realloc(t->acks, cap * sizeof *grown);
-    if (!grown) return; /* that connection waits for its close deadline */
-    t->acks = grown;
-    t->cap_acks = cap;
-  }
-  t->acks[t->n_acks++] = id;
-}
-
-typedef struct {
-  size_t count;
-  uint64_t ids[];
-} ack_list;
-
-static void acks_on_thread(wsev_ctx *inner, void *arg) {
-  ack_list *a = arg;
-  for (size_t i = 0; inner && i < a->count; i++) {
-    wsev_conn *c = wsev__idmap_get(&inner->ids, a->ids[i]);
-    if (c) wsev__conn_acked(c);
-  }
-  wsev__free(a);
-}
-
-static void send_acks(wsev_io *io) {
-  for (int k = 0; k < io->count; k++) {
-    wsev_io_thread *t = &io->threads[k];
-    if (!t->n_acks) continue;
-    ack_list *a = wsev__malloc(sizeof *a + t->n_acks * sizeof(uint64_t));
-    if (a) {
-      a->count = t->n_acks;
-      memcpy(a->ids, t->acks, t->n_acks * sizeof(uint64_t));
-      if (wsev__post_internal(t->inner, acks_on_thread, a) != 0) wsev__free(a);
-    }
-    t->n_acks = 0;
-  }
-}
-
 static void deliver(wsev_io *io, inbox_item *item) {
   wsev_ctx *ctx = io->ctx;
   switch (item->what) {
@@ -561,6 +611,7 @@ static void deliver(wsev_io *io, inbox_item *item) {
   remote *r = wsev__idmap_get(&io->remotes, item->ev.id);
   switch (item->ev.kind) {
   case WSEV_EV_ACCEPTED:
+    if (r && r->gone) break; /* opened while the application abandoned it */
     if (!r && !(r = wsev__calloc(1, sizeof *r))) break;
     if (wsev__idmap_get(&io->remotes, item->ev.id) != r &&
         wsev__idmap_put(&io->remotes, item->ev.id, r) != 0) {
@@ -568,6 +619,7 @@ static void deliver(wsev_io *io, inbox_item *item) {
       break;
     }
     r->info = item->info;
+    r->link = item->link;
     r->strings = item->strings;
     item->strings = NULL;
     r->open = 1;
@@ -582,7 +634,10 @@ static void deliver(wsev_io *io, inbox_item *item) {
     break;
   default:
     if (r && r->open) wsev__deliver(ctx, &item->ev);
-    if (item->ev.kind == WSEV_EV_MESSAGE) ack_later(io, item->ev.id);
+    if (item->link) { /* a message: done with, its replies posted */
+      atomic_fetch_add(&item->link->acked, 1);
+      if (atomic_load(&item->link->busy)) uv_async_send(&thread_of(io, item->ev.id)->inner->post_async);
+    }
   }
 }
 
@@ -602,7 +657,6 @@ static void on_inbox(uv_async_t *a) {
       batch = next;
     }
     wsev__dispatch_end(io->ctx);
-    send_acks(io); /* after the writes the batch's callbacks made */
   }
 }
 
@@ -635,8 +689,6 @@ static void io_free(wsev_io *io) {
   while (io->handoff.count)
     wsev__free(io->handoff.bufs[--io->handoff.count].data);
   uv_mutex_destroy(&io->handoff.lock);
-  for (int i = 0; i < io->count; i++)
-    wsev__free(io->threads[i].acks);
   wsev__free(io->threads);
   wsev__free(io);
 }
@@ -748,6 +800,7 @@ typedef struct {
   const wsev_client_options *options;
   uint64_t id;
   uv_os_sock_t *sock;
+  conn_link *link; /* ours: told at once */
 } open_args;
 
 static int open_on_thread(wsev_ctx *inner, void *arg) {
@@ -758,7 +811,7 @@ static int open_on_thread(wsev_ctx *inner, void *arg) {
   if (a->options) options = *a->options;
   options.data = NULL;
   int rc = wsev__client_open(inner, a->url, &options, &a->id, a->sock);
-  if (rc == 0 && a->url && keep_closed_item(inner, a->id) != 0) {
+  if (rc == 0 && a->url && !(a->link = keep_link(inner, a->id))) {
     wsev_close(inner, a->id); /* abandoned before it was told: no event */
     return UV_ENOMEM;
   }
@@ -770,7 +823,7 @@ int wsev__io_open(wsev_ctx *ctx, const char *url, const wsev_client_options *opt
   wsev_io *io = ctx->io;
   wsev_io_thread *t = &io->threads[io->next_dial++ % (unsigned)io->count];
   remote *r = NULL;
-  open_args a = {url, options, 0, sock};
+  open_args a = {url, options, 0, sock, NULL};
   if (url) {
     /* Ours are told to the application at once: reserve the id now. */
     a.id = atomic_fetch_add(&t->inner->next_id, t->inner->id_stride);
@@ -788,13 +841,17 @@ int wsev__io_open(wsev_ctx *ctx, const char *url, const wsev_client_options *opt
     }
     return rc;
   }
+  if (r) r->link = a.link;
   if (id) *id = a.id;
   return 0;
 }
 
 /* ---- the application's calls, routed to the owning thread ------------------------------- */
 
-static remote *find(wsev_io *io, uint64_t id) { return wsev__idmap_get(&io->remotes, id); }
+static remote *find(wsev_io *io, uint64_t id) {
+  remote *r = wsev__idmap_get(&io->remotes, id);
+  return r && !r->gone ? r : NULL;
+}
 
 int wsev__io_known(const wsev_ctx *ctx, uint64_t id) { return find(ctx->io, id) != NULL; }
 
@@ -807,16 +864,52 @@ typedef struct {
   int text;
 } write_args;
 
+static void refuse_on_thread(wsev_ctx *inner, void *arg) {
+  wsev_conn *c = inner ? wsev__conn_find(inner, *(uint64_t *)arg) : NULL;
+  if (c && wsev__conn_opening(c))
+    wsev__client_fail(c, WSEV_EBACKPRESSURE, "send limit reached before it opened");
+  else if (c)
+    wsev__send_refuse(c);
+  wsev__free(arg);
+}
+
 static void write_on_thread(wsev_ctx *inner, void *arg) {
   write_args *w = arg;
-  if (!inner)
-    ; /* dropped: the context is going */
-  else if (w->text)
-    wsev_write_text(inner, w->id, (const char *)w->data, w->len);
-  else
-    wsev_write(inner, w->id, w->data, w->len);
+  /* Events of this batch (a close) are told after it: the link stays ours meanwhile. */
+  wsev_conn *c = inner ? wsev__conn_find(inner, w->id) : NULL;
+  if (c) {
+    if (w->text)
+      wsev_write_text(inner, w->id, (const char *)w->data, w->len);
+    else
+      wsev_write(inner, w->id, w->data, w->len);
+    link_report(c, w->len);
+  }
   handoff_put(w->io, w->data, w->cap);
   wsev__free(w);
+}
+
+/* The application's side: a write over the send limit is refused here, as inline,
+ * from what the thread last reported plus what is on its way. */
+static int refused_for_backpressure(wsev_io *io, remote *r, uint64_t id, size_t len) {
+  conn_link *link = r->link;
+  size_t max = io->ctx->set.max_buffered;
+  if (!link) return 0;
+  size_t waiting = atomic_load(&link->in_transit) + atomic_load(&link->queued);
+  /* Before ours opens, as inline, even a first message over the limit is refused. */
+  if (max && (waiting || !r->open) && (len > max || waiting > max - len)) {
+    uint64_t *arg = wsev__malloc(sizeof *arg);
+    if (arg) {
+      *arg = id;
+      if (wsev__post_internal(thread_of(io, id)->inner, refuse_on_thread, arg) != 0)
+        wsev__free(arg);
+    }
+    r->closing = 1;
+    r->gone = !r->open; /* abandoned: as inline, the id is unknown from now on */
+    return 1;
+  }
+  atomic_fetch_add(&link->in_transit, len);
+  if (waiting + len > io->ctx->set.low_water) atomic_store(&link->above_low_water, 1);
+  return 0;
 }
 
 int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int text) {
@@ -830,6 +923,11 @@ int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int
     wsev__free(w);
     return UV_ENOMEM;
   }
+  if (refused_for_backpressure(io, r, id, len)) {
+    handoff_put(io, w->data, w->cap);
+    wsev__free(w);
+    return WSEV_EBACKPRESSURE;
+  }
   if (len) memcpy(w->data, data, len);
   w->io = io;
   w->id = id;
@@ -837,10 +935,17 @@ int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int
   w->text = text;
   int rc = wsev__post_internal(thread_of(io, id)->inner, write_on_thread, w);
   if (rc) {
+    if (r->link) atomic_fetch_sub(&r->link->in_transit, len);
     handoff_put(io, w->data, w->cap);
     wsev__free(w);
   }
   return rc;
+}
+
+size_t wsev__io_buffered(const wsev_ctx *ctx, uint64_t id) {
+  remote *r = find(ctx->io, id);
+  conn_link *link = r ? r->link : NULL;
+  return link ? atomic_load(&link->in_transit) + atomic_load(&link->queued) : 0;
 }
 
 /* A broadcast on its way to one thread: the frame, shared by every thread's recipients. */
@@ -863,9 +968,11 @@ static void broadcast_on_thread(wsev_ctx *inner, void *arg) {
     inner->in_api++; /* a recipient over its limit closes: its event waits for us */
     for (size_t i = 0; i < b->count; i++) {
       wsev_conn *c = wsev__conn_find(inner, b->ids[i]);
-      if (c)
+      if (c) {
         wsev__send_framed(c, b->opcode, payload, len, len > SHARE_MIN ? b->frame : NULL,
                           b->frame->data, b->frame->len);
+        link_report(c, 0);
+      }
     }
     inner->in_api--;
   }

@@ -57,8 +57,13 @@ static void on_posted(uv_async_t *async) {
     wsev_post_item *batch = ctx->post_head;
     ctx->post_head = ctx->post_tail = NULL;
     uv_mutex_unlock(&ctx->post_lock);
-    if (!batch) return;
+    if (!batch) break;
     run_batch(ctx, batch);
+  }
+  if (ctx->posts_done && !ctx->freeing) {
+    wsev__dispatch_begin(ctx);
+    ctx->posts_done(ctx);
+    wsev__dispatch_end(ctx);
   }
 }
 

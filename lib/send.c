@@ -51,18 +51,23 @@ static size_t send_limit(const wsev_ctx *ctx) {
   return ctx->set.max_buffered ? ctx->set.max_buffered : SIZE_MAX;
 }
 
+void wsev__send_refuse(wsev_conn *c) {
+  if (c->state != WSEV_CONN_OPEN) return;
+  /* Whole frames not yet begun are dropped, so the close frame comes right after what
+   * is already on its way and reaches the peer as soon as it reads again (within the
+   * close timeout); unless the 101 response is still among them (the application
+   * wrote that much in conn_accepted). */
+  wsev_writer *w = &c->writer;
+  if (!w->head_kept) wsev__writer_drop_unsent(w, &c->ctx->pool);
+  wsev__conn_fail(c, WSEV_CLOSE_POLICY);
+}
+
 /* Before a message of `len` bytes: WSEV_ECLOSING unless open, or WSEV_EBACKPRESSURE
  * (and the connection fails with 1008) if it would take the queue over the limit. */
 static inline __attribute__((always_inline)) int may_send(wsev_conn *c, size_t len) {
   if (c->state != WSEV_CONN_OPEN) return WSEV_ECLOSING;
-  wsev_writer *w = &c->writer;
-  if (!wsev__writer_over_limit(w, len, send_limit(c->ctx))) return 0;
-  /* The peer does not keep up. Whole frames not yet begun are dropped, so the close
-   * frame comes right after what is already on its way and reaches the peer as soon
-   * as it reads again (within the close timeout); unless the 101 response is still
-   * among them (the application wrote that much in conn_accepted). */
-  if (!w->head_kept) wsev__writer_drop_unsent(w, &c->ctx->pool);
-  wsev__conn_fail(c, WSEV_CLOSE_POLICY);
+  if (!wsev__writer_over_limit(&c->writer, len, send_limit(c->ctx))) return 0;
+  wsev__send_refuse(c); /* the peer does not keep up */
   return WSEV_EBACKPRESSURE;
 }
 
@@ -162,7 +167,7 @@ int wsev_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void 
 
 size_t wsev_get_buffered_amount(const wsev_ctx *ctx, uint64_t id) {
   WSEV_CHECK_CTX_OR(ctx, 0);
-  if (ctx->io) return 0; /* on another thread: not known here (wsev.h) */
+  if (ctx->io) return wsev__io_buffered(ctx, id); /* as the thread last reported it */
   const wsev_conn *c = wsev__conn_find(ctx, id);
   return c ? wsev__send_buffered(c) : 0;
 }

@@ -22,6 +22,8 @@
 #include <string.h>
 #include <wsev.h>
 
+#include "../common/test-ctx.h"
+
 typedef struct {
   uint64_t upstream;
   uint64_t *clients;
@@ -133,7 +135,7 @@ int main(int argc, char **argv) {
   wsev_handler handler = {
       .conn_accepted = on_accepted, .conn_closed = on_closed, .message_received = on_message};
   wsev_ctx *ctx;
-  int rc = wsev_ctx_new(&ctx, NULL, &handler, &r);
+  int rc = test_ctx_new(&ctx, NULL, &handler, &r);
   if (rc < 0) {
     fprintf(stderr, "relay: %s\n", wsev_strerror(rc));
     return 1;

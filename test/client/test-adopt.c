@@ -17,6 +17,8 @@
 #include <unistd.h>
 #include <wsev.h>
 
+#include "../common/test-ctx.h"
+
 static int failures, checks;
 #define CHECK(cond)                                                                                \
   do {                                                                                             \
@@ -440,7 +442,7 @@ static void case_preopen_backlog(wsev_ctx *ctx) {
 static void case_preopen_over_limit(void) {
   wsev_ctx *ctx;
   uv_timer_t tick2;
-  CHECK(wsev_ctx_new(&ctx, NULL, &handler, NULL) == 0);
+  CHECK(test_ctx_new(&ctx, NULL, &handler, NULL) == 0);
   uv_timer_init(wsev_get_loop(ctx), &tick2);
   uv_timer_start(&tick2, on_tick, 10, 10);
   wsev_set_send_limits(ctx, 256 * 1024, 16 * 1024);
@@ -612,7 +614,7 @@ static void case_invalid(wsev_ctx *ctx) {
 static void case_free_while_open(void) {
   wsev_ctx *ctx;
   uv_timer_t tick2;
-  CHECK(wsev_ctx_new(&ctx, NULL, &handler, NULL) == 0);
+  CHECK(test_ctx_new(&ctx, NULL, &handler, NULL) == 0);
   uv_timer_init(wsev_get_loop(ctx), &tick2);
   uv_timer_start(&tick2, on_tick, 10, 10);
   uint64_t sid;
@@ -639,7 +641,7 @@ static void case_free_while_open(void) {
 
 int main(void) {
   wsev_ctx *ctx;
-  CHECK(wsev_ctx_new(&ctx, NULL, &handler, NULL) == 0);
+  CHECK(test_ctx_new(&ctx, NULL, &handler, NULL) == 0);
   uv_timer_init(wsev_get_loop(ctx), &tick);
   uv_timer_start(&tick, on_tick, 10, 10);
 

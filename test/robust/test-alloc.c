@@ -23,6 +23,8 @@
 #include <unistd.h>
 #include <wsev.h>
 
+#include "../common/test-ctx.h"
+
 /* ---- a counting allocator that can fail -------------------------------------------- */
 
 static long allocations;   /* calls that may fail, counted from the start of a run */
@@ -201,7 +203,7 @@ static int run(long fail_n, int all_after, int *problems) {
       .conn_accepted = on_accepted, .conn_closed = on_closed, .message_received = on_message};
   wsev_ctx *ctx = NULL;
   port = -1;
-  if (wsev_ctx_new(&ctx, &loop, &h, NULL) == 0)
+  if (test_ctx_new(&ctx, &loop, &h, NULL) == 0)
     port = wsev_listen_and_serve_addr(ctx, "127.0.0.1", "0");
   uv_async_init(&loop, &client_done, on_client_done);
   pthread_t t;
@@ -282,7 +284,7 @@ static int run_client(long fail_n, int all_after, int *problems) {
       .conn_accepted = c_on_accepted, .conn_closed = c_on_closed, .message_received = c_on_message};
   wsev_ctx *ctx = NULL;
   int added = 0;
-  if (wsev_ctx_new(&ctx, &loop, &h, NULL) == 0) {
+  if (test_ctx_new(&ctx, &loop, &h, NULL) == 0) {
     int tls_port = wsev_listen_and_serve_tls_addr(ctx, "127.0.0.1", "0", crt, key);
     snprintf(url, sizeof url, "wss://localhost:%d/", tls_port > 0 ? tls_port : 1);
     wsev_client_options options = {.ca_file = ca, .connect_timeout_ms = 3000};

@@ -13,6 +13,8 @@
 #include <unistd.h>
 #include <wsev.h>
 
+#include "../common/test-ctx.h"
+
 #include "../unit/test.h"
 
 /* What one round (a connection of ours and the server's end of it) saw. */
@@ -107,7 +109,7 @@ int main(int argc, char **argv) {
   wsev_handler handler = {
       .conn_accepted = on_accepted, .message_received = on_message, .conn_closed = on_closed};
   wsev_ctx *ctx;
-  if (wsev_ctx_new(&ctx, NULL, &handler, NULL) != 0) return 2;
+  if (test_ctx_new(&ctx, NULL, &handler, NULL) != 0) return 2;
   int a = wsev_listen_and_serve_tls_addr(ctx, "127.0.0.1", "0", crt, key);
   int b = wsev_listen_and_serve_tls_addr(ctx, "127.0.0.1", "0", crt, key);
   CHECK(a > 0 && b > 0);
