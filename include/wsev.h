@@ -614,7 +614,8 @@ WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_i
  * - upgrade_requested and http_request get a copy of the request made on its thread,
  *   and the thread waits for the answer (the deferred-upgrade deadline applies to both).
  * The threads of a TLS listener share its session-ticket keys, so a returning client
- * resumes on whichever thread the kernel gives it.
+ * resumes on whichever thread the kernel gives it, and the threads share the sessions
+ * of wss connections we open, so the next one to that server resumes on any thread.
  */
 /* Start `count` I/O threads. Only before the first listen, dial or adopted socket, and
  * once. Returns 0, UV_EINVAL (too late, count over 1024), UV_ENOMEM, or an error from

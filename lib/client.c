@@ -238,7 +238,7 @@ static int client_tls(wsev_ctx *ctx, const wsev_client_options *o, wsev_tls_conf
   }
   wsev_rng *rng = wsev__ctx_rng(ctx);
   if (!rng) return UV_ENOMEM;
-  int rc = wsev__tls_client_config(rng, ca_file, insecure, out);
+  int rc = wsev__tls_client_config(rng, ca_file, insecure, ctx->client_sessions, out);
   if (rc == 0 && ctx->n_client_tls < WSEV_CLIENT_TLS_CACHE) {
     ctx->client_tls[ctx->n_client_tls++] = *out;
     wsev__tls_config_ref(*out); /* the cache's */

@@ -111,6 +111,7 @@ struct wsev_ctx {
   wsev_rng *rng;      /* TLS and client masking keys (seeded on first use) */
   wsev_tls_config *client_tls[WSEV_CLIENT_TLS_CACHE]; /* by CA file (client.c) */
   int n_client_tls;
+  wsev_tls_sessions *client_sessions; /* I/O thread: the cache all threads share (else NULL) */
   wsev_pool pool;
 
   /* Posts from other threads (post.c). */

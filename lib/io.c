@@ -105,6 +105,7 @@ struct wsev_io {
   wsev_idmap remotes;
   wsev_idmap deferred; /* id -> wsev_request_copy of an upgrade the application deferred */
   handoff_cache handoff;
+  wsev_tls_sessions *client_sessions; /* wss connections we open resume on any thread */
   _Atomic size_t active_total; /* accepted connections on all threads (max_connections) */
   uv_mutex_t lock;
   inbox_item *head, *tail;
@@ -432,6 +433,7 @@ static void thread_main(void *arg) {
     inner->app_busy = app_busy;
     inner->posts_done = release_caught_up;
     inner->active_total = &t->io->active_total;
+    inner->client_sessions = t->io->client_sessions; /* NULL: each thread its own */
     inner->same_host_origin = ctx->same_host_origin;
     for (size_t i = 0; i < ctx->n_origins; i++)
       wsev_allow_origin(inner, ctx->origins[i]);
@@ -689,6 +691,7 @@ static void io_free(wsev_io *io) {
   while (io->handoff.count)
     wsev__free(io->handoff.bufs[--io->handoff.count].data);
   uv_mutex_destroy(&io->handoff.lock);
+  wsev__tls_sessions_unref(io->client_sessions);
   wsev__free(io->threads);
   wsev__free(io);
 }
@@ -732,6 +735,7 @@ int wsev_set_io_threads(wsev_ctx *ctx, unsigned count) {
     return rc;
   }
   io->inbox.data = io;
+  io->client_sessions = wsev__tls_sessions_new(); /* without it, sessions per thread */
   wsev__handle_opened(ctx);
   ctx->io = io;
   for (unsigned i = 0; i < count && !rc; i++) {

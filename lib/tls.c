@@ -20,7 +20,7 @@
 /* How long a session ticket we issue may resume a session (its keys live twice as
  * long and rotate by themselves). */
 #define TICKET_LIFETIME_S 3600
-/* Clients: how many servers' sessions one client configuration remembers. */
+/* Clients: how many servers' sessions a session cache remembers. */
 #define CLIENT_SESSIONS 8
 
 struct wsev_rng {
@@ -44,6 +44,16 @@ struct wsev_tls_tickets {
   _Atomic size_t refs;
 };
 
+/* Clients' sessions, for configurations of one context, or of all its I/O threads (a
+ * connection resumes on any thread). Keyed by the server and the configuration's trust
+ * (a session verified under one set of CAs is never resumed under another). */
+struct wsev_tls_sessions {
+  uv_mutex_t lock;
+  _Atomic size_t refs;
+  client_session slots[CLIENT_SESSIONS];
+  unsigned next; /* the slot a new server replaces */
+};
+
 struct wsev_tls_config {
   mbedtls_ssl_config conf;
   mbedtls_x509_crt chain; /* servers: our chain; clients: the trusted CAs */
@@ -54,8 +64,7 @@ struct wsev_tls_config {
   int server;
   int insecure;
   char *ca_file; /* clients: where the CAs came from (NULL: the system's) */
-  client_session sessions[CLIENT_SESSIONS]; /* clients */
-  unsigned next_session;                    /* the slot a new server replaces */
+  wsev_tls_sessions *sessions; /* clients */
 };
 
 struct wsev_tls {
@@ -160,8 +169,6 @@ static wsev_tls_config *config_new(void) {
   mbedtls_ssl_config_init(&c->conf);
   mbedtls_x509_crt_init(&c->chain);
   mbedtls_pk_init(&c->key);
-  for (int i = 0; i < CLIENT_SESSIONS; i++)
-    mbedtls_ssl_session_init(&c->sessions[i].session);
   c->refs = 1;
   return c;
 }
@@ -171,10 +178,7 @@ static void config_free(wsev_tls_config *c) {
   mbedtls_x509_crt_free(&c->chain);
   mbedtls_pk_free(&c->key);
   wsev__tls_tickets_unref(c->tickets);
-  for (int i = 0; i < CLIENT_SESSIONS; i++) {
-    mbedtls_ssl_session_free(&c->sessions[i].session);
-    wsev__free(c->sessions[i].peer);
-  }
+  wsev__tls_sessions_unref(c->sessions);
   wsev__free(c->ca_file);
   wsev__free(c);
 }
@@ -287,10 +291,14 @@ int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *ke
 }
 
 int wsev__tls_client_config(wsev_rng *rng, const char *ca_file, int insecure,
-                            wsev_tls_config **out) {
+                            wsev_tls_sessions *sessions, wsev_tls_config **out) {
   wsev_tls_config *c = config_new();
   if (!c) return UV_ENOMEM;
   int rc = config_defaults(c, rng, MBEDTLS_SSL_IS_CLIENT);
+  if (!rc && sessions)
+    atomic_fetch_add(&(c->sessions = sessions)->refs, 1);
+  else if (!rc && !(c->sessions = wsev__tls_sessions_new()))
+    rc = UV_ENOMEM;
   c->insecure = insecure != 0;
   if (!rc && !insecure) {
     if (ca_file && !(c->ca_file = wsev__malloc(strlen(ca_file) + 1)))
@@ -369,10 +377,34 @@ static int verify_ip(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
   return 0;
 }
 
+wsev_tls_sessions *wsev__tls_sessions_new(void) {
+  wsev_tls_sessions *s = wsev__calloc(1, sizeof *s);
+  if (!s) return NULL;
+  if (uv_mutex_init(&s->lock) != 0) {
+    wsev__free(s);
+    return NULL;
+  }
+  s->refs = 1;
+  for (int i = 0; i < CLIENT_SESSIONS; i++)
+    mbedtls_ssl_session_init(&s->slots[i].session);
+  return s;
+}
+
+void wsev__tls_sessions_unref(wsev_tls_sessions *s) {
+  if (!s || atomic_fetch_sub(&s->refs, 1) != 1) return;
+  for (int i = 0; i < CLIENT_SESSIONS; i++) {
+    mbedtls_ssl_session_free(&s->slots[i].session);
+    wsev__free(s->slots[i].peer);
+  }
+  uv_mutex_destroy(&s->lock);
+  wsev__free(s);
+}
+
+/* Under the cache's lock. */
 static client_session *find_session(wsev_tls_config *conf, const char *peer) {
   for (int i = 0; i < CLIENT_SESSIONS; i++)
-    if (conf->sessions[i].peer && strcmp(conf->sessions[i].peer, peer) == 0)
-      return &conf->sessions[i];
+    if (conf->sessions->slots[i].peer && strcmp(conf->sessions->slots[i].peer, peer) == 0)
+      return &conf->sessions->slots[i];
   return NULL;
 }
 
@@ -385,18 +417,19 @@ static void forget_session(client_session *s) {
 /* A client's handshake completed: keep the session (or the renewed ticket) for the
  * next connection to the same server. Without memory we just do not remember. */
 static void remember_session(wsev_tls *t) {
-  wsev_tls_config *conf = t->conf;
-  client_session *s = find_session(conf, t->peer);
+  wsev_tls_sessions *cache = t->conf->sessions;
+  uv_mutex_lock(&cache->lock);
+  client_session *s = find_session(t->conf, t->peer);
   if (!s) {
-    s = &conf->sessions[conf->next_session];
-    conf->next_session = (conf->next_session + 1) % CLIENT_SESSIONS;
+    s = &cache->slots[cache->next];
+    cache->next = (cache->next + 1) % CLIENT_SESSIONS;
     forget_session(s);
-    if (!(s->peer = wsev__malloc(strlen(t->peer) + 1))) return;
-    strcpy(s->peer, t->peer);
+    if ((s->peer = wsev__malloc(strlen(t->peer) + 1))) strcpy(s->peer, t->peer);
   } else {
     mbedtls_ssl_session_free(&s->session);
   }
-  if (mbedtls_ssl_get_session(&t->ssl, &s->session) != 0) forget_session(s);
+  if (s->peer && mbedtls_ssl_get_session(&t->ssl, &s->session) != 0) forget_session(s);
+  uv_mutex_unlock(&cache->lock);
 }
 
 wsev_tls *wsev__tls_new(wsev_tls_config *conf, const char *server_name, unsigned port) {
@@ -420,17 +453,23 @@ wsev_tls *wsev__tls_new(wsev_tls_config *conf, const char *server_name, unsigned
     size_t n = strlen(server_name);
     if (!(t->server_name = wsev__malloc(n + 1))) goto fail;
     memcpy(t->server_name, server_name, n + 1);
-    if (!(t->peer = wsev__malloc(n + 7))) goto fail;
-    snprintf(t->peer, n + 7, "%s %u", server_name, port & 0xffff);
+    /* "host port trust": the trust is the CA file, "-" for the system's, or "*" for
+     * no verification. */
+    const char *trust = conf->insecure ? "*" : conf->ca_file ? conf->ca_file : "-";
+    size_t size = n + strlen(trust) + 8;
+    if (!(t->peer = wsev__malloc(size))) goto fail;
+    snprintf(t->peer, size, "%s %u %s", server_name, port & 0xffff, trust);
+    uv_mutex_lock(&conf->sessions->lock);
     client_session *s = find_session(conf, t->peer);
     /* Resuming skips the certificate check: the session was verified when it was
-     * made, for this server, under this same configuration (same trusted CAs). */
+     * made, for this server, under the same trusted CAs. */
     if (s && mbedtls_ssl_set_session(&t->ssl, &s->session) != 0) {
       forget_session(s);
     } else if (s) {
       memcpy(t->offered_master, s->session.master, sizeof t->offered_master);
       t->offered = 1;
     }
+    uv_mutex_unlock(&conf->sessions->lock);
   }
   mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
   t->conf = conf;
@@ -456,8 +495,12 @@ void wsev__tls_free(wsev_tls *t) {
 }
 
 static int failed(wsev_tls *t, int rc) {
-  client_session *s = t->peer && !t->done ? find_session(t->conf, t->peer) : NULL;
-  if (s) forget_session(s); /* a handshake that failed starts afresh next time */
+  if (t->peer && !t->done) { /* a handshake that failed starts afresh next time */
+    uv_mutex_lock(&t->conf->sessions->lock);
+    client_session *s = find_session(t->conf, t->peer);
+    if (s) forget_session(s);
+    uv_mutex_unlock(&t->conf->sessions->lock);
+  }
   t->mbedtls_error = rc;
   if (!t->error) t->error = rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED ? WSEV_ETLSVERIFY : WSEV_ETLS;
   return WSEV_TLS_FAILED;

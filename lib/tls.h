@@ -15,6 +15,7 @@ typedef struct wsev_rng wsev_rng;
 typedef struct wsev_tls_config wsev_tls_config;
 typedef struct wsev_tls wsev_tls;
 typedef struct wsev_tls_tickets wsev_tls_tickets;
+typedef struct wsev_tls_sessions wsev_tls_sessions;
 
 /* The context's random source: an entropy pool and a CTR-DRBG seeded once (on
  * first use), shared by every TLS connection and by client masking keys. */
@@ -38,9 +39,15 @@ int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *ke
 wsev_tls_tickets *wsev__tls_tickets_new(void);
 void wsev__tls_tickets_unref(wsev_tls_tickets *tickets);
 /* Client configuration: trusted CAs from ca_file (NULL: the system bundle), or no
- * verification at all (insecure). 0, WSEV_ETLSCA or UV_ENOMEM. */
+ * verification at all (insecure). Sessions are remembered in `sessions` (NULL: a cache
+ * of the configuration's own). 0, WSEV_ETLSCA or UV_ENOMEM. */
 int wsev__tls_client_config(wsev_rng *rng, const char *ca_file, int insecure,
-                            wsev_tls_config **out);
+                            wsev_tls_sessions *sessions, wsev_tls_config **out);
+/* The last sessions with a few servers, to resume the next connection there; one cache
+ * is shared by the I/O threads (locked inside), so a connection resumes on any of them.
+ * NULL on ENOMEM. */
+wsev_tls_sessions *wsev__tls_sessions_new(void);
+void wsev__tls_sessions_unref(wsev_tls_sessions *sessions);
 void wsev__tls_config_ref(wsev_tls_config *conf);
 void wsev__tls_config_unref(wsev_tls_config *conf);
 /* The same settings (for sharing client configurations between connections). */
