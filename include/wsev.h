@@ -360,6 +360,8 @@ WSEV_EXPORT size_t wsev_get_subscription_count(const wsev_ctx *ctx, uint64_t id)
  *   them), delivery to the other instances is at most once: those messages are lost
  *   for them, never repeated. A subscription made on one instance takes effect for the
  *   others' publishes once Redis confirmed it (a round trip), not at once.
+ * - The links do not keep the loop running by themselves: after wsev_shutdown the
+ *   loop ends as it would without them.
  * - on_state (optional) runs on the context's thread, serialized with the other
  *   callbacks, whenever the state changes; `reason` says why (for WSEV_FED_DOWN: the
  *   connection error, or Redis's answer such as a refused password) and is valid

@@ -233,6 +233,8 @@ static fed_link *open_link(wsev_fed *fed, const char *ip, int port, int subscrib
     return NULL;
   }
   l->ac = ac;
+  /* The links never keep the loop running by themselves (wsev_shutdown ends it). */
+  uv_unref((uv_handle_t *)&((redisLibuvEvents *)ac->ev.data)->handle);
   redisAsyncSetConnectCallback(ac, on_connected);
   redisAsyncSetDisconnectCallback(ac, on_disconnected);
   /* The first command tells whether we are in: AUTH, or PING without a password. */
@@ -498,6 +500,7 @@ int wsev_federate(wsev_ctx *ctx, const char *url, wsev_fed_cb on_state) {
   fed->ts = ts;
   fed->on_state = on_state;
   uv_timer_init(wsev_get_loop(ctx), &fed->retry);
+  uv_unref((uv_handle_t *)&fed->retry);
   fed->retry.data = fed;
   fed->pending = 1; /* the timer */
   wsev__topics_set_fed(ts, fed);

@@ -45,7 +45,7 @@
 
 typedef struct {
   bool quiet;
-  /* With --redis: the longest the loop went without running a 1 ms timer, beyond its
+  /* With --redis or --measure-lag: the longest the loop went without running a 1 ms timer, beyond its
    * period (GET /stats), to show that Redis never stalls the loop. */
   uv_timer_t lag_timer;
   uint64_t lag_last_ns, lag_max_ns;
@@ -277,13 +277,14 @@ static void usage(FILE *out) {
                "  --io-threads N  network work on N threads (default: $WSEV_IO_THREADS, else 0)\n"
                "  --redis URL  share channels with other instances through Redis:\n"
                "             redis://[:password@]host[:port][/db]\n"
+               "  --measure-lag  measure the loop's longest stall (GET /stats; on with --redis)\n"
                "GET / answers a page to try it from a browser.\n");
 }
 
 int main(int argc, char **argv) {
   const char *port = "9000", *tls_port = "9001";
   const char *cert = "localhost.crt", *key = "localhost.key", *redis = NULL;
-  bool quiet = false, tls_asked = false;
+  bool quiet = false, tls_asked = false, measure_lag = false;
   size_t max_buffered = 0;
   /* The tests run every suite with WSEV_IO_THREADS=2 as well; --io-threads wins. */
   const char *env_threads = getenv("WSEV_IO_THREADS");
@@ -311,6 +312,9 @@ int main(int argc, char **argv) {
       io_threads = (unsigned)strtoul(argv[++i], NULL, 10);
     } else if (strcmp(argv[i], "--redis") == 0 && i + 1 < argc) {
       redis = argv[++i];
+      measure_lag = true;
+    } else if (strcmp(argv[i], "--measure-lag") == 0) {
+      measure_lag = true;
     } else if (strcmp(argv[i], "--quiet") == 0) {
       quiet = true;
     } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -378,7 +382,7 @@ int main(int argc, char **argv) {
   }
 
   uv_loop_t *loop = wsev_get_loop(ctx);
-  if (redis) {
+  if (measure_lag) {
     uv_timer_init(loop, &ps.lag_timer);
     ps.lag_timer.data = &ps;
     uv_timer_start(&ps.lag_timer, on_lag_timer, 1, 1);
@@ -406,7 +410,7 @@ int main(int argc, char **argv) {
    * finish the closing, before the context frees the loop. */
   uv_close((uv_handle_t *)&sigint, NULL);
   uv_close((uv_handle_t *)&sigterm, NULL);
-  if (redis) uv_close((uv_handle_t *)&ps.lag_timer, NULL);
+  if (measure_lag) uv_close((uv_handle_t *)&ps.lag_timer, NULL);
   uv_run(loop, UV_RUN_NOWAIT);
 
   wsev_ctx_free(ctx);

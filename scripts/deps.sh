@@ -13,11 +13,12 @@ if [ "${1:-}" = "--test" ]; then
   shift
 fi
 # openssl makes the pubsub sample's self-signed pair; ca-certificates is the bundle
-# wss clients verify servers with.
+# wss clients verify servers with; libhiredis-dev federates topics through Redis.
 packages=(gcc pkg-config meson ninja-build libuv1-dev libmbedtls-dev node-llhttp openssl
-  ca-certificates "$@")
+  ca-certificates libhiredis-dev "$@")
 if [ $test = 1 ]; then
-  packages+=(python3 python3-websockets valgrind util-linux chromium)
+  # redis-server (with redis-cli) for test/redis, which starts its own on a free port.
+  packages+=(python3 python3-websockets valgrind util-linux chromium redis-server)
   command -v node >/dev/null 2>&1 || packages+=(nodejs)
   command -v npm >/dev/null 2>&1 || packages+=(npm)
 fi
