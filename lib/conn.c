@@ -247,6 +247,7 @@ static void frames_input(wsev_conn *c, uint8_t *p, size_t n) {
     case WSEV_READ_MORE: return;
     case WSEV_READ_MESSAGE:
       wsev__emit_message(ctx, c->id, ev.data, ev.len, ev.text);
+      if (ctx->app_busy) c->handed++;
       break;
     case WSEV_READ_PONG: break;
     default:

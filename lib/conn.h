@@ -126,9 +126,11 @@ struct wsev_conn {
   uint8_t tcp_closing;   /* ours: the socket of a failed attempt is closing */
   /* I/O thread (ctx->app_busy): while messages are with the application, a reaction
    * to later input waits, with the input behind it (in handshake.held) and the peer's
-   * EOF. */
+   * EOF. `handed` counts the messages handed over (when they are emitted: the
+   * dispatcher may still queue them). */
   uint8_t paused;
   uint8_t eof_waiting;
+  uint32_t handed;
   struct wsev_reaction *reaction;
 };
 

@@ -73,11 +73,11 @@ struct conn_link {
   _Atomic size_t in_transit;  /* written by the application, not yet queued on the thread */
   _Atomic size_t queued;      /* the thread's send queue after its last write or flush */
   _Atomic int above_low_water; /* conn_drained is due when the total drains to low_water */
-  /* Messages: the thread counts those it pushed, the application those it is done with
-   * (after the callback's writes were posted). A reaction to later input waits until
-   * they are equal; the application wakes the thread only when it says it waits. */
-  uint64_t delivered;
-  _Atomic uint64_t acked;
+  /* Messages: the thread counts those it hands over (the connection's `handed`), the
+   * application those it is done with (after the callback's writes were posted). A
+   * reaction to later input waits until they are equal; the application wakes the
+   * thread only when it says it waits. Both count modulo 2^32. */
+  _Atomic uint32_t acked;
   _Atomic int busy;
   conn_link *busy_next, *busy_prev; /* the thread's list of waiting connections */
 };
@@ -201,8 +201,11 @@ static void busy_unlist(wsev_io_thread *t, conn_link *link) {
  * before looking at `acked` (and the application doing the opposite) means that
  * either we see the last acknowledgement or the application sees `busy` and wakes us. */
 static int app_busy(wsev_conn *c) {
-  conn_link *link = c->id ? c->user_data : NULL;
-  if (!link || atomic_load(&link->acked) == link->delivered) return 0;
+  if (!c->id || !c->announced) return 0;
+  /* Its conn_accepted may still be queued behind this input: the link is made here
+   * then (without memory the reaction goes now, out of order). */
+  conn_link *link = c->user_data ? c->user_data : keep_link(c->ctx, c->id);
+  if (!link || atomic_load(&link->acked) == c->handed) return 0;
   if (!atomic_load_explicit(&link->busy, memory_order_relaxed)) {
     wsev_io_thread *t = wsev_get_ctx_data(c->ctx);
     atomic_store(&link->busy, 1);
@@ -211,7 +214,7 @@ static int app_busy(wsev_conn *c) {
     if (t->busy_head) t->busy_head->busy_prev = link;
     t->busy_head = link;
   }
-  return atomic_load(&link->acked) != link->delivered;
+  return atomic_load(&link->acked) != c->handed;
 }
 
 /* After the posted writes: connections the application caught up with go ahead. */
@@ -220,9 +223,9 @@ static void release_caught_up(wsev_ctx *inner) {
   conn_link *link = t->busy_head;
   while (link) {
     conn_link *next = link->busy_next; /* closes are told after this: the list holds */
-    if (atomic_load(&link->acked) == link->delivered) {
+    wsev_conn *c = wsev__conn_find(inner, link->closed.ev.id);
+    if (!c || atomic_load(&link->acked) == c->handed) {
       busy_unlist(t, link);
-      wsev_conn *c = wsev__conn_find(inner, link->closed.ev.id);
       if (c) wsev__conn_acked(c);
     }
     link = next;
@@ -309,6 +312,8 @@ static void inner_message(wsev_ctx *inner, uint64_t id, const void *data, size_t
   wsev_io_thread *t = wsev_get_ctx_data(inner);
   inbox_item *item = new_item(WSEV_EV_MESSAGE, id);
   if (!item || !(item->ev.data = handoff_get(t->io, len, &item->data_cap))) {
+    conn_link *link = wsev_get_conn_data(inner, id);
+    if (link) atomic_fetch_add(&link->acked, 1); /* it never reaches the application */
     wsev__free(item);
     wsev_close_with(inner, id, 1011, "out of memory"); /* a message is never skipped */
     return;
@@ -316,7 +321,7 @@ static void inner_message(wsev_ctx *inner, uint64_t id, const void *data, size_t
   if (len) memcpy(item->ev.data, data, len);
   item->ev.len = len;
   item->ev.msg_type = (uint8_t)type;
-  if ((item->link = wsev_get_conn_data(inner, id))) item->link->delivered++;
+  item->link = wsev_get_conn_data(inner, id);
   push(t->io, item);
 }
 
