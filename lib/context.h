@@ -186,6 +186,8 @@ static inline int wsev__on_ctx_thread(const wsev_ctx *ctx) {
 
 /* post.c */
 int wsev__post_init(wsev_ctx *ctx);
+/* 1 if posted work waits to run (on the context's thread: it runs in a later callback). */
+int wsev__post_waiting(wsev_ctx *ctx);
 /* Drop what was posted and not run yet. */
 void wsev__post_free(wsev_ctx *ctx);
 /* wsev_post for the library's own work (io.c): if it is dropped unrun (the context is

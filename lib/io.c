@@ -45,6 +45,8 @@ typedef struct {
   uint8_t open;    /* conn_accepted was dispatched */
   uint8_t closing; /* the application called wsev_close */
   uint8_t gone;    /* ours, abandoned before it opened: unknown to the API from now on */
+  uint8_t ours;    /* a connection we opened: its frames are masked */
+  uint8_t above;   /* what it was sent went above low_water: conn_drained is due */
 } remote;
 
 /* What an inbox item carries besides an event of the application's. */
@@ -70,9 +72,9 @@ typedef struct inbox_item {
  * application frees it with that event. */
 struct conn_link {
   inbox_item closed;          /* first: freed as the closed event */
-  _Atomic size_t in_transit;  /* written by the application, not yet queued on the thread */
-  _Atomic size_t queued;      /* the thread's send queue after its last write or flush */
-  _Atomic int above_low_water; /* conn_drained is due when the total drains to low_water */
+  _Atomic size_t in_transit; /* framed bytes the application sent, not yet queued on the thread */
+  _Atomic size_t queued;     /* the thread's send queue after its last write or flush */
+  _Atomic int want_drained;  /* the application waits for the total to drain to low_water */
   /* Messages: the thread counts those it hands over (the connection's `handed`), the
    * application those it is done with (after the callback's writes were posted). A
    * reaction to later input waits until they are equal; the application wakes the
@@ -160,9 +162,10 @@ static conn_link *keep_link(wsev_ctx *inner, uint64_t id) {
   return link;
 }
 
-/* The thread's side of the send accounting, after a connection's queue changed: the
- * application reads the queue's size, and conn_drained goes to it when everything it
- * wrote (on the way or queued) drained to low_water after having been above. */
+/* The thread's side of the send accounting, after a connection's queue changed (by
+ * `arrived` bytes the application sent, or by a flush): the application reads the
+ * queue's size, and is told when everything (on the way or queued) drained to
+ * low_water while it waits for that; it decides whether that is conn_drained. */
 static void link_report(wsev_conn *c, size_t arrived) {
   conn_link *link = c->id ? c->user_data : NULL;
   if (!link) return;
@@ -172,12 +175,8 @@ static void link_report(wsev_conn *c, size_t arrived) {
    * moment, but never not at all. */
   size_t on_way = arrived ? atomic_fetch_sub(&link->in_transit, arrived) - arrived
                           : atomic_load(&link->in_transit);
-  size_t total = queued + on_way, low = c->ctx->set.low_water;
-  if (total > low) {
-    if (!atomic_load_explicit(&link->above_low_water, memory_order_relaxed))
-      atomic_store(&link->above_low_water, 1); /* a broadcast filled it */
-  } else if (c->state == WSEV_CONN_OPEN && atomic_load(&link->above_low_water) &&
-             atomic_exchange(&link->above_low_water, 0)) {
+  if (queued + on_way <= c->ctx->set.low_water && c->state == WSEV_CONN_OPEN &&
+      atomic_load(&link->want_drained) && atomic_exchange(&link->want_drained, 0)) {
     wsev_io_thread *t = wsev_get_ctx_data(c->ctx);
     inbox_item *item = new_item(WSEV_EV_DRAINED, c->id);
     if (item) push(t->io, item);
@@ -199,13 +198,19 @@ static void busy_unlist(wsev_io_thread *t, conn_link *link) {
 
 /* The connection's messages not all done with: its reaction waits. Raising `busy`
  * before looking at `acked` (and the application doing the opposite) means that
- * either we see the last acknowledgement or the application sees `busy` and wakes us. */
+ * either we see the last acknowledgement or the application sees `busy` and wakes us.
+ * All acknowledged is not enough: the replies were posted before, but may still wait
+ * in our queue; then the reaction waits for the queue to run (release_caught_up). */
+static int caught_up(wsev_conn *c, conn_link *link) {
+  return atomic_load(&link->acked) == c->handed && !wsev__post_waiting(c->ctx);
+}
+
 static int app_busy(wsev_conn *c) {
   if (!c->id || !c->announced) return 0;
   /* Its conn_accepted may still be queued behind this input: the link is made here
    * then (without memory the reaction goes now, out of order). */
   conn_link *link = c->user_data ? c->user_data : keep_link(c->ctx, c->id);
-  if (!link || atomic_load(&link->acked) == c->handed) return 0;
+  if (!link || !c->handed || caught_up(c, link)) return 0;
   if (!atomic_load_explicit(&link->busy, memory_order_relaxed)) {
     wsev_io_thread *t = wsev_get_ctx_data(c->ctx);
     atomic_store(&link->busy, 1);
@@ -214,7 +219,7 @@ static int app_busy(wsev_conn *c) {
     if (t->busy_head) t->busy_head->busy_prev = link;
     t->busy_head = link;
   }
-  return atomic_load(&link->acked) != c->handed;
+  return !caught_up(c, link);
 }
 
 /* After the posted writes: connections the application caught up with go ahead. */
@@ -224,7 +229,7 @@ static void release_caught_up(wsev_ctx *inner) {
   while (link) {
     conn_link *next = link->busy_next; /* closes are told after this: the list holds */
     wsev_conn *c = wsev__conn_find(inner, link->closed.ev.id);
-    if (!c || atomic_load(&link->acked) == c->handed) {
+    if (!c || caught_up(c, link)) { /* else posted meanwhile: we run again */
       busy_unlist(t, link);
       if (c) wsev__conn_acked(c);
     }
@@ -599,6 +604,42 @@ int wsev__io_decide(wsev_ctx *ctx, uint64_t id, int status, const char *protocol
   return 0;
 }
 
+/* ---- the application's side of the send accounting ----------------------------------- */
+
+static size_t estimate(const conn_link *link) {
+  return atomic_load(&link->in_transit) + atomic_load(&link->queued);
+}
+
+/* A message as it will be queued: its frame header (and mask for ours) counts too. */
+static size_t framed(const remote *r, size_t len) {
+  return len + 2 + (len > 65535 ? 8 : len > 125 ? 2 : 0) + (r->ours ? 4 : 0);
+}
+
+/* Before bytes go to the thread (it takes them off again when they arrive). */
+static void count_sent(wsev_io *io, remote *r, size_t bytes) {
+  conn_link *link = r->link;
+  if (!link) return;
+  size_t total = atomic_fetch_add(&link->in_transit, bytes) + bytes + atomic_load(&link->queued);
+  if (total > io->ctx->set.low_water) {
+    r->above = 1;
+    if (!atomic_load_explicit(&link->want_drained, memory_order_relaxed))
+      atomic_store(&link->want_drained, 1);
+  }
+}
+
+/* The thread saw the total drain: conn_drained if it still holds now, else wait again.
+ * (Raising want_drained before looking again: a drain after that tells us again.) */
+static int drained_now(wsev_io *io, remote *r) {
+  if (!r->above || !r->link) return 0;
+  size_t low = io->ctx->set.low_water;
+  if (estimate(r->link) > low) {
+    atomic_store(&r->link->want_drained, 1);
+    if (estimate(r->link) > low) return 0;
+  }
+  r->above = 0;
+  return 1;
+}
+
 static void deliver(wsev_io *io, inbox_item *item) {
   wsev_ctx *ctx = io->ctx;
   switch (item->what) {
@@ -638,6 +679,9 @@ static void deliver(wsev_io *io, inbox_item *item) {
     wsev__idmap_del(&io->remotes, item->ev.id);
     remote_free(r);
     wsev__deliver(ctx, &item->ev);
+    break;
+  case WSEV_EV_DRAINED:
+    if (r && r->open && drained_now(io, r)) wsev__deliver(ctx, &item->ev);
     break;
   default:
     if (r && r->open) wsev__deliver(ctx, &item->ev);
@@ -841,6 +885,7 @@ int wsev__io_open(wsev_ctx *ctx, const char *url, const wsev_client_options *opt
       return UV_ENOMEM;
     }
     r->user_data = options ? options->data : NULL;
+    r->ours = 1;
   }
   int rc = call_sync(t, open_on_thread, &a);
   if (rc) {
@@ -869,7 +914,8 @@ typedef struct {
   wsev_io *io;
   uint64_t id;
   uint8_t *data;
-  size_t len, cap;
+  size_t payload, cap;
+  size_t len; /* framed: as counted on its way */
   int text;
 } write_args;
 
@@ -888,22 +934,22 @@ static void write_on_thread(wsev_ctx *inner, void *arg) {
   wsev_conn *c = inner ? wsev__conn_find(inner, w->id) : NULL;
   if (c) {
     if (w->text)
-      wsev_write_text(inner, w->id, (const char *)w->data, w->len);
+      wsev_write_text(inner, w->id, (const char *)w->data, w->payload);
     else
-      wsev_write(inner, w->id, w->data, w->len);
+      wsev_write(inner, w->id, w->data, w->payload);
     link_report(c, w->len);
   }
   handoff_put(w->io, w->data, w->cap);
   wsev__free(w);
 }
 
-/* The application's side: a write over the send limit is refused here, as inline,
- * from what the thread last reported plus what is on its way. */
+/* A write over the send limit is refused here, as inline, from what the thread last
+ * reported plus what is on its way. */
 static int refused_for_backpressure(wsev_io *io, remote *r, uint64_t id, size_t len) {
   conn_link *link = r->link;
   size_t max = io->ctx->set.max_buffered;
   if (!link) return 0;
-  size_t waiting = atomic_load(&link->in_transit) + atomic_load(&link->queued);
+  size_t waiting = estimate(link);
   /* Before ours opens, as inline, even a first message over the limit is refused. */
   if (max && (waiting || !r->open) && (len > max || waiting > max - len)) {
     uint64_t *arg = wsev__malloc(sizeof *arg);
@@ -916,8 +962,6 @@ static int refused_for_backpressure(wsev_io *io, remote *r, uint64_t id, size_t 
     r->gone = !r->open; /* abandoned: as inline, the id is unknown from now on */
     return 1;
   }
-  atomic_fetch_add(&link->in_transit, len);
-  if (waiting + len > io->ctx->set.low_water) atomic_store(&link->above_low_water, 1);
   return 0;
 }
 
@@ -940,11 +984,13 @@ int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int
   if (len) memcpy(w->data, data, len);
   w->io = io;
   w->id = id;
-  w->len = len;
+  w->payload = len;
+  w->len = framed(r, len);
   w->text = text;
+  count_sent(io, r, w->len);
   int rc = wsev__post_internal(thread_of(io, id)->inner, write_on_thread, w);
   if (rc) {
-    if (r->link) atomic_fetch_sub(&r->link->in_transit, len);
+    if (r->link) atomic_fetch_sub(&r->link->in_transit, w->len);
     handoff_put(io, w->data, w->cap);
     wsev__free(w);
   }
@@ -953,8 +999,7 @@ int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int
 
 size_t wsev__io_buffered(const wsev_ctx *ctx, uint64_t id) {
   remote *r = find(ctx->io, id);
-  conn_link *link = r ? r->link : NULL;
-  return link ? atomic_load(&link->in_transit) + atomic_load(&link->queued) : 0;
+  return r && r->link ? estimate(r->link) : 0;
 }
 
 /* A broadcast on its way to one thread: the frame, shared by every thread's recipients. */
@@ -980,7 +1025,7 @@ static void broadcast_on_thread(wsev_ctx *inner, void *arg) {
       if (c) {
         wsev__send_framed(c, b->opcode, payload, len, len > SHARE_MIN ? b->frame : NULL,
                           b->frame->data, b->frame->len);
-        link_report(c, 0);
+        link_report(c, b->frame->len + (c->client ? 4 : 0)); /* as count_sent counted it */
       }
     }
     inner->in_api--;
@@ -1009,7 +1054,10 @@ int wsev__io_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const v
     b->count = 0;
     for (size_t i = 0; i < count; i++) {
       remote *r = ids[i] ? find(io, ids[i]) : NULL;
-      if (r && !r->closing && thread_of(io, ids[i]) == &io->threads[k]) b->ids[b->count++] = ids[i];
+      if (r && !r->closing && thread_of(io, ids[i]) == &io->threads[k]) {
+        b->ids[b->count++] = ids[i];
+        count_sent(io, r, frame->len + (r->ours ? 4 : 0));
+      }
     }
     if (!b->count) {
       wsev__free(b);
@@ -1021,6 +1069,10 @@ int wsev__io_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const v
     size_t n = b->count; /* once posted, b is the thread's */
     atomic_fetch_add_explicit(&frame->refs, 1, memory_order_relaxed);
     if ((rc = wsev__post_internal(io->threads[k].inner, broadcast_on_thread, b)) != 0) {
+      for (size_t i = 0; i < b->count; i++) { /* not on its way after all */
+        remote *r = find(io, b->ids[i]);
+        if (r && r->link) atomic_fetch_sub(&r->link->in_transit, frame->len + (r->ours ? 4 : 0));
+      }
       wsev__shared_unref(frame);
       wsev__free(b);
     } else {

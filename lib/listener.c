@@ -16,21 +16,69 @@ struct wsev_listener {
   wsev_ctx *ctx;
   wsev_tls_config *tls; /* a wss listener's certificate and settings */
   wsev_listener *next;
-  uint8_t handles;        /* of tcp and reject still open; freed at 0 */
+  /* Out of descriptors, libuv drops pending clients with a reserved descriptor of its
+   * loop; when that fails (several loops in one process race for the freed number)
+   * it would retry accept without end. Then the listener pauses: its handle closes
+   * while `spare` (a duplicate of the socket, kept for the listener's life) holds the
+   * port and the queue, and `resume` opens a new duplicate a little later. */
+  uv_timer_t resume;
+  int spare; /* -1: none (no pause possible) */
+  uint8_t handles;        /* of tcp, reject and resume still open; freed at 0 */
   uint8_t reject_busy;    /* reject is closing */
   uint8_t accept_waiting; /* a client is pending while reject was busy */
   uint8_t closing;
+  uint8_t paused;     /* tcp is closed (or closing): resume reopens it from spare */
+  uint8_t tcp_closed; /* while paused: its close completed */
 };
 
+/* How long a listener out of descriptors waits before it accepts again. */
+#define PAUSE_MS 100
+
 static void on_connection(uv_stream_t *server, int status);
+static void on_resume(uv_timer_t *timer);
 
 static void release_handle(wsev_listener *l) {
   wsev_ctx *ctx = l->ctx;
   if (--l->handles == 0) {
+    if (l->spare >= 0) close(l->spare);
     wsev__tls_config_unref(l->tls); /* connections hold their own references */
     wsev__free(l);
   }
   wsev__handle_closed(ctx);
+}
+
+static void on_paused_closed(uv_handle_t *h) {
+  wsev_listener *l = h->data;
+  l->tcp_closed = 1;
+  if (l->closing) release_handle(l); /* closed for good meanwhile */
+}
+
+static void pause_accepting(wsev_listener *l) {
+  if (l->spare < 0 || l->paused || l->closing) return;
+  l->paused = 1;
+  uv_close((uv_handle_t *)&l->tcp, on_paused_closed);
+  uv_timer_start(&l->resume, on_resume, PAUSE_MS, 0);
+}
+
+static void on_resume(uv_timer_t *timer) {
+  wsev_listener *l = timer->data;
+  if (l->closing || !l->paused) return;
+  int fd = l->tcp_closed ? dup(l->spare) : -1;
+  if (fd < 0 || uv_tcp_init(l->ctx->loop, &l->tcp) != 0) {
+    if (fd >= 0) close(fd);
+    uv_timer_start(&l->resume, on_resume, PAUSE_MS, 0); /* still out of descriptors */
+    return;
+  }
+  l->tcp.data = l;
+  l->tcp_closed = 0;
+  if (uv_tcp_open(&l->tcp, fd) != 0) {
+    close(fd);
+    uv_close((uv_handle_t *)&l->tcp, on_paused_closed);
+    uv_timer_start(&l->resume, on_resume, PAUSE_MS, 0);
+    return;
+  }
+  l->paused = 0;
+  if (uv_listen((uv_stream_t *)&l->tcp, SOMAXCONN, on_connection) != 0) pause_accepting(l);
 }
 
 static void on_listener_closed(uv_handle_t *h) { release_handle(h->data); }
@@ -38,7 +86,7 @@ static void on_listener_closed(uv_handle_t *h) { release_handle(h->data); }
 static void on_reject_closed(uv_handle_t *h) {
   wsev_listener *l = h->data;
   l->reject_busy = 0;
-  if (l->accept_waiting && !l->closing) {
+  if (l->accept_waiting && !l->closing && !l->paused) {
     l->accept_waiting = 0;
     on_connection((uv_stream_t *)&l->tcp, 0);
   }
@@ -63,8 +111,11 @@ static void reject_pending(wsev_listener *l) {
 
 static void on_connection(uv_stream_t *server, int status) {
   wsev_listener *l = server->data;
-  /* Errors such as EMFILE: libuv has already dropped that client and goes on. */
-  if (status < 0) return;
+  if (status == UV_EMFILE || status == UV_ENFILE) {
+    pause_accepting(l); /* libuv could not drop the client: see `spare` */
+    return;
+  }
+  if (status < 0) return; /* others: libuv has dropped that client and goes on */
   if (wsev__server_accept(l->ctx, server, l->tls) == UV_ENOMEM) reject_pending(l);
 }
 
@@ -115,9 +166,18 @@ static int listen_on(wsev_ctx *ctx, const struct sockaddr *addr, wsev_tls_config
   l->tls = tls;
   l->tcp.data = l;
   l->handles = 1;
+  l->spare = -1;
   wsev__handle_opened(ctx);
   rc = uv_tcp_bind(&l->tcp, addr, 0);
   if (!rc) rc = uv_listen((uv_stream_t *)&l->tcp, SOMAXCONN, on_connection);
+  uv_os_fd_t fd;
+  if (!rc && uv_fileno((uv_handle_t *)&l->tcp, &fd) == 0 &&
+      uv_timer_init(ctx->loop, &l->resume) == 0) {
+    l->resume.data = l;
+    l->handles++;
+    wsev__handle_opened(ctx);
+    l->spare = dup(fd);
+  }
   struct sockaddr_storage bound;
   int len = sizeof bound;
   if (!rc) rc = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &len);
@@ -239,7 +299,11 @@ void wsev__listeners_close(wsev_ctx *ctx) {
   while (l) {
     wsev_listener *next = l->next;
     l->closing = 1;
-    uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+    if (!l->paused)
+      uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+    else if (l->tcp_closed)
+      release_handle(l); /* else on_paused_closed does */
+    uv_close((uv_handle_t *)&l->resume, on_listener_closed);
     l = next;
   }
 }

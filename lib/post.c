@@ -67,6 +67,13 @@ static void on_posted(uv_async_t *async) {
   }
 }
 
+int wsev__post_waiting(wsev_ctx *ctx) {
+  uv_mutex_lock(&ctx->post_lock);
+  int waiting = ctx->post_head != NULL;
+  uv_mutex_unlock(&ctx->post_lock);
+  return waiting;
+}
+
 int wsev__post_init(wsev_ctx *ctx) {
   int rc = uv_mutex_init(&ctx->post_lock);
   if (rc) return rc;
