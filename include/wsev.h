@@ -348,8 +348,10 @@ WSEV_EXPORT size_t wsev_get_subscription_count(const wsev_ctx *ctx, uint64_t id)
  *   for (channel "wsev:" + the topic name), on one connection; publishes go out on a
  *   second one, tagged with the instance's random id, so an instance never delivers
  *   its own publish twice (it delivered it locally at once).
- * - Both connections run on the context's loop (hiredis's libuv adapter, the name
- *   resolved with uv_getaddrinfo): Redis being slow or gone never blocks the loop.
+ * - Both connections run on the context's loop (hiredis, non-blocking, on uv_poll
+ *   handles; the name resolved with uv_getaddrinfo): Redis being slow or gone never
+ *   blocks the loop. A connection that does not come up within 2 s is given up and
+ *   tried again. hiredis allocates with its own allocator, not wsev_replace_allocator's.
  *   Local delivery goes on meanwhile; the links reconnect with a backoff (50 ms
  *   doubling to 1 s) and, once up, SUBSCRIBE every topic that has local subscribers.
  *   At most 8 MiB of publishes wait for a slow Redis; beyond that they are dropped

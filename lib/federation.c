@@ -1,6 +1,7 @@
 /* Federation: the context's topics shared with other instances through Redis pub/sub.
  *
- * Two hiredis connections on the context's loop (its libuv adapter): one in subscribe
+ * Two hiredis connections on the context's loop (event hooks like hiredis's libuv
+ * adapter, below): one in subscribe
  * mode holding a SUBSCRIBE for every topic with local subscribers (channel "wsev:" +
  * name, plus a control channel that keeps the connection in subscribe mode when no
  * topic is left), one for PUBLISH. A published message carries the publishing
@@ -59,7 +60,6 @@ int wsev_get_fed_stats(const wsev_ctx *ctx, wsev_fed_stats *stats) {
 
 #else
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
@@ -164,6 +164,71 @@ static void subscribe_one(void *arg, const char *name, size_t len);
 
 static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata);
 
+/* ---- hiredis on the loop ---------------------------------------------------------
+ * The five event hooks hiredis asks for, on a uv_poll_t, as hiredis's own
+ * adapters/libuv.h does, with one difference: libuv reports a socket error (POLLERR,
+ * as a refused connect gives) as a negative status, which Debian's adapter (hiredis
+ * 0.14) drops, so a refused connection would never be noticed. Here an error lets
+ * hiredis look at the socket (it reads SO_ERROR, or fails the read) and tell us. */
+
+typedef struct {
+  redisAsyncContext *ac;
+  uv_poll_t poll;
+  int events;
+} uv_events;
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  uv_events *e = h->data;
+  if (!e->ac) return;
+  if (status < 0) {
+    if (!(e->ac->c.flags & REDIS_CONNECTED))
+      redisAsyncHandleWrite(e->ac); /* the connect's outcome */
+    else
+      redisAsyncHandleRead(e->ac);
+    return;
+  }
+  if (events & UV_READABLE) redisAsyncHandleRead(e->ac);
+  if (e->ac && (events & UV_WRITABLE)) redisAsyncHandleWrite(e->ac);
+}
+
+static void poll_update(uv_events *e, int add, int remove) {
+  e->events = (e->events | add) & ~remove;
+  if (e->events)
+    uv_poll_start(&e->poll, e->events, on_poll);
+  else
+    uv_poll_stop(&e->poll);
+}
+static void add_read(void *p) { poll_update(p, UV_READABLE, 0); }
+static void del_read(void *p) { poll_update(p, 0, UV_READABLE); }
+static void add_write(void *p) { poll_update(p, UV_WRITABLE, 0); }
+static void del_write(void *p) { poll_update(p, 0, UV_WRITABLE); }
+static void on_poll_closed(uv_handle_t *h) { wsev__free(h->data); }
+static void cleanup(void *p) {
+  uv_events *e = p;
+  e->ac = NULL; /* hiredis is freeing it */
+  uv_close((uv_handle_t *)&e->poll, on_poll_closed);
+}
+
+static int attach(redisAsyncContext *ac, uv_loop_t *loop) {
+  uv_events *e = wsev__calloc(1, sizeof *e);
+  if (!e) return REDIS_ERR;
+  if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
+    wsev__free(e);
+    return REDIS_ERR;
+  }
+  /* The links never keep the loop running by themselves (wsev_shutdown ends it). */
+  uv_unref((uv_handle_t *)&e->poll);
+  e->ac = ac;
+  e->poll.data = e;
+  ac->ev.data = e;
+  ac->ev.addRead = add_read;
+  ac->ev.delRead = del_read;
+  ac->ev.addWrite = add_write;
+  ac->ev.delWrite = del_write;
+  ac->ev.cleanup = cleanup;
+  return REDIS_OK;
+}
+
 /* ---- the two links ------------------------------------------------------------- */
 
 static void on_hello(redisAsyncContext *ac, void *r, void *privdata) {
@@ -227,14 +292,12 @@ static fed_link *open_link(wsev_fed *fed, const char *ip, int port, int subscrib
     return NULL;
   }
   ac->data = l;
-  if (redisLibuvAttach(ac, wsev_get_loop(fed->ctx)) != REDIS_OK) {
+  if (attach(ac, wsev_get_loop(fed->ctx)) != REDIS_OK) {
     redisAsyncFree(ac);
     wsev__free(l);
     return NULL;
   }
   l->ac = ac;
-  /* The links never keep the loop running by themselves (wsev_shutdown ends it). */
-  uv_unref((uv_handle_t *)&((redisLibuvEvents *)ac->ev.data)->handle);
   redisAsyncSetConnectCallback(ac, on_connected);
   redisAsyncSetDisconnectCallback(ac, on_disconnected);
   /* The first command tells whether we are in: AUTH, or PING without a password. */
@@ -447,7 +510,8 @@ static int parse_url(wsev_fed *fed, const char *url) {
     p = at + 1;
   }
   const char *host = p, *host_end;
-  if (*p == '[') {
+  int bracketed = *p == '[';
+  if (bracketed) {
     host = p + 1;
     if (!(host_end = strchr(host, ']'))) return WSEV_EBADURL;
     p = host_end + 1;
@@ -457,6 +521,12 @@ static int parse_url(wsev_fed *fed, const char *url) {
   }
   size_t hl = (size_t)(host_end - host);
   if (hl == 0 || hl >= sizeof fed->host) return WSEV_EBADURL;
+  for (size_t i = 0; i < hl; i++) {
+    char ch = host[i];
+    int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+             ch == '.' || ch == '-' || ch == '_' || (bracketed && ch == ':');
+    if (!ok) return WSEV_EBADURL;
+  }
   memcpy(fed->host, host, hl);
   fed->host[hl] = 0;
   snprintf(fed->port, sizeof fed->port, "6379");

@@ -365,16 +365,17 @@ async def reset_stalls(insts):
 
 async def judge_stalls(what, insts, control):
     """True if the federated instances' loops never stalled over MAX_STALL_MS during
-    `what`; False if they did but so did the idle control instance at least as long
-    (the machine stalled every process: inconclusive, the caller repeats); raises if
-    only the federated ones stalled."""
+    `what`; False if they did but the idle control instance stalled at least half as
+    long at the same time (the machine was preempting every process: inconclusive, the
+    caller measures again, at most 3 times); raises if only the federated ones
+    stalled."""
     st = await stall_stats(insts)
     worst = max(s["max_lag_ms"] for s in st)
     ctl = (await control.stats())["max_lag_ms"]
     print(f"  {what}: longest loop stall {worst:.2f} ms (control instance {ctl:.2f} ms)")
     if worst <= MAX_STALL_MS:
         return True
-    if ctl >= worst * 0.8:
+    if ctl >= worst * 0.5:
         print("  the machine stalled every process alike: measuring again")
         return False
     raise AssertionError(f"{what}: loop stalled {worst:.2f} ms (> {MAX_STALL_MS} ms); "

@@ -8,6 +8,9 @@
  *                             and publish (inline and with 2 I/O threads): the call
  *                             fails with UV_ENOMEM and nothing changed, or succeeds
  *   test-topic --memory       bytes per subscription, measured through the allocator
+ *   test-topic --federation   wsev_federate without a Redis: bad URLs, a refused
+ *                             connection (down, with its reason, retried), local
+ *                             delivery meanwhile, freeing while a retry is pending
  */
 #include <malloc.h>
 #include <pthread.h>
@@ -15,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <wsev.h>
 
 #include "../unit/test.h"
@@ -545,11 +549,80 @@ static void measure(int conns, int topics, int per_conn) {
   teardown();
 }
 
+/* ---- federation: the API without a Redis (the Redis cases are test/redis) ------------ */
+
+static int fed_changes, fed_last_state;
+static char fed_last_reason[512];
+static void on_fed(wsev_ctx *ctx, wsev_fed_state state, const char *reason) {
+  (void)ctx;
+  fed_changes++;
+  fed_last_state = state;
+  snprintf(fed_last_reason, sizeof fed_last_reason, "%s", reason ? reason : "");
+}
+static int fed_down(void) { return fed_last_state == WSEV_FED_DOWN && fed_changes >= 3; }
+
+static void test_federation_api(void) {
+  TEST_CASE("federation API");
+  setup(0, 2);
+  wsev_ctx *ctx = h.ctx;
+  CHECK_EQ_INT(wsev_get_fed_state(ctx), WSEV_FED_OFF);
+  CHECK(wsev_get_fed_error(ctx) == NULL);
+  wsev_fed_stats st;
+  CHECK_EQ_INT(wsev_get_fed_stats(ctx, NULL), UV_EINVAL);
+  CHECK_EQ_INT(wsev_federate(NULL, "redis://127.0.0.1", NULL), UV_EINVAL);
+  CHECK_EQ_INT(wsev_federate(ctx, NULL, NULL), UV_EINVAL);
+  const char *bad[] = {"", "http://x", "redis://", "redis://:pw@", "redis://h:0", "redis://h:70000",
+                       "redis://h:12x", "redis://h/abc", "redis://[::1", "redis://h?x",
+                       "redis://pw@h"};
+#ifdef WSEV_TEST_NO_REDIS
+  CHECK_EQ_INT(wsev_federate(ctx, "redis://127.0.0.1", NULL), UV_ENOTSUP);
+  (void)bad;
+#else
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    CHECK_EQ_INT(wsev_federate(ctx, bad[i], NULL), WSEV_EBADURL);
+  CHECK_EQ_INT(wsev_get_fed_state(ctx), WSEV_FED_OFF);
+  /* A port nobody listens on: refused, then down with the reason, and retried. */
+  uv_tcp_t probe;
+  struct sockaddr_in addr;
+  uv_ip4_addr("127.0.0.1", 0, &addr);
+  uv_tcp_init(wsev_get_loop(ctx), &probe);
+  uv_tcp_bind(&probe, (const struct sockaddr *)&addr, 0);
+  int len = sizeof addr;
+  uv_tcp_getsockname(&probe, (struct sockaddr *)&addr, &len);
+  uv_close((uv_handle_t *)&probe, NULL); /* closed: connections to it are refused */
+  char url[96];
+  snprintf(url, sizeof url, "redis://:secret@127.0.0.1:%d/3", ntohs(addr.sin_port));
+  CHECK_EQ_INT(wsev_federate(ctx, url, on_fed), 0);
+  CHECK_EQ_INT(wsev_federate(ctx, url, on_fed), UV_EALREADY);
+  CHECK_EQ_INT(fed_changes, 0); /* never inside the call */
+  /* Topics and publishes go on locally meanwhile. */
+  CHECK_EQ_INT(wsev_subscribe(ctx, S(0), T("f")), 0);
+  run_until(fed_down);
+  CHECK_EQ_INT(fed_last_state, WSEV_FED_DOWN);
+  if (!strstr(fed_last_reason, "cannot connect")) printf("reason: %s\n", fed_last_reason);
+  CHECK(strstr(fed_last_reason, "cannot connect") != NULL);
+  CHECK_EQ_INT(wsev_get_fed_state(ctx), WSEV_FED_DOWN);
+  CHECK(wsev_get_fed_error(ctx) && strstr(wsev_get_fed_error(ctx), "cannot connect"));
+  int from = h.n_got;
+  CHECK_EQ_INT(wsev_publish(ctx, T("f"), T("local"), WSEV_TEXT, 0), 1);
+  expect_more(1);
+  CHECK_EQ_INT(count_got(0, "local", from), 1);
+  CHECK_EQ_INT(wsev_get_fed_stats(ctx, &st), 0);
+  CHECK(st.dropped >= 1 && st.published == 0 && st.received == 0);
+  /* A few retries, then the context goes while one is pending. */
+  run_for(300, NULL);
+  CHECK(fed_changes >= 5);
+#endif
+  teardown();
+}
+
 int main(int argc, char **argv) {
   wsev_replace_allocator(t_malloc, t_realloc, t_calloc, t_free);
   if (argc > 1 && strcmp(argv[1], "--alloc") == 0) {
     test_alloc(0);
     test_alloc(2);
+  } else if (argc > 1 && strcmp(argv[1], "--federation") == 0) {
+    test_federation_api();
   } else if (argc > 1 && strcmp(argv[1], "--memory") == 0) {
     TEST_CASE("memory");
     measure(400, 20, 20);  /* 8,000 subscriptions: 400 subscribers per topic */
