@@ -321,7 +321,9 @@ WSEV_EXPORT int wsev_unsubscribe_all(wsev_ctx *ctx, uint64_t id);
  * federation (below) the message also goes to the other instances. Subscribers see
  * the messages of one publisher in the order they were published. Returns how many
  * local subscribers it was queued for (0 for a topic without any), UV_EINVAL, or
- * UV_ENOMEM (then no local subscriber got it). The bytes are copied.
+ * UV_ENOMEM (then no local subscriber got it; with I/O threads, as with
+ * wsev_broadcast, those on threads it reached before memory ran out may). The bytes
+ * are copied.
  */
 WSEV_EXPORT int wsev_publish(wsev_ctx *ctx, const char *topic, size_t topic_len, const void *data,
                              size_t len, wsev_msg_type type, uint64_t except);
@@ -351,6 +353,8 @@ WSEV_EXPORT size_t wsev_get_subscription_count(const wsev_ctx *ctx, uint64_t id)
  * - Both connections run on the context's loop (hiredis, non-blocking, on uv_poll
  *   handles; the name resolved with uv_getaddrinfo): Redis being slow or gone never
  *   blocks the loop. A connection that does not come up within 2 s is given up and
+ *   tried again; a Redis that keeps the connection but stops answering is noticed by
+ *   a PING unanswered for 3 s (sent every second), and the links are dropped and
  *   tried again. hiredis allocates with its own allocator, not wsev_replace_allocator's.
  *   Local delivery goes on meanwhile; the links reconnect with a backoff (50 ms
  *   doubling to 1 s) and, once up, SUBSCRIBE every topic that has local subscribers.

@@ -71,6 +71,8 @@ int wsev_get_fed_stats(const wsev_ctx *ctx, wsev_fed_stats *stats) {
 #define BACKOFF_MAX_MS 1000
 #define CONNECT_TIMEOUT_MS 2000
 #define MAX_PENDING_BYTES (8u * 1024 * 1024)
+#define HEARTBEAT_MS 1000
+#define SILENCE_MS 3000 /* a PING unanswered this long: Redis stopped answering */
 
 typedef struct fed_link fed_link;
 struct fed_link {
@@ -96,7 +98,9 @@ struct wsev_fed {
   char reason[512];
   wsev_fed_stats stats;
   fed_link *pub, *sub, *dead;
-  uv_timer_t retry; /* the backoff, and the connect deadline */
+  uv_timer_t retry;     /* the backoff, and the connect deadline */
+  uv_timer_t heartbeat; /* a PING on the publishing link while it is up */
+  uint64_t ping_sent;   /* when the PING still unanswered went out, or 0 */
   uv_getaddrinfo_t gai;
   int resolving;
   int stale; /* the resolution in flight belongs to an attempt given up */
@@ -152,6 +156,7 @@ static void fail(wsev_fed *fed, const char *reason) {
   fed_link *pub = fed->pub, *sub = fed->sub;
   fed->pub = fed->sub = NULL;
   fed->pending_bytes = 0;
+  fed->ping_sent = 0;
   drop_link(fed, pub);
   drop_link(fed, sub);
   set_state(fed, WSEV_FED_DOWN, reason);
@@ -227,6 +232,27 @@ static int attach(redisAsyncContext *ac, uv_loop_t *loop) {
   ac->ev.delWrite = del_write;
   ac->ev.cleanup = cleanup;
   return REDIS_OK;
+}
+
+/* A Redis that keeps the connection but stops answering (stopped, swapping, a dead
+ * peer behind a silent network) is noticed by a PING unanswered for SILENCE_MS. */
+static void on_pong(redisAsyncContext *ac, void *r, void *privdata) {
+  (void)ac;
+  fed_link *l = privdata;
+  if (r && !l->dead) l->fed->ping_sent = 0;
+}
+
+static void on_heartbeat(uv_timer_t *t) {
+  wsev_fed *fed = t->data;
+  if (!link_usable(fed->pub)) return;
+  uint64_t now = uv_now(t->loop);
+  if (fed->ping_sent && now - fed->ping_sent >= SILENCE_MS) {
+    fail(fed, "redis stopped answering (a PING unanswered for 3 s)");
+    return;
+  }
+  if (!fed->ping_sent &&
+      redisAsyncCommand(fed->pub->ac, on_pong, fed->pub, "PING") == REDIS_OK)
+    fed->ping_sent = now ? now : 1;
 }
 
 /* ---- the two links ------------------------------------------------------------- */
@@ -477,7 +503,7 @@ void wsev__fed_publish(wsev_fed *fed, const char *name, size_t len, const void *
 
 /* ---- life -------------------------------------------------------------------------- */
 
-static void on_retry_closed(uv_handle_t *h) {
+static void on_timer_closed(uv_handle_t *h) {
   wsev_fed *fed = h->data;
   fed->pending--;
   maybe_release(fed);
@@ -490,7 +516,8 @@ void wsev__fed_free(wsev_fed *fed) {
   fed->pub = fed->sub = NULL;
   free_dead(fed);
   if (fed->resolving) uv_cancel((uv_req_t *)&fed->gai);
-  uv_close((uv_handle_t *)&fed->retry, on_retry_closed);
+  uv_close((uv_handle_t *)&fed->retry, on_timer_closed);
+  uv_close((uv_handle_t *)&fed->heartbeat, on_timer_closed);
 }
 
 /* redis://[:password@]host[:port][/db] */
@@ -572,7 +599,11 @@ int wsev_federate(wsev_ctx *ctx, const char *url, wsev_fed_cb on_state) {
   uv_timer_init(wsev_get_loop(ctx), &fed->retry);
   uv_unref((uv_handle_t *)&fed->retry);
   fed->retry.data = fed;
-  fed->pending = 1; /* the timer */
+  uv_timer_init(wsev_get_loop(ctx), &fed->heartbeat);
+  uv_unref((uv_handle_t *)&fed->heartbeat);
+  fed->heartbeat.data = fed;
+  uv_timer_start(&fed->heartbeat, on_heartbeat, HEARTBEAT_MS, HEARTBEAT_MS);
+  fed->pending = 2; /* the timers */
   wsev__topics_set_fed(ts, fed);
   /* The first attempt starts from the loop, so on_state never runs inside this call. */
   uv_timer_start(&fed->retry, on_timer, 0, 0);
