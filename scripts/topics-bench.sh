@@ -8,6 +8,13 @@
 #   scripts/topics-bench.sh --callgrind   instructions per delivery (valgrind), topics
 #                                         against broadcast: deterministic, unlike the
 #                                         rates on a shared machine
+#   scripts/topics-bench.sh --redis       across instances through one redis-server (on
+#                                         a free port): 2 wsev-pubsub --redis against 2
+#                                         Socket.IO servers with @socket.io/redis-adapter
+#                                         (test/bench-redis, npm ci there); 100
+#                                         subscribers on one, 1 publisher on the other,
+#                                         10 publishes in flight; the same Node client
+#                                         (test/bench-redis/cross.mjs) drives both
 #
 # Workloads as in test/bench/README.md: pubsub_1to1000 (1 publisher, 1000 subscribers
 # on one channel) and pubsub_10x100 (10 publishers, 1000 subscribers over 100
@@ -23,12 +30,14 @@ BUILD=build-topics-rel
 reps=3
 secs=3
 callgrind=0
+redis=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --redis) redis=1 ;;
     --callgrind) callgrind=1 ;;
     --reps) reps=$2; shift ;;
     --seconds) secs=$2; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "topics-bench: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -78,6 +87,58 @@ wl_args() {
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 port=19100
+
+if [ $redis = 1 ]; then
+  [ -d test/bench-redis/node_modules ] || npm ci --prefix test/bench-redis --no-audit --no-fund
+  RP=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP" \
+    --loglevel warning >/dev/null &
+  REDIS_PID=$!
+  trap 'stop_server; kill $REDIS_PID $B_PID 2>/dev/null || true; rm -rf "$TMP"' EXIT
+  sleep 0.5
+  B_PID=""
+  cross_cmd() { # NAME PORT
+    case $1 in
+      wsev) echo "$ROOT/$BUILD/sample/wsev-pubsub --port $2 --no-tls --quiet --redis redis://127.0.0.1:$RP" ;;
+      socketio) echo "node $ROOT/test/bench-redis/sio-server.mjs $2 redis://127.0.0.1:$RP" ;;
+    esac
+  }
+  for rep in $(seq "$reps"); do
+    for s in wsev socketio; do
+      pa=$((port + 1)); pb=$((port + 2)); port=$((port + 2))
+      # shellcheck disable=SC2046
+      $(cross_cmd $s $pa) >"$TMP/a.log" 2>&1 &
+      SRV_PID=$!
+      # shellcheck disable=SC2046
+      $(cross_cmd $s $pb) >"$TMP/b.log" 2>&1 &
+      B_PID=$!
+      for p in $pa $pb; do
+        for _ in $(seq 100); do
+          (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break
+          sleep 0.05
+        done
+      done
+      sleep 0.5
+      mode=wsev; [ $s = socketio ] && mode=sio
+      out=$(node test/bench-redis/cross.mjs $mode $pa $pb 100 1 10 "$secs" | grep '^RESULT' || true)
+      kill $B_PID 2>/dev/null || true; wait $B_PID 2>/dev/null || true
+      stop_server
+      printf 'cross\t%s\t%s\t%s\t%s\n' "$s" "$(field rate "$out")" "$(field p50_us "$out")" \
+        "$(field p99_us "$out")" >>"$TMP/cross.tsv"
+      echo "rep $rep cross $s: $(field rate "$out") deliveries/s, p50 $(field p50_us "$out") us, p99 $(field p99_us "$out") us" >&2
+    done
+  done
+  median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "NA"}'; }
+  echo "| across 2 instances via Redis | deliveries/s | p50 µs | p99 µs |"
+  echo "|---|---|---|---|"
+  for s in wsev socketio; do
+    r=$(awk -F'\t' -v s=$s '$2==s {print $3}' "$TMP/cross.tsv" | median)
+    p50=$(awk -F'\t' -v s=$s '$2==s {print $4}' "$TMP/cross.tsv" | median)
+    p99=$(awk -F'\t' -v s=$s '$2==s {print $5}' "$TMP/cross.tsv" | median)
+    printf '| %s | %.0f | %.0f | %.0f |\n' "$s" "$r" "$p50" "$p99"
+  done
+  exit 0
+fi
 
 if [ $callgrind = 1 ]; then
   # Total instructions of a server run with N publishes, minus the same run with 0,
