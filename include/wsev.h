@@ -617,6 +617,10 @@ WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_i
  *   WSEV_EBACKPRESSURE (and the connection closes with 1008, or one of ours that is not
  *   open yet is abandoned) when it would take the sum over max_buffered, and the thread
  *   also enforces the limit on its own queue;
+ * - a write that cannot be handed to its thread for want of memory returns UV_ENOMEM
+ *   and fails the connection with 1011 (its peer would get the later messages without
+ *   this one); wsev_close without memory for the hand-off still closes, without the
+ *   reason;
  * - the context's loop keeps running until wsev_shutdown has closed every connection
  *   on every thread (or until wsev_stop), even without listeners;
  * - upgrade_requested and http_request get a copy of the request made on its thread,

@@ -33,7 +33,11 @@ struct wsev_io_thread {
   int start_rc;
   int running;          /* created and not joined yet */
   conn_link *busy_head; /* the thread's: connections whose reaction waits for the application */
-  int exited;           /* its loop ended: `stop` is closing (under io->lock) */
+  /* Connections the application closes without memory to post the close: it puts them
+   * here (an allocation-free way, through their links) and the thread closes them. */
+  uv_mutex_t doom_lock;
+  conn_link *doom_head;
+  int exited; /* its loop ended: `stop` is closing (under io->lock) */
 };
 
 /* The application's view of a connection that lives on an I/O thread. */
@@ -82,6 +86,9 @@ struct conn_link {
   _Atomic uint32_t acked;
   _Atomic int busy;
   conn_link *busy_next, *busy_prev; /* the thread's list of waiting connections */
+  conn_link *doom_next;              /* under doom_lock: on the thread's doom list */
+  uint16_t doom_code;
+  uint8_t doomed;
 };
 
 /* Large buffers that cross between threads (messages in, writes out) come from this
@@ -101,6 +108,7 @@ typedef struct {
 struct wsev_io {
   wsev_ctx *ctx;
   int count;
+  int doom_locks;     /* threads whose doom_lock was made */
   int finished;       /* threads whose inner context is gone */
   unsigned next_dial; /* connections we open go to the threads in turn */
   wsev_io_thread *threads;
@@ -222,9 +230,29 @@ static int app_busy(wsev_conn *c) {
   return !caught_up(c, link);
 }
 
-/* After the posted writes: connections the application caught up with go ahead. */
+static void doom_unlist(wsev_io_thread *t, conn_link *link) {
+  uv_mutex_lock(&t->doom_lock);
+  if (link->doomed) {
+    conn_link **pp = &t->doom_head;
+    while (*pp != link)
+      pp = &(*pp)->doom_next;
+    *pp = link->doom_next;
+    link->doomed = 0;
+  }
+  uv_mutex_unlock(&t->doom_lock);
+}
+
+/* After the posted calls: connections the application closed without memory close, and
+ * connections the application caught up with go ahead. */
 static void release_caught_up(wsev_ctx *inner) {
   wsev_io_thread *t = wsev_get_ctx_data(inner);
+  uv_mutex_lock(&t->doom_lock); /* their closed events are told after this */
+  for (conn_link *d = t->doom_head; d; d = d->doom_next) {
+    d->doomed = 0;
+    wsev_close_with(inner, d->closed.ev.id, d->doom_code, NULL);
+  }
+  t->doom_head = NULL;
+  uv_mutex_unlock(&t->doom_lock);
   conn_link *link = t->busy_head;
   while (link) {
     conn_link *next = link->busy_next; /* closes are told after this: the list holds */
@@ -336,6 +364,7 @@ static void inner_closed(wsev_ctx *inner, uint64_t id) {
   conn_link *link = wsev_get_conn_data(inner, id); /* kept since it was told */
   if (!link) return;                               /* never told to the application */
   busy_unlist(t, link); /* from now on the link is the application's */
+  doom_unlist(t, link);
   inbox_item *item = &link->closed;
   if (wsev_get_close_info(inner, id, &info) == 0) {
     item->ev.close_code = (uint16_t)info.code;
@@ -604,6 +633,21 @@ int wsev__io_decide(wsev_ctx *ctx, uint64_t id, int status, const char *protocol
   return 0;
 }
 
+/* Close a connection without allocating (after an allocation failed): its thread
+ * closes it with `code` after what was posted before. */
+static void doom(wsev_io *io, uint64_t id, conn_link *link, unsigned code) {
+  wsev_io_thread *t = thread_of(io, id);
+  uv_mutex_lock(&t->doom_lock);
+  if (!link->doomed) {
+    link->doomed = 1;
+    link->doom_code = (uint16_t)code;
+    link->doom_next = t->doom_head;
+    t->doom_head = link;
+  }
+  uv_mutex_unlock(&t->doom_lock);
+  uv_async_send(&t->inner->post_async);
+}
+
 /* ---- the application's side of the send accounting ----------------------------------- */
 
 static size_t estimate(const conn_link *link) {
@@ -660,10 +704,9 @@ static void deliver(wsev_io *io, inbox_item *item) {
   switch (item->ev.kind) {
   case WSEV_EV_ACCEPTED:
     if (r && r->gone) break; /* opened while the application abandoned it */
-    if (!r && !(r = wsev__calloc(1, sizeof *r))) break;
-    if (wsev__idmap_get(&io->remotes, item->ev.id) != r &&
-        wsev__idmap_put(&io->remotes, item->ev.id, r) != 0) {
+    if (!r && (!(r = wsev__calloc(1, sizeof *r)) || wsev__idmap_put(&io->remotes, item->ev.id, r))) {
       remote_free(r); /* the application never sees it; its close is dropped too */
+      doom(io, item->ev.id, item->link, 1011);
       break;
     }
     r->info = item->info;
@@ -674,6 +717,7 @@ static void deliver(wsev_io *io, inbox_item *item) {
     wsev__deliver(ctx, &item->ev);
     break;
   case WSEV_EV_CLOSED:
+    doom_unlist(thread_of(io, item->ev.id), (conn_link *)item); /* the item is the link */
     if (!r) break; /* never told (refused upgrades do not get here) */
     item->ev.user_data = r->user_data;
     wsev__idmap_del(&io->remotes, item->ev.id);
@@ -741,6 +785,8 @@ static void io_free(wsev_io *io) {
     wsev__free(io->handoff.bufs[--io->handoff.count].data);
   uv_mutex_destroy(&io->handoff.lock);
   wsev__tls_sessions_unref(io->client_sessions);
+  for (int i = 0; i < io->doom_locks; i++)
+    uv_mutex_destroy(&io->threads[i].doom_lock);
   wsev__free(io->threads);
   wsev__free(io);
 }
@@ -791,6 +837,8 @@ int wsev_set_io_threads(wsev_ctx *ctx, unsigned count) {
     wsev_io_thread *t = &io->threads[i];
     t->io = io;
     t->index = (int)i;
+    if ((rc = uv_mutex_init(&t->doom_lock)) != 0) break;
+    io->doom_locks++;
     if ((rc = uv_sem_init(&t->ready, 0)) != 0) break;
     if ((rc = uv_thread_create(&t->thread, thread_main, t)) == 0) {
       uv_sem_wait(&t->ready);
@@ -939,8 +987,18 @@ static void write_on_thread(wsev_ctx *inner, void *arg) {
       wsev_write(inner, w->id, w->data, w->payload);
     link_report(c, w->len);
   }
-  handoff_put(w->io, w->data, w->cap);
+  if (w->data != (uint8_t *)(w + 1)) handoff_put(w->io, w->data, w->cap);
   wsev__free(w);
+}
+
+/* A write that cannot reach its thread for want of memory: the connection fails
+ * (1011), since its peer would otherwise get the later messages without this one. */
+static int lost_write(wsev_io *io, remote *r, uint64_t id) {
+  if (r->link) {
+    doom(io, id, r->link, 1011);
+    r->closing = 1;
+  }
+  return UV_ENOMEM;
 }
 
 /* A write over the send limit is refused here, as inline, from what the thread last
@@ -953,10 +1011,10 @@ static int refused_for_backpressure(wsev_io *io, remote *r, uint64_t id, size_t 
   /* Before ours opens, as inline, even a first message over the limit is refused. */
   if (max && (waiting || !r->open) && (len > max || waiting > max - len)) {
     uint64_t *arg = wsev__malloc(sizeof *arg);
-    if (arg) {
-      *arg = id;
-      if (wsev__post_internal(thread_of(io, id)->inner, refuse_on_thread, arg) != 0)
-        wsev__free(arg);
+    if (arg) *arg = id;
+    if (!arg || wsev__post_internal(thread_of(io, id)->inner, refuse_on_thread, arg) != 0) {
+      wsev__free(arg);
+      doom(io, id, link, 1008);
     }
     r->closing = 1;
     r->gone = !r->open; /* abandoned: as inline, the id is unknown from now on */
@@ -970,17 +1028,18 @@ int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int
   remote *r = find(io, id);
   if (!r) return WSEV_ENOCONN;
   if (r->closing) return WSEV_ECLOSING;
-  write_args *w = wsev__malloc(sizeof *w);
-  if (!w) return UV_ENOMEM;
-  if (!(w->data = handoff_get(io, len, &w->cap))) {
+  if (refused_for_backpressure(io, r, id, len)) return WSEV_EBACKPRESSURE;
+  /* A small message travels inside its write_args, a large one in a hand-off buffer. */
+  int inside = len < HANDOFF_MIN;
+  write_args *w = wsev__malloc(sizeof *w + (inside ? len : 0));
+  if (w && inside) {
+    w->data = (uint8_t *)(w + 1);
+    w->cap = 0;
+  } else if (w && !(w->data = handoff_get(io, len, &w->cap))) {
     wsev__free(w);
-    return UV_ENOMEM;
+    w = NULL;
   }
-  if (refused_for_backpressure(io, r, id, len)) {
-    handoff_put(io, w->data, w->cap);
-    wsev__free(w);
-    return WSEV_EBACKPRESSURE;
-  }
+  if (!w) return lost_write(io, r, id);
   if (len) memcpy(w->data, data, len);
   w->io = io;
   w->id = id;
@@ -988,13 +1047,13 @@ int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int
   w->len = framed(r, len);
   w->text = text;
   count_sent(io, r, w->len);
-  int rc = wsev__post_internal(thread_of(io, id)->inner, write_on_thread, w);
-  if (rc) {
+  if (wsev__post_internal(thread_of(io, id)->inner, write_on_thread, w) != 0) {
     if (r->link) atomic_fetch_sub(&r->link->in_transit, w->len);
-    handoff_put(io, w->data, w->cap);
+    if (!inside) handoff_put(io, w->data, w->cap);
     wsev__free(w);
+    return lost_write(io, r, id);
   }
-  return rc;
+  return 0;
 }
 
 size_t wsev__io_buffered(const wsev_ctx *ctx, uint64_t id) {
@@ -1100,14 +1159,15 @@ int wsev__io_close(wsev_ctx *ctx, uint64_t id, unsigned code, const char *reason
   if (!r) return WSEV_ENOCONN;
   if (r->closing) return WSEV_ECLOSING;
   close_args *a = wsev__calloc(1, sizeof *a);
-  if (!a) return UV_ENOMEM;
-  a->id = id;
-  a->code = code;
-  if (reason) snprintf(a->reason, sizeof a->reason, "%s", reason);
-  int rc = wsev__post_internal(thread_of(ctx->io, id)->inner, close_on_thread, a);
-  if (rc) {
+  if (a) {
+    a->id = id;
+    a->code = code;
+    if (reason) snprintf(a->reason, sizeof a->reason, "%s", reason);
+  }
+  if (!a || wsev__post_internal(thread_of(ctx->io, id)->inner, close_on_thread, a) != 0) {
     wsev__free(a);
-    return rc;
+    if (!r->link) return UV_ENOMEM;
+    doom(ctx->io, id, r->link, code); /* without the reason */
   }
   r->closing = 1;
   return 0;

@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,15 +28,16 @@
 
 /* ---- a counting allocator that can fail -------------------------------------------- */
 
-static long allocations;   /* calls that may fail, counted from the start of a run */
-static long fail_at;       /* the first one to fail (0: none) */
-static int fail_all_after; /* and every one after it too */
-static long live;          /* blocks allocated and not freed */
+/* Atomic: with WSEV_IO_THREADS the library allocates on several threads. */
+static _Atomic long allocations; /* calls that may fail, counted from the start of a run */
+static long fail_at;             /* the first one to fail (0: none) */
+static int fail_all_after;       /* and every one after it too */
+static _Atomic long live;        /* blocks allocated and not freed */
 
 static int should_fail(void) {
-  allocations++;
+  long n = ++allocations;
   if (!fail_at) return 0;
-  return fail_all_after ? allocations >= fail_at : allocations == fail_at;
+  return fail_all_after ? n >= fail_at : n == fail_at;
 }
 static void *t_malloc(size_t n) {
   if (should_fail()) return NULL;
