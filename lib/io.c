@@ -334,7 +334,7 @@ static void handoff_put(wsev_io *io, uint8_t *buf, size_t cap) {
 }
 
 static void item_free(wsev_io *io, inbox_item *item) {
-  handoff_put(io, item->ev.data, item->data_cap);
+  if (item->ev.data != (uint8_t *)(item + 1)) handoff_put(io, item->ev.data, item->data_cap);
   wsev__free(item->strings);
   wsev__free(item->request);
   wsev__free(item);
@@ -343,8 +343,16 @@ static void item_free(wsev_io *io, inbox_item *item) {
 static void inner_message(wsev_ctx *inner, uint64_t id, const void *data, size_t len,
                           wsev_msg_type type) {
   wsev_io_thread *t = wsev_get_ctx_data(inner);
-  inbox_item *item = new_item(WSEV_EV_MESSAGE, id);
-  if (!item || !(item->ev.data = handoff_get(t->io, len, &item->data_cap))) {
+  /* A small message travels inside its item, a large one in a hand-off buffer. */
+  int inside = len < HANDOFF_MIN;
+  inbox_item *item = wsev__malloc(sizeof *item + (inside ? len : 0));
+  if (item) {
+    memset(item, 0, sizeof *item);
+    item->ev.kind = WSEV_EV_MESSAGE;
+    item->ev.id = id;
+    item->ev.data = inside ? (uint8_t *)(item + 1) : handoff_get(t->io, len, &item->data_cap);
+  }
+  if (!item || !item->ev.data) {
     conn_link *link = wsev_get_conn_data(inner, id);
     if (link) atomic_fetch_add(&link->acked, 1); /* it never reaches the application */
     wsev__free(item);
