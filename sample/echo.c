@@ -115,21 +115,20 @@ int main(int argc, char **argv) {
     wsev_ctx_free(ctx);
     return 1;
   }
-  printf("wsev-echo listening on port %d\n", bound);
+  int bound_tls = 0;
   if (tls_port) {
-    bound = wsev_listen_and_serve_tls(ctx, tls_port, cert, key);
-    if (bound < 0) {
+    bound_tls = wsev_listen_and_serve_tls(ctx, tls_port, cert, key);
+    if (bound_tls < 0) {
       fprintf(stderr, "wsev-echo: cannot listen for TLS on port %s: %s\n", tls_port,
-              wsev_strerror(bound));
+              wsev_strerror(bound_tls));
       wsev_ctx_free(ctx);
       return 1;
     }
-    printf("wsev-echo listening for TLS on port %d\n", bound);
   }
-  fflush(stdout);
 
   /* The signal handles do not keep the loop alive: after a graceful shutdown the
-   * loop ends by itself once the last connection is gone. */
+   * loop ends by itself once the last connection is gone. They are in place before we
+   * say that we listen: a SIGTERM right after that must shut down gracefully. */
   uv_signal_t sigint, sigterm;
   uv_signal_init(wsev_get_loop(ctx), &sigint);
   uv_signal_init(wsev_get_loop(ctx), &sigterm);
@@ -138,6 +137,9 @@ int main(int argc, char **argv) {
   uv_signal_start(&sigterm, on_signal, SIGTERM);
   uv_unref((uv_handle_t *)&sigint);
   uv_unref((uv_handle_t *)&sigterm);
+  printf("wsev-echo listening on port %d\n", bound);
+  if (bound_tls) printf("wsev-echo listening for TLS on port %d\n", bound_tls);
+  fflush(stdout);
 
   wsev_event_loop(ctx);
 
