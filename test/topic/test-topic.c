@@ -569,6 +569,8 @@ static void test_federation_api(void) {
   CHECK(wsev_get_fed_error(ctx) == NULL);
   wsev_fed_stats st;
   CHECK_EQ_INT(wsev_get_fed_stats(ctx, NULL), UV_EINVAL);
+  CHECK_EQ_INT(wsev_get_fed_stats(ctx, &st), 0);
+  CHECK(st.published == 0 && st.dropped == 0);
   CHECK_EQ_INT(wsev_federate(NULL, "redis://127.0.0.1", NULL), UV_EINVAL);
   CHECK_EQ_INT(wsev_federate(ctx, NULL, NULL), UV_EINVAL);
   const char *bad[] = {"", "http://x", "redis://", "redis://:pw@", "redis://h:0", "redis://h:70000",
@@ -576,7 +578,8 @@ static void test_federation_api(void) {
                        "redis://pw@h"};
 #ifdef WSEV_TEST_NO_REDIS
   CHECK_EQ_INT(wsev_federate(ctx, "redis://127.0.0.1", NULL), UV_ENOTSUP);
-  (void)bad;
+  CHECK_EQ_INT(wsev_get_fed_state(ctx), WSEV_FED_OFF);
+  (void)bad, (void)fed_down, (void)on_fed;
 #else
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
     CHECK_EQ_INT(wsev_federate(ctx, bad[i], NULL), WSEV_EBADURL);
