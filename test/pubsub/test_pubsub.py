@@ -439,7 +439,45 @@ async def case_server_alive():
         await close_all(ws)
 
 
+async def case_page_and_stats():
+    """GET / is a self-contained page that connects back; /stats is JSON; other paths
+    are 404 and other methods 405; the WebSocket service on the same port goes on."""
+    import http.client
+    import json
+
+    def get(method, path):
+        c = http.client.HTTPConnection("127.0.0.1", SERVER.port, timeout=STEP)
+        c.request(method, path)
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return r.status, r.getheader("Content-Type"), body
+
+    status, ctype, body = await asyncio.to_thread(get, "GET", "/")
+    assert status == 200 and ctype.startswith("text/html"), (status, ctype)
+    page = body.decode()
+    assert "<title>wsev pubsub</title>" in page
+    assert "location.host" in page and "new WebSocket" in page  # connects back
+    # Self-contained: no external scripts, styles, images or fonts.
+    assert not re.search(r"""(src|href)\s*=|@import|url\(|https?://""", page), \
+        "the page refers to something outside itself"
+    status, ctype, body = await asyncio.to_thread(get, "GET", "/stats")
+    assert status == 200 and ctype == "application/json", (status, ctype)
+    st = json.loads(body)
+    assert st["redis"] == "off" and st["published"] == 0, st
+    assert (await asyncio.to_thread(get, "GET", "/nope"))[0] == 404
+    assert (await asyncio.to_thread(get, "DELETE", "/"))[0] == 405
+    ws = await connect()
+    try:
+        await cmd(ws, "subscribe:page")
+        await cmd(ws, "publish:page:still", "OK")
+        assert await recv(ws) == "still"
+    finally:
+        await close_all(ws)
+
+
 CASES = [
+    case_page_and_stats,
     case_replies,
     case_subscribe_twice_delivers_once,
     case_invalid_messages,
