@@ -23,6 +23,7 @@
 #include "alloc.h"
 #include "context.h"
 #include "dispatch.h"
+#include "utf8.h"
 
 #ifndef WSEV_HAVE_HIREDIS
 
@@ -454,7 +455,15 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata) {
   size_t name_len = chan->len - PREFIX_LEN;
   if (strcmp(kind->str, "message") == 0 && body->type == REDIS_REPLY_STRING) {
     if (body->len < HEADER_LEN || memcmp(body->str, fed->instance, 8) == 0) return;
-    wsev_msg_type type = body->str[8] == WSEV_TEXT ? WSEV_TEXT : WSEV_BINARY;
+    /* Anyone may PUBLISH on a wsev: channel: what is not ours to forward (an unknown
+     * type, or text that is not UTF-8, which would make browsers fail the connection)
+     * is dropped. */
+    uint8_t kind_byte = (uint8_t)body->str[8];
+    if (kind_byte != WSEV_TEXT && kind_byte != WSEV_BINARY) return;
+    wsev_msg_type type = kind_byte == WSEV_TEXT ? WSEV_TEXT : WSEV_BINARY;
+    if (type == WSEV_TEXT && !wsev__utf8_is_valid((const uint8_t *)body->str + HEADER_LEN,
+                                                  body->len - HEADER_LEN))
+      return;
     fed->stats.received++;
     wsev__topics_deliver(fed->ctx, name, name_len, body->str + HEADER_LEN,
                          body->len - HEADER_LEN, type, 0);

@@ -22,6 +22,8 @@ service, never a fixed port), in a temporary directory, and stops it afterwards.
                 after SIGCONT
   bad_password  a wrong password: a clear error (stderr and /stats), the instance
                 serves locally; the right one federates
+  foreign_messages  malformed publishes on a wsev: channel are dropped, well-formed
+                ones from other ids delivered
 
 Prints PASS/FAIL per case and `N passed, N failed`; exits non-zero on any failure.
 """
@@ -564,7 +566,31 @@ async def case_redis_frozen(env):
           f"{time.monotonic() - t1:.2f}s after it ran again")
 
 
-CASES = [case_fanout, case_redis_down, case_redis_slow, case_redis_frozen, case_bad_password]
+async def case_foreign_messages(env):
+    """Anyone can PUBLISH on a wsev: channel: short payloads, unknown types and text
+    that is not UTF-8 are dropped; a well-formed one from another instance id is
+    delivered, as text or binary."""
+    redis = await Redis().start()
+    env.redis.append(redis)
+    a = await Instance.start(redis.url())
+    env.instances.append(a)
+    await a.wait_state("up", 5)
+    s, = await connect_many(env, a, 1)
+    await cmd(s, "subscribe:f")
+    await wait_numsub(redis, {"wsev:f": 1})
+    other = b"\x01" * 8
+    for bad in [b"", b"short", other + b"\x07" + b"type", other + b"\x01" + b"\xff\xfe bad utf-8"]:
+        assert await redis.cmd("PUBLISH", "wsev:f", bad) == 1
+    assert await redis.cmd("PUBLISH", "wsev:f", other + b"\x01" + "héllo".encode()) == 1
+    assert await redis.cmd("PUBLISH", "wsev:f", other + b"\x00" + b"\x00\xffbin") == 1
+    assert await recv_until(s, lambda m: True, STEP) == ["héllo"]
+    assert await recv_until(s, lambda m: True, STEP) == [b"\x00\xffbin"]
+    assert await drain(s, 0.3) == []
+    assert (await a.stats())["received"] == 2
+
+
+CASES = [case_fanout, case_redis_down, case_redis_slow, case_redis_frozen, case_bad_password,
+         case_foreign_messages]
 
 
 async def main(names):
