@@ -257,6 +257,15 @@ static void test_semantics(unsigned io_threads) {
   CHECK_EQ_INT(wsev_unsubscribe(NULL, 1, "a", 1), UV_EINVAL);
   CHECK_EQ_INT(wsev_unsubscribe_all(NULL, 1), UV_EINVAL);
   CHECK_EQ_INT(wsev_publish(NULL, "a", 1, "x", 1, WSEV_TEXT, 0), UV_EINVAL);
+  CHECK_EQ_UINT(wsev_get_topic_subscribers(NULL, "a", 1, NULL, 0), 0);
+  CHECK_EQ_UINT(wsev_get_subscription_count(NULL, 1), 0);
+  CHECK_EQ_INT(wsev_federate(NULL, "redis://127.0.0.1", NULL), UV_EINVAL);
+  CHECK_EQ_INT(wsev_get_fed_state(NULL), WSEV_FED_OFF);
+  CHECK(wsev_get_fed_error(NULL) == NULL);
+  wsev_fed_stats fst;
+  CHECK_EQ_INT(wsev_get_fed_stats(NULL, &fst), UV_EINVAL);
+  CHECK_EQ_INT(wsev_unsubscribe(ctx, S(0), NULL, 1), UV_EINVAL);
+  CHECK_EQ_UINT(wsev_get_topic_subscriber_count(ctx, NULL, 1), 0);
 
   /* a: 0 1 2; b: 2 3; names are bytes ("a\0" is another topic). */
   for (int i = 0; i < 3; i++)
