@@ -14,7 +14,9 @@
 #                                         (test/bench-redis, npm ci there); 100
 #                                         subscribers on one, 1 publisher on the other,
 #                                         10 publishes in flight; the same Node client
-#                                         (test/bench-redis/cross.mjs) drives both
+#                                         (test/bench-redis/cross.mjs) drives both, and
+#                                         wsev-cross-load (C, on wsev) drives wsev too
+#                                         (wsev-c), to measure the servers
 #
 # Workloads as in test/bench/README.md: pubsub_1to1000 (1 publisher, 1000 subscribers
 # on one channel) and pubsub_10x100 (10 publishers, 1000 subscribers over 100
@@ -99,12 +101,12 @@ if [ $redis = 1 ]; then
   B_PID=""
   cross_cmd() { # NAME PORT
     case $1 in
-      wsev) echo "$ROOT/$BUILD/sample/wsev-pubsub --port $2 --no-tls --quiet --redis redis://127.0.0.1:$RP" ;;
+      wsev|wsev-c) echo "$ROOT/$BUILD/sample/wsev-pubsub --port $2 --no-tls --quiet --redis redis://127.0.0.1:$RP" ;;
       socketio) echo "node $ROOT/test/bench-redis/sio-server.mjs $2 redis://127.0.0.1:$RP" ;;
     esac
   }
   for rep in $(seq "$reps"); do
-    for s in wsev socketio; do
+    for s in wsev wsev-c socketio; do
       pa=$((port + 1)); pb=$((port + 2)); port=$((port + 2))
       # shellcheck disable=SC2046
       $(cross_cmd $s $pa) >"$TMP/a.log" 2>&1 &
@@ -119,8 +121,12 @@ if [ $redis = 1 ]; then
         done
       done
       sleep 0.5
-      mode=wsev; [ $s = socketio ] && mode=sio
-      out=$(node test/bench-redis/cross.mjs $mode $pa $pb 100 1 10 "$secs" | grep '^RESULT' || true)
+      case $s in
+        wsev) out=$(node test/bench-redis/cross.mjs wsev $pa $pb 100 1 10 "$secs" | grep '^RESULT' || true) ;;
+        wsev-c) out=$("$ROOT/$BUILD/test/bench-redis/wsev-cross-load" $pa $pb 100 1 10 "$secs" |
+          grep '^RESULT' || true) ;;
+        socketio) out=$(node test/bench-redis/cross.mjs sio $pa $pb 100 1 10 "$secs" | grep '^RESULT' || true) ;;
+      esac
       kill $B_PID 2>/dev/null || true; wait $B_PID 2>/dev/null || true
       stop_server
       printf 'cross\t%s\t%s\t%s\t%s\n' "$s" "$(field rate "$out")" "$(field p50_us "$out")" \
@@ -131,7 +137,7 @@ if [ $redis = 1 ]; then
   median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "NA"}'; }
   echo "| across 2 instances via Redis | deliveries/s | p50 µs | p99 µs |"
   echo "|---|---|---|---|"
-  for s in wsev socketio; do
+  for s in wsev wsev-c socketio; do
     r=$(awk -F'\t' -v s=$s '$2==s {print $3}' "$TMP/cross.tsv" | median)
     p50=$(awk -F'\t' -v s=$s '$2==s {print $4}' "$TMP/cross.tsv" | median)
     p99=$(awk -F'\t' -v s=$s '$2==s {print $5}' "$TMP/cross.tsv" | median)
