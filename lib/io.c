@@ -1031,44 +1031,6 @@ static int refused_for_backpressure(wsev_io *io, remote *r, uint64_t id, size_t 
   return 0;
 }
 
-int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int text) {
-  wsev_io *io = ctx->io;
-  remote *r = find(io, id);
-  if (!r) return WSEV_ENOCONN;
-  if (r->closing) return WSEV_ECLOSING;
-  if (refused_for_backpressure(io, r, id, len)) return WSEV_EBACKPRESSURE;
-  /* A small message travels inside its write_args, a large one in a hand-off buffer. */
-  int inside = len < HANDOFF_MIN;
-  write_args *w = wsev__malloc(sizeof *w + (inside ? len : 0));
-  if (w && inside) {
-    w->data = (uint8_t *)(w + 1);
-    w->cap = 0;
-  } else if (w && !(w->data = handoff_get(io, len, &w->cap))) {
-    wsev__free(w);
-    w = NULL;
-  }
-  if (!w) return lost_write(io, r, id);
-  if (len) memcpy(w->data, data, len);
-  w->io = io;
-  w->id = id;
-  w->payload = len;
-  w->len = framed(r, len);
-  w->text = text;
-  count_sent(io, r, w->len);
-  if (wsev__post_internal(thread_of(io, id)->inner, write_on_thread, w) != 0) {
-    if (r->link) atomic_fetch_sub(&r->link->in_transit, w->len);
-    if (!inside) handoff_put(io, w->data, w->cap);
-    wsev__free(w);
-    return lost_write(io, r, id);
-  }
-  return 0;
-}
-
-size_t wsev__io_buffered(const wsev_ctx *ctx, uint64_t id) {
-  remote *r = find(ctx->io, id);
-  return r && r->link ? estimate(r->link) : 0;
-}
-
 /* A broadcast on its way to one thread: the frame, shared by every thread's recipients. */
 typedef struct {
   wsev_shared *frame; /* one reference of this item's */
@@ -1099,6 +1061,75 @@ static void broadcast_on_thread(wsev_ctx *inner, void *arg) {
   }
   wsev__shared_unref(b->frame);
   wsev__free(b);
+}
+
+/* A large write of a connection the thread does not mask for (not ours) is framed here
+ * and its bytes join the thread's queue as they are (a broadcast to one): one copy, as
+ * inline. */
+static int write_shared(wsev_io *io, remote *r, uint64_t id, const void *data, size_t len,
+                        int opcode) {
+  wsev_shared *frame = wsev__shared_new(len + WSEV_FRAME_MAX_HEADER);
+  broadcast_args *b = frame ? wsev__malloc(sizeof *b + sizeof(uint64_t)) : NULL;
+  if (!b) {
+    if (frame) wsev__shared_unref(frame);
+    return lost_write(io, r, id);
+  }
+  b->header = wsev__frame_encode_header(frame->data, 1, opcode, len, NULL);
+  memcpy(frame->data + b->header, data, len);
+  frame->len = b->header + len;
+  b->frame = frame;
+  b->opcode = opcode;
+  b->count = 1;
+  b->ids[0] = id;
+  count_sent(io, r, frame->len);
+  if (wsev__post_internal(thread_of(io, id)->inner, broadcast_on_thread, b) != 0) {
+    if (r->link) atomic_fetch_sub(&r->link->in_transit, frame->len);
+    wsev__shared_unref(frame);
+    wsev__free(b);
+    return lost_write(io, r, id);
+  }
+  return 0;
+}
+
+int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int text) {
+  wsev_io *io = ctx->io;
+  remote *r = find(io, id);
+  if (!r) return WSEV_ENOCONN;
+  if (r->closing) return WSEV_ECLOSING;
+  if (refused_for_backpressure(io, r, id, len)) return WSEV_EBACKPRESSURE;
+  /* A small message travels inside its write_args, a large one in a hand-off buffer
+   * or (not ours) framed in a shared frame. */
+  int inside = len < HANDOFF_MIN;
+  if (!inside && !r->ours)
+    return write_shared(io, r, id, data, len, text ? WSEV_OP_TEXT : WSEV_OP_BINARY);
+  write_args *w = wsev__malloc(sizeof *w + (inside ? len : 0));
+  if (w && inside) {
+    w->data = (uint8_t *)(w + 1);
+    w->cap = 0;
+  } else if (w && !(w->data = handoff_get(io, len, &w->cap))) {
+    wsev__free(w);
+    w = NULL;
+  }
+  if (!w) return lost_write(io, r, id);
+  if (len) memcpy(w->data, data, len);
+  w->io = io;
+  w->id = id;
+  w->payload = len;
+  w->len = framed(r, len);
+  w->text = text;
+  count_sent(io, r, w->len);
+  if (wsev__post_internal(thread_of(io, id)->inner, write_on_thread, w) != 0) {
+    if (r->link) atomic_fetch_sub(&r->link->in_transit, w->len);
+    if (!inside) handoff_put(io, w->data, w->cap);
+    wsev__free(w);
+    return lost_write(io, r, id);
+  }
+  return 0;
+}
+
+size_t wsev__io_buffered(const wsev_ctx *ctx, uint64_t id) {
+  remote *r = find(ctx->io, id);
+  return r && r->link ? estimate(r->link) : 0;
 }
 
 int wsev__io_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void *data,
