@@ -246,7 +246,10 @@ static void frames_input(wsev_conn *c, uint8_t *p, size_t n) {
     switch (kind) {
     case WSEV_READ_MORE: return;
     case WSEV_READ_MESSAGE:
-      wsev__emit_message(ctx, c->id, ev.data, ev.len, ev.text);
+      /* An I/O thread may take the reader's buffer instead (no copy), when the event
+       * would be dispatched at once anyway. */
+      if (!ctx->take_message || !wsev__dispatch_now(ctx) || !ctx->take_message(c, &ev))
+        wsev__emit_message(ctx, c->id, ev.data, ev.len, ev.text);
       if (ctx->app_busy) c->handed++;
       break;
     case WSEV_READ_PONG: break;

@@ -128,6 +128,9 @@ struct wsev_ctx {
    * (app_busy returns 1 and wsev__conn_acked follows once it is done), so that its
    * replies go out first, as they do inline. */
   int (*app_busy)(wsev_conn *c);
+  /* An I/O thread's context: a message reassembled in the reader's buffer goes to the
+   * application in that buffer (1: taken; 0: emit it as usual). */
+  int (*take_message)(wsev_conn *c, const wsev_read_event *ev);
   /* Run after each batch of posted calls (io.c: connections the application caught up
    * with), inside the serialized stream. */
   void (*posts_done)(wsev_ctx *ctx);

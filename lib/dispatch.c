@@ -108,6 +108,10 @@ void wsev__queue_free(wsev_ctx *ctx) {
 
 static int must_wait(const wsev_ctx *ctx) { return ctx->dispatching || ctx->in_api; }
 
+int wsev__dispatch_now(const wsev_ctx *ctx) {
+  return !must_wait(ctx) && !ctx->queue_len && !ctx->freeing;
+}
+
 /* Closed events cannot be lost here: room for one per id was reserved when the id was
  * handed out. */
 static void wait_in_queue(wsev_ctx *ctx, wsev_event *ev) {

@@ -14,6 +14,8 @@ void wsev__emit_closed(wsev_ctx *ctx, uint64_t id, const wsev_conn_ending *endin
 void wsev__emit_message(wsev_ctx *ctx, uint64_t id, const uint8_t *data, size_t len, int text);
 /* Around a callback that answers something (upgrade_requested, http_request): events
  * queued before it run first, those it raises run after it. */
+/* 1 if an event raised now would be dispatched at once (nothing queued before it). */
+int wsev__dispatch_now(const wsev_ctx *ctx);
 void wsev__dispatch_begin(wsev_ctx *ctx);
 void wsev__dispatch_end(wsev_ctx *ctx);
 /* Inside dispatch_begin/end: run what waits in the queue; then dispatch an event

@@ -340,6 +340,39 @@ static void item_free(wsev_io *io, inbox_item *item) {
   wsev__free(item);
 }
 
+/* A message that cannot be handed over for want of memory: it is never skipped, the
+ * connection fails (and the application will not acknowledge it: we do). */
+static void message_lost(wsev_ctx *inner, uint64_t id) {
+  conn_link *link = wsev_get_conn_data(inner, id);
+  if (link) atomic_fetch_add(&link->acked, 1);
+  wsev_close_with(inner, id, 1011, "out of memory");
+}
+
+/* A large message reassembled by the reader changes owner without a copy: the
+ * reader's buffer goes to the application (which puts it into the hand-off cache when
+ * done), and the thread's pool gets one from the cache in its place. */
+static int take_message(wsev_conn *c, const wsev_read_event *ev) {
+  wsev_io_thread *t = wsev_get_ctx_data(c->ctx);
+  wsev_buf buf;
+  if (ev->len < HANDOFF_MIN || !c->user_data) return 0;
+  inbox_item *item = new_item(WSEV_EV_MESSAGE, c->id);
+  if (!item) return 0; /* emitted as usual: the copy then fails it too, cleanly */
+  if (!wsev__reader_take_message(&c->reader, &buf)) {
+    wsev__free(item);
+    return 0;
+  }
+  item->ev.data = buf.data;
+  item->ev.len = buf.len;
+  item->data_cap = buf.cap;
+  item->ev.msg_type = (uint8_t)(ev->text ? WSEV_TEXT : WSEV_BINARY);
+  item->link = c->user_data;
+  push(t->io, item);
+  size_t cap;
+  uint8_t *spare = handoff_get(t->io, buf.cap, &cap);
+  wsev__buf_put(&c->ctx->pool, spare, cap); /* NULL is fine */
+  return 1;
+}
+
 static void inner_message(wsev_ctx *inner, uint64_t id, const void *data, size_t len,
                           wsev_msg_type type) {
   wsev_io_thread *t = wsev_get_ctx_data(inner);
@@ -353,10 +386,8 @@ static void inner_message(wsev_ctx *inner, uint64_t id, const void *data, size_t
     item->ev.data = inside ? (uint8_t *)(item + 1) : handoff_get(t->io, len, &item->data_cap);
   }
   if (!item || !item->ev.data) {
-    conn_link *link = wsev_get_conn_data(inner, id);
-    if (link) atomic_fetch_add(&link->acked, 1); /* it never reaches the application */
     wsev__free(item);
-    wsev_close_with(inner, id, 1011, "out of memory"); /* a message is never skipped */
+    message_lost(inner, id);
     return;
   }
   if (len) memcpy(item->ev.data, data, len);
@@ -478,6 +509,7 @@ static void thread_main(void *arg) {
     inner->id_dropped = inner_id_dropped;
     inner->send_report = report_flushed; /* conn_drained comes from there */
     inner->app_busy = app_busy;
+    inner->take_message = take_message;
     inner->posts_done = release_caught_up;
     inner->active_total = &t->io->active_total;
     inner->client_sessions = t->io->client_sessions; /* NULL: each thread its own */

@@ -20,6 +20,13 @@ static void release_lent(wsev_reader *r, wsev_pool *pool) {
   }
 }
 
+int wsev__reader_take_message(wsev_reader *r, wsev_buf *out) {
+  if (!r->lent || !r->msg.data || r->msg_opcode) return 0;
+  *out = r->msg;
+  memset(&r->msg, 0, sizeof r->msg);
+  return 1;
+}
+
 void wsev__reader_free(wsev_reader *r, wsev_pool *pool) {
   wsev__buf_release(pool, &r->msg);
   wsev__free(r->ctrl);

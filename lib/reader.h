@@ -63,6 +63,11 @@ void wsev__reader_free(wsev_reader *r, wsev_pool *pool);
  * dropped, control frames still come out. */
 static inline void wsev__reader_discard(wsev_reader *r) { r->discard = 1; }
 
+/* After a MESSAGE whose bytes were reassembled in the reader's buffer (it spanned
+ * reads or frames): hand that buffer over, *out gets it and the reader forgets it. 0
+ * (nothing taken) when the message was lent from the input instead. */
+int wsev__reader_take_message(wsev_reader *r, wsev_buf *out);
+
 /* Read from *p (*n bytes, unmasked in place) until the next event or the end of the
  * input; *p and *n advance past what was used. `max_message` bounds a message (all
  * fragments together): over it, the result is a FAIL with 1009. After a FAIL the
