@@ -9,14 +9,9 @@
  * subscription in O(1) (unsubscribe, and the sender to leave out of a publish), and
  * each connection's subscriptions form a list, found through an id map, so a closed
  * connection leaves all its topics in O(its topics).
- *
- * The context structure has no room for this state (context.h is not this layer's),
- * so a small registry maps a context to its topics: a thread-local cache in front of
- * a locked list, consulted only while some context has topics at all. */
+ * The state hangs off the context (ctx->topics), made with the first subscription. */
 #include "topic.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -55,39 +50,17 @@ typedef struct {
 } table;
 
 struct wsev_topics {
-  const wsev_ctx *ctx;
-  wsev_topics *reg_next; /* the registry's list */
   table topics, subs;
   wsev_idmap conns; /* id -> conn_subs */
   wsev_fed *fed;
 };
 
-/* ---- the registry: context -> topics ------------------------------------------------ */
-
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static wsev_topics *reg_head;
-static atomic_size_t reg_count;
-static _Thread_local const wsev_ctx *cache_ctx;
-static _Thread_local wsev_topics *cache_ts;
-
 wsev_topics *wsev__topics_get(wsev_ctx *ctx, int create) {
-  if (cache_ctx == ctx && (cache_ts || !create)) return cache_ts;
-  if (!create && atomic_load_explicit(&reg_count, memory_order_acquire) == 0) return NULL;
-  pthread_mutex_lock(&reg_lock);
-  wsev_topics *ts = reg_head;
-  while (ts && ts->ctx != ctx)
-    ts = ts->reg_next;
-  if (!ts && create && (ts = wsev__calloc(1, sizeof *ts)) != NULL) {
-    ts->ctx = ctx;
+  if (ctx->topics || !create) return ctx->topics;
+  wsev_topics *ts = wsev__calloc(1, sizeof *ts);
+  if (ts) {
     wsev__idmap_init(&ts->conns);
-    ts->reg_next = reg_head;
-    reg_head = ts;
-    atomic_fetch_add_explicit(&reg_count, 1, memory_order_release);
-  }
-  pthread_mutex_unlock(&reg_lock);
-  if (ts || !create) { /* a context's topics are made on its own thread only */
-    cache_ctx = ctx;
-    cache_ts = ts;
+    ctx->topics = ts;
   }
   return ts;
 }
@@ -391,17 +364,10 @@ void wsev__topics_each(wsev_ctx *ctx, void (*fn)(void *arg, const char *name, si
 }
 
 void wsev__topics_free(wsev_ctx *ctx) {
-  wsev_topics *ts = wsev__topics_get(ctx, 0);
-  if (cache_ctx == ctx) cache_ctx = NULL, cache_ts = NULL;
+  wsev_topics *ts = ctx->topics;
   if (!ts) return;
   if (ts->fed) wsev__fed_free(ts->fed);
-  pthread_mutex_lock(&reg_lock);
-  wsev_topics **link = &reg_head;
-  while (*link != ts)
-    link = &(*link)->reg_next;
-  *link = ts->reg_next;
-  atomic_fetch_sub_explicit(&reg_count, 1, memory_order_release);
-  pthread_mutex_unlock(&reg_lock);
+  ctx->topics = NULL;
   for (size_t i = 0; ts->topics.b && i <= ts->topics.mask; i++) {
     topic *t = ts->topics.b[i];
     while (t) {
