@@ -311,8 +311,7 @@ void wsev__conn_acked(wsev_conn *c) {
     wsev__conn_input(c, held.data ? held.data : (uint8_t *)"", held.len);
     wsev__free(held.data);
   }
-  if (c->eof_waiting && !c->paused && c->state != WSEV_CONN_DEAD &&
-      !c->ctx->app_busy(c)) {
+  if (c->eof_waiting && !c->paused && c->state != WSEV_CONN_DEAD && !c->ctx->app_busy(c)) {
     c->eof_waiting = 0;
     peer_eof_now(c);
   }

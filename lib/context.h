@@ -118,8 +118,8 @@ struct wsev_ctx {
   uv_mutex_t post_lock;
   wsev_post_item *post_head, *post_tail;
   uv_async_t post_async;
-  pthread_t owner; /* the context's thread: the one that created it */
-  wsev_io *io;     /* threaded mode: the I/O threads (io.c); NULL: inline */
+  pthread_t owner;            /* the context's thread: the one that created it */
+  wsev_io *io;                /* threaded mode: the I/O threads (io.c); NULL: inline */
   struct wsev_topics *topics; /* topic.c: subscriptions and federation, from the first one */
   /* An I/O thread's context: an id handed out for a request (an upgrade, or a plain
    * request that waited) ended without ever being announced. */

@@ -10,6 +10,15 @@
 #include "alloc.h"
 #include "topic.h"
 
+/* Apart from the per-message path below: what it keeps across the callback would cost
+ * every message a register save (8 instructions per echo under callgrind). */
+static __attribute__((noinline)) void call_closed(wsev_ctx *ctx, const wsev_event *ev) {
+  ctx->closing = ev; /* for wsev_get_close_info and wsev_get_conn_data */
+  if (ctx->handler.conn_closed) ctx->handler.conn_closed(ctx, ev->id);
+  ctx->closing = NULL;
+  if (ctx->topics) wsev__topics_conn_closed(ctx, ev->id); /* it leaves its topics */
+}
+
 static void call_handler(wsev_ctx *ctx, const wsev_event *ev) {
   const wsev_handler *h = &ctx->handler;
   switch (ev->kind) {
@@ -19,12 +28,7 @@ static void call_handler(wsev_ctx *ctx, const wsev_event *ev) {
   case WSEV_EV_MESSAGE:
     if (h->message_received) h->message_received(ctx, ev->id, ev->data, ev->len, ev->msg_type);
     break;
-  case WSEV_EV_CLOSED:
-    ctx->closing = ev; /* for wsev_get_close_info and wsev_get_conn_data */
-    if (h->conn_closed) h->conn_closed(ctx, ev->id);
-    ctx->closing = NULL;
-    wsev__topics_conn_closed(ctx, ev->id); /* it leaves its topics (topic.c) */
-    break;
+  case WSEV_EV_CLOSED: call_closed(ctx, ev); break;
   case WSEV_EV_TIMEOUT:
     if (h->event_loop_timeout) h->event_loop_timeout(ctx);
     break;

@@ -104,7 +104,7 @@ struct wsev_fed {
   uint64_t ping_sent;   /* when the PING still unanswered went out, or 0 */
   uv_getaddrinfo_t gai;
   int resolving;
-  int stale; /* the resolution in flight belongs to an attempt given up */
+  int stale;   /* the resolution in flight belongs to an attempt given up */
   int pending; /* handles and requests still to finish before the struct is freed */
   int freeing;
   int was_up;
@@ -251,8 +251,7 @@ static void on_heartbeat(uv_timer_t *t) {
     fail(fed, "redis stopped answering (a PING unanswered for 3 s)");
     return;
   }
-  if (!fed->ping_sent &&
-      redisAsyncCommand(fed->pub->ac, on_pong, fed->pub, "PING") == REDIS_OK)
+  if (!fed->ping_sent && redisAsyncCommand(fed->pub->ac, on_pong, fed->pub, "PING") == REDIS_OK)
     fed->ping_sent = now ? now : 1;
 }
 
@@ -382,8 +381,7 @@ static void start(wsev_fed *fed) {
   set_state(fed, WSEV_FED_CONNECTING, NULL);
   fed->gai.data = fed;
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-  int rc = uv_getaddrinfo(wsev_get_loop(fed->ctx), &fed->gai, on_resolved, fed->host, NULL,
-                          &hints);
+  int rc = uv_getaddrinfo(wsev_get_loop(fed->ctx), &fed->gai, on_resolved, fed->host, NULL, &hints);
   if (rc) {
     char reason[512];
     snprintf(reason, sizeof reason, "cannot resolve redis host %.200s: %s", fed->host,
@@ -438,8 +436,7 @@ void wsev__fed_topic_added(wsev_fed *fed, const char *name, size_t len) {
 }
 
 void wsev__fed_topic_removed(wsev_fed *fed, const char *name, size_t len) {
-  if (link_usable(fed->sub) && !fed->freeing)
-    channel_command(fed->sub, "UNSUBSCRIBE", name, len);
+  if (link_usable(fed->sub) && !fed->freeing) channel_command(fed->sub, "UNSUBSCRIBE", name, len);
 }
 
 static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata) {
@@ -461,12 +458,12 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata) {
     uint8_t kind_byte = (uint8_t)body->str[8];
     if (kind_byte != WSEV_TEXT && kind_byte != WSEV_BINARY) return;
     wsev_msg_type type = kind_byte == WSEV_TEXT ? WSEV_TEXT : WSEV_BINARY;
-    if (type == WSEV_TEXT && !wsev__utf8_is_valid((const uint8_t *)body->str + HEADER_LEN,
-                                                  body->len - HEADER_LEN))
+    if (type == WSEV_TEXT &&
+        !wsev__utf8_is_valid((const uint8_t *)body->str + HEADER_LEN, body->len - HEADER_LEN))
       return;
     fed->stats.received++;
-    wsev__topics_deliver(fed->ctx, name, name_len, body->str + HEADER_LEN,
-                         body->len - HEADER_LEN, type, 0);
+    wsev__topics_deliver(fed->ctx, name, name_len, body->str + HEADER_LEN, body->len - HEADER_LEN,
+                         type, 0);
   } else if (strcmp(kind->str, "unsubscribe") == 0 && name_len <= WSEV_TOPIC_MAX_LEN &&
              wsev_get_topic_subscriber_count(fed->ctx, name, name_len) > 0) {
     /* The topic came back while its UNSUBSCRIBE was on its way: hiredis has just
@@ -500,8 +497,8 @@ void wsev__fed_publish(wsev_fed *fed, const char *name, size_t len, const void *
   char chan[PREFIX_LEN + WSEV_TOPIC_MAX_LEN];
   memcpy(chan, PREFIX, PREFIX_LEN);
   memcpy(chan + PREFIX_LEN, name, len);
-  if (redisAsyncCommand(fed->pub->ac, on_published, (void *)(uintptr_t)total, "PUBLISH %b %b",
-                        chan, PREFIX_LEN + len, payload, total) == REDIS_OK) {
+  if (redisAsyncCommand(fed->pub->ac, on_published, (void *)(uintptr_t)total, "PUBLISH %b %b", chan,
+                        PREFIX_LEN + len, payload, total) == REDIS_OK) {
     fed->pending_bytes += total;
     fed->stats.published++;
   } else {

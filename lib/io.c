@@ -84,7 +84,7 @@ typedef struct inbox_item {
  * pushes the closed event (the inner connection's id is 0 from then on); the
  * application frees it with that event. */
 struct conn_link {
-  inbox_item closed;          /* first: freed as the closed event */
+  inbox_item closed;         /* first: freed as the closed event */
   _Atomic size_t in_transit; /* framed bytes the application sent, not yet queued on the thread */
   _Atomic size_t queued;     /* the thread's send queue after its last write or flush */
   _Atomic int want_drained;  /* the application waits for the total to drain to low_water */
@@ -95,7 +95,7 @@ struct conn_link {
   _Atomic uint32_t acked;
   _Atomic int busy;
   conn_link *busy_next, *busy_prev; /* the thread's list of waiting connections */
-  conn_link *doom_next;              /* under doom_lock: on the thread's doom list */
+  conn_link *doom_next;             /* under doom_lock: on the thread's doom list */
   uint16_t doom_code;
   uint8_t doomed;
 };
@@ -125,7 +125,7 @@ struct wsev_io {
   wsev_idmap deferred; /* id -> wsev_request_copy of an upgrade the application deferred */
   handoff_cache handoff;
   wsev_tls_sessions *client_sessions; /* wss connections we open resume on any thread */
-  _Atomic size_t active_total; /* accepted connections on all threads (max_connections) */
+  _Atomic size_t active_total;        /* accepted connections on all threads (max_connections) */
   uv_mutex_t lock;
   inbox_item *head, *tail;
   uv_async_t inbox;
@@ -411,7 +411,7 @@ static void inner_closed(wsev_ctx *inner, uint64_t id) {
   wsev_close_info info;
   conn_link *link = wsev_get_conn_data(inner, id); /* kept since it was told */
   if (!link) return;                               /* never told to the application */
-  busy_unlist(t, link); /* from now on the link is the application's */
+  busy_unlist(t, link);                            /* from now on the link is the application's */
   doom_unlist(t, link);
   inbox_item *item = &link->closed;
   if (wsev_get_close_info(inner, id, &info) == 0) {
@@ -753,7 +753,8 @@ static void deliver(wsev_io *io, inbox_item *item) {
   switch (item->ev.kind) {
   case WSEV_EV_ACCEPTED:
     if (r && r->gone) break; /* opened while the application abandoned it */
-    if (!r && (!(r = wsev__calloc(1, sizeof *r)) || wsev__idmap_put(&io->remotes, item->ev.id, r))) {
+    if (!r &&
+        (!(r = wsev__calloc(1, sizeof *r)) || wsev__idmap_put(&io->remotes, item->ev.id, r))) {
       remote_free(r); /* the application never sees it; its close is dropped too */
       doom(io, item->ev.id, item->link, 1011);
       break;
@@ -780,7 +781,8 @@ static void deliver(wsev_io *io, inbox_item *item) {
     if (r && r->open) wsev__deliver(ctx, &item->ev);
     if (item->link) { /* a message: done with, its replies posted */
       atomic_fetch_add(&item->link->acked, 1);
-      if (atomic_load(&item->link->busy)) uv_async_send(&thread_of(io, item->ev.id)->inner->post_async);
+      if (atomic_load(&item->link->busy))
+        uv_async_send(&thread_of(io, item->ev.id)->inner->post_async);
     }
   }
 }
@@ -922,7 +924,7 @@ void wsev__io_free(wsev_ctx *ctx) {
 
 typedef struct {
   const char *host, *cert, *key;
-  char port[12];            /* the port the probe got: every thread binds the same one */
+  char port[12];             /* the port the probe got: every thread binds the same one */
   wsev_tls_tickets *tickets; /* one set for all threads: a ticket resumes on any of them */
 } listen_args;
 

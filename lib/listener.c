@@ -22,7 +22,7 @@ struct wsev_listener {
    * while `spare` (a duplicate of the socket, kept for the listener's life) holds the
    * port and the queue, and `resume` opens a new duplicate a little later. */
   uv_timer_t resume;
-  int spare; /* -1: none (no pause possible) */
+  int spare;              /* -1: none (no pause possible) */
   uint8_t handles;        /* of tcp, reject and resume still open; freed at 0 */
   uint8_t reject_busy;    /* reject is closing */
   uint8_t accept_waiting; /* a client is pending while reject was busy */

@@ -59,11 +59,11 @@ struct wsev_tls_config {
   mbedtls_x509_crt chain; /* servers: our chain; clients: the trusted CAs */
   mbedtls_pk_context key;
   wsev_tls_tickets *tickets; /* servers: keys that seal session tickets */
-  wsev_tls *stepping;                 /* servers: the connection whose handshake is being driven */
+  wsev_tls *stepping;        /* servers: the connection whose handshake is being driven */
   size_t refs;
   int server;
   int insecure;
-  char *ca_file; /* clients: where the CAs came from (NULL: the system's) */
+  char *ca_file;               /* clients: where the CAs came from (NULL: the system's) */
   wsev_tls_sessions *sessions; /* clients */
 };
 
@@ -220,8 +220,8 @@ static int on_sni(void *unused, mbedtls_ssl_context *ssl, const unsigned char *n
  * handshake being driven resumes that session, which the connection records. */
 static int ticket_write(void *p, const mbedtls_ssl_session *session, unsigned char *start,
                         const unsigned char *end, size_t *len, uint32_t *lifetime) {
-  return mbedtls_ssl_ticket_write(&((wsev_tls_config *)p)->tickets->keys, session, start, end,
-                                  len, lifetime);
+  return mbedtls_ssl_ticket_write(&((wsev_tls_config *)p)->tickets->keys, session, start, end, len,
+                                  lifetime);
 }
 
 static int ticket_parse(void *p, mbedtls_ssl_session *session, unsigned char *buf, size_t len) {

@@ -33,9 +33,9 @@ typedef struct topic {
 
 struct sub {
   topic *t;
-  sub *next;         /* chain in the subscription table, keyed by (t, id) */
+  sub *next;          /* chain in the subscription table, keyed by (t, id) */
   sub *cnext, *cprev; /* the connection's subscriptions */
-  uint32_t pos;      /* index in t->ids and t->subs */
+  uint32_t pos;       /* index in t->ids and t->subs */
 };
 
 /* A connection's subscriptions. */

@@ -7,8 +7,7 @@
 #include <stdlib.h>
 #include <wsev.h>
 
-static inline int test_ctx_new(wsev_ctx **ctx, uv_loop_t *loop, const wsev_handler *h,
-                               void *data) {
+static inline int test_ctx_new(wsev_ctx **ctx, uv_loop_t *loop, const wsev_handler *h, void *data) {
   const char *threads = getenv("WSEV_IO_THREADS");
   int rc = wsev_ctx_new(ctx, loop, h, data);
   if (rc == 0 && threads && (rc = wsev_set_io_threads(*ctx, (unsigned)atoi(threads))) != 0) {
