@@ -11,6 +11,11 @@
 #   --servers "wsev uws lws ws"    a subset of peers (raw is always run for echo rows)
 #   --workloads "echo_100x10 ..."  a subset of workloads (names as in the table)
 #   --no-install                   skip apt-get / npm ci
+#   --threads "0 1 3 7" [--server-cores 0-7] [--client-cores 8-15] [--seconds S]
+#                                  I/O threads instead: wsev-echo inline and on each
+#                                  thread count, CPU per message split between the
+#                                  dispatcher and the I/O threads, the overhead and a
+#                                  projection (scripts/bench-threads.sh, which it runs)
 #
 # The server runs pinned to CPU 0, the load generator to CPU 1 (taskset); all traffic
 # is on 127.0.0.1, every run stops by itself.
@@ -20,6 +25,13 @@ ROOT=$PWD
 BUILD=build-bench
 BENCH=test/bench
 RESULTS=$BENCH/results
+
+# I/O threads are measured by bench-threads.sh with the same options.
+for a in "$@"; do
+  case "$a" in --threads | --server-cores | --client-cores | --seconds)
+    exec scripts/bench-threads.sh "$@" ;;
+  esac
+done
 
 quick=0; callgrind=0; reps=""; install=1
 args="$*"
@@ -33,7 +45,7 @@ while [ $# -gt 0 ]; do
     --servers) servers=$2; shift ;;
     --workloads) workloads=$2; shift ;;
     --no-install) install=0 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "bench: unknown option $1" >&2; exit 2 ;;
   esac
   shift
