@@ -40,8 +40,9 @@ struct wsev_io_thread {
   uv_sem_t ready;
   int index;
   int start_rc;
-  int running;          /* created and not joined yet */
-  conn_link *busy_head; /* the thread's: connections whose reaction waits for the application */
+  int running;              /* created and not joined yet */
+  conn_link *busy_head;     /* the thread's: connections whose reaction waits for the application */
+  struct inbox_item *items; /* the thread's: small message items to reuse (see spare_items) */
   /* Connections the application closes without memory to post the close: it puts them
    * here (an allocation-free way, through their links) and the thread closes them. */
   uv_mutex_t doom_lock;
@@ -74,6 +75,7 @@ typedef struct inbox_item {
   char *strings;
   wsev_request_copy *request; /* upgrade, http: owned */
   size_t data_cap;            /* ev.data came from the hand-off cache */
+  int small;                  /* a small message's item: reused (spare_items) */
   conn_link *link;            /* accepted, message: the connection's shared part */
 } inbox_item;
 
@@ -129,7 +131,18 @@ struct wsev_io {
   uv_mutex_t lock;
   inbox_item *head, *tail;
   uv_async_t inbox;
+  /* Small message items go back to the threads for reuse instead of to malloc, which
+   * cost page faults and arena locking when freed on the other thread: the
+   * application collects them per batch (returned) and hands them over under `lock`
+   * when it takes the next batch; a thread takes them all when it pushes with none
+   * left of its own. */
+  inbox_item *spare_items, *returned;
+  size_t n_spare_items, n_returned;
 };
+
+/* The inline room of a small message's item. */
+#define SMALL_ITEM 128
+#define SPARE_ITEMS_MAX 4096
 
 static wsev_io_thread *thread_of(wsev_io *io, uint64_t id) {
   return &io->threads[(id - 1) % (uint64_t)io->count];
@@ -137,7 +150,9 @@ static wsev_io_thread *thread_of(wsev_io *io, uint64_t id) {
 
 /* ---- on the I/O threads --------------------------------------------------------------- */
 
-static void push(wsev_io *io, inbox_item *item) {
+/* Into the inbox; with `spares` (a thread's empty list of small items), the spare
+ * items come back while the lock is held anyway. */
+static void push_taking(wsev_io *io, inbox_item *item, inbox_item **spares) {
   item->next = NULL;
   uv_mutex_lock(&io->lock);
   int was_empty = io->head == NULL;
@@ -146,9 +161,16 @@ static void push(wsev_io *io, inbox_item *item) {
   else
     io->head = item;
   io->tail = item;
+  if (spares && !*spares && io->spare_items) {
+    *spares = io->spare_items;
+    io->spare_items = NULL;
+    io->n_spare_items = 0;
+  }
   uv_mutex_unlock(&io->lock);
   if (was_empty) uv_async_send(&io->inbox);
 }
+
+static void push(wsev_io *io, inbox_item *item) { push_taking(io, item, NULL); }
 
 static inbox_item *new_item(wsev_event_kind kind, uint64_t id) {
   inbox_item *item = wsev__calloc(1, sizeof *item);
@@ -342,7 +364,14 @@ static void handoff_put(wsev_io *io, uint8_t *buf, size_t cap) {
   wsev__free(buf);
 }
 
+/* Items go back to malloc, small message items to the threads (on_inbox). */
 static void item_free(wsev_io *io, inbox_item *item) {
+  if (item->small && io->n_returned < SPARE_ITEMS_MAX) {
+    item->next = io->returned;
+    io->returned = item;
+    io->n_returned++;
+    return;
+  }
   if (item->ev.data != (uint8_t *)(item + 1)) handoff_put(io, item->ev.data, item->data_cap);
   wsev__free(item->strings);
   wsev__free(item->request);
@@ -386,10 +415,15 @@ static void inner_message(wsev_ctx *inner, uint64_t id, const void *data, size_t
                           wsev_msg_type type) {
   wsev_io_thread *t = wsev_get_ctx_data(inner);
   /* A small message travels inside its item, a large one in a hand-off buffer. */
-  int inside = len < HANDOFF_MIN;
-  inbox_item *item = wsev__malloc(sizeof *item + (inside ? len : 0));
+  int inside = len < HANDOFF_MIN, small = len <= SMALL_ITEM;
+  inbox_item *item = small ? t->items : NULL;
+  if (item)
+    t->items = item->next;
+  else
+    item = wsev__malloc(sizeof *item + (small ? SMALL_ITEM : inside ? len : 0));
   if (item) {
     memset(item, 0, sizeof *item);
+    item->small = small;
     item->ev.kind = WSEV_EV_MESSAGE;
     item->ev.id = id;
     item->ev.data = inside ? (uint8_t *)(item + 1) : handoff_get(t->io, len, &item->data_cap);
@@ -403,7 +437,7 @@ static void inner_message(wsev_ctx *inner, uint64_t id, const void *data, size_t
   item->ev.len = len;
   item->ev.msg_type = (uint8_t)type;
   item->link = wsev_get_conn_data(inner, id);
-  push(t->io, item);
+  push_taking(t->io, item, &t->items);
 }
 
 static void inner_closed(wsev_ctx *inner, uint64_t id) {
@@ -793,6 +827,16 @@ static void on_inbox(uv_async_t *a) {
     uv_mutex_lock(&io->lock);
     inbox_item *batch = io->head;
     io->head = io->tail = NULL;
+    if (io->returned && io->n_spare_items < SPARE_ITEMS_MAX) { /* the last batch's */
+      inbox_item *last = io->returned;
+      while (last->next)
+        last = last->next;
+      last->next = io->spare_items;
+      io->spare_items = io->returned;
+      io->n_spare_items += io->n_returned;
+      io->returned = NULL;
+      io->n_returned = 0;
+    }
     uv_mutex_unlock(&io->lock);
     if (!batch) return;
     wsev__dispatch_begin(io->ctx); /* the batch's callbacks run one after another */
@@ -832,6 +876,19 @@ static void io_free(wsev_io *io) {
     item = next;
   }
   uv_mutex_destroy(&io->lock);
+  inbox_item *lists[] = {io->returned, io->spare_items};
+  for (int k = 0; k < 2; k++)
+    for (item = lists[k]; item;) {
+      inbox_item *next = item->next;
+      wsev__free(item);
+      item = next;
+    }
+  for (int i = 0; i < io->count; i++) /* the threads are gone */
+    for (item = io->threads[i].items; item;) {
+      inbox_item *next = item->next;
+      wsev__free(item);
+      item = next;
+    }
   while (io->handoff.count)
     wsev__free(io->handoff.bufs[--io->handoff.count].data);
   uv_mutex_destroy(&io->handoff.lock);
