@@ -52,6 +52,19 @@ def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
+def settled_fd_count(pid, limit=3.0):
+    """The descriptor count once the last connections have finished closing (the same
+    for 0.3 s; on I/O threads the last closes of a burst may still be under way)."""
+    deadline = time.monotonic() + limit
+    last, since = fd_count(pid), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < 0.3:
+        time.sleep(0.05)
+        n = fd_count(pid)
+        if n != last:
+            last, since = n, time.monotonic()
+    return last
+
+
 def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -380,11 +393,12 @@ def churn(_):
         warm = subprocess.run([CHURN, str(s.port), "2000"], capture_output=True, text=True,
                               timeout=120)
         check(warm.returncode == 0, "warm-up churn failed: %s%s" % (warm.stdout, warm.stderr))
-        rss0, fds0 = proc_status(pid, "VmRSS"), fd_count(pid)
+        fds0 = settled_fd_count(pid)
+        rss0 = proc_status(pid, "VmRSS")
         run = subprocess.run([CHURN, str(s.port), "100000", "64"], capture_output=True,
                              text=True, timeout=600)
-        time.sleep(0.3)
-        rss1, fds1 = proc_status(pid, "VmRSS"), fd_count(pid)
+        fds1 = settled_fd_count(pid)
+        rss1 = proc_status(pid, "VmRSS")
         print("  %s  server RSS %d kB -> %d kB, fds %d -> %d"
               % (run.stdout.strip(), rss0, rss1, fds0, fds1), flush=True)
         check(run.returncode == 0, "churn failed: %s%s" % (run.stdout, run.stderr))
@@ -492,8 +506,8 @@ def tls_churn(_):
                                      zip(kinds, seeds)))
 
         run(200)  # warm-up: buffers and pools at their working size
-        time.sleep(0.3)
-        rss0, fds0 = proc_status(pid, "VmRSS"), fd_count(pid)
+        fds0 = settled_fd_count(pid)
+        rss0 = proc_status(pid, "VmRSS")
         start = time.monotonic()
         results = run(2000)
         elapsed = time.monotonic() - start
