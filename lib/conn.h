@@ -182,6 +182,9 @@ int wsev__conn_set_id(wsev_conn *c, uint64_t id);
 int wsev__send(wsev_conn *c, int opcode, const void *data, size_t len);
 /* Queue a control frame (ping, pong, close), beyond any limit. */
 void wsev__send_control(wsev_conn *c, int opcode, const void *data, size_t len);
+/* Below this size copying a broadcast's frame into each queue is cheaper than sharing
+ * it (wsev_broadcast, and the I/O threads' broadcasts). */
+#define WSEV_SHARE_MIN 1024
 /* One recipient of a broadcast: `frame` (frame_len bytes, unmasked) shared when
  * `shared` is given, else copied; ours are framed from data/len each with its own
  * mask. Same returns as wsev__send. */

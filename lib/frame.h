@@ -55,6 +55,11 @@ int wsev__frame_parse_header(const uint8_t *p, size_t n, wsev_frame_header *h);
  * Size limits are not checked here. */
 int wsev__frame_check(const wsev_frame_header *h, int in_fragmented_message, int must_be_masked);
 
+/* The size of a frame header for this payload length, masked (4 more) or not. */
+static inline size_t wsev__frame_header_size(uint64_t payload_len, int masked) {
+  return 2 + (payload_len > 0xFFFF ? 8 : payload_len > 125 ? 2 : 0) + (masked ? 4 : 0);
+}
+
 /* Write a header for a frame with the shortest length encoding into out (room for
  * WSEV_FRAME_MAX_HEADER bytes); mask NULL means unmasked. Returns its size. */
 size_t wsev__frame_encode_header(uint8_t *out, int fin, int opcode, uint64_t payload_len,

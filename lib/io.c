@@ -47,7 +47,8 @@ struct wsev_io_thread {
    * here (an allocation-free way, through their links) and the thread closes them. */
   uv_mutex_t doom_lock;
   conn_link *doom_head;
-  int exited; /* its loop ended: `stop` is closing (under io->lock) */
+  _Atomic int doomed; /* doom_head is not empty: the thread looks after its posted calls */
+  int exited;         /* its loop ended: `stop` is closing (under io->lock) */
 };
 
 /* The application's view of a connection that lives on an I/O thread. */
@@ -277,13 +278,16 @@ static void doom_unlist(wsev_io_thread *t, conn_link *link) {
  * connections the application caught up with go ahead. */
 static void release_caught_up(wsev_ctx *inner) {
   wsev_io_thread *t = wsev_get_ctx_data(inner);
-  uv_mutex_lock(&t->doom_lock); /* their closed events are told after this */
-  for (conn_link *d = t->doom_head; d; d = d->doom_next) {
-    d->doomed = 0;
-    wsev_close_with(inner, d->closed.ev.id, d->doom_code, NULL);
+  if (atomic_load(&t->doomed)) {  /* rare: no lock after every batch of posts */
+    uv_mutex_lock(&t->doom_lock); /* their closed events are told after this */
+    for (conn_link *d = t->doom_head; d; d = d->doom_next) {
+      d->doomed = 0;
+      wsev_close_with(inner, d->closed.ev.id, d->doom_code, NULL);
+    }
+    t->doom_head = NULL;
+    atomic_store(&t->doomed, 0);
+    uv_mutex_unlock(&t->doom_lock);
   }
-  t->doom_head = NULL;
-  uv_mutex_unlock(&t->doom_lock);
   conn_link *link = t->busy_head;
   while (link) {
     conn_link *next = link->busy_next; /* closes are told after this: the list holds */
@@ -324,11 +328,9 @@ static void inner_accepted(wsev_ctx *inner, uint64_t id) {
   push(t->io, item);
 }
 
-/* A buffer of at least `len` bytes: *cap is its capacity for handoff_put, or 0 for a
- * small one from malloc (freed with wsev__free). */
+/* A buffer of at least `len` (>= HANDOFF_MIN) bytes; *cap is its capacity for
+ * handoff_put. */
 static uint8_t *handoff_get(wsev_io *io, size_t len, size_t *cap) {
-  *cap = 0;
-  if (len < HANDOFF_MIN) return wsev__malloc(len ? len : 1);
   handoff_cache *h = &io->handoff;
   uint8_t *buf = NULL;
   uv_mutex_lock(&h->lock);
@@ -726,6 +728,7 @@ static void doom(wsev_io *io, uint64_t id, conn_link *link, unsigned code) {
     link->doom_code = (uint16_t)code;
     link->doom_next = t->doom_head;
     t->doom_head = link;
+    atomic_store(&t->doomed, 1);
   }
   uv_mutex_unlock(&t->doom_lock);
   uv_async_send(&t->inner->post_async);
@@ -737,9 +740,9 @@ static size_t estimate(const conn_link *link) {
   return atomic_load(&link->in_transit) + atomic_load(&link->queued);
 }
 
-/* A message as it will be queued: its frame header (and mask for ours) counts too. */
+/* A message as it will be queued: its frame header (masked for ours) counts too. */
 static size_t framed(const remote *r, size_t len) {
-  return len + 2 + (len > 65535 ? 8 : len > 125 ? 2 : 0) + (r->ours ? 4 : 0);
+  return len + wsev__frame_header_size(len, r->ours);
 }
 
 /* Before bytes go to the thread (it takes them off again when they arrive). */
@@ -1089,10 +1092,7 @@ static void write_on_thread(wsev_ctx *inner, void *arg) {
   /* Events of this batch (a close) are told after it: the link stays ours meanwhile. */
   wsev_conn *c = inner ? wsev__conn_find(inner, w->id) : NULL;
   if (c) {
-    if (w->text)
-      wsev_write_text(inner, w->id, (const char *)w->data, w->payload);
-    else
-      wsev_write(inner, w->id, w->data, w->payload);
+    wsev__send(c, w->text ? WSEV_OP_TEXT : WSEV_OP_BINARY, w->data, w->payload);
     link_report(c, w->len);
   }
   if (w->data != (uint8_t *)(w + 1)) handoff_put(w->io, w->data, w->cap);
@@ -1140,9 +1140,6 @@ typedef struct {
   uint64_t ids[];
 } broadcast_args;
 
-/* Below this size each recipient's queue gets a copy (as wsev_broadcast does inline). */
-#define SHARE_MIN 1024
-
 static void broadcast_on_thread(wsev_ctx *inner, void *arg) {
   broadcast_args *b = arg;
   if (inner) {
@@ -1152,9 +1149,9 @@ static void broadcast_on_thread(wsev_ctx *inner, void *arg) {
     for (size_t i = 0; i < b->count; i++) {
       wsev_conn *c = wsev__conn_find(inner, b->ids[i]);
       if (c) {
-        wsev__send_framed(c, b->opcode, payload, len, len > SHARE_MIN ? b->frame : NULL,
+        wsev__send_framed(c, b->opcode, payload, len, len > WSEV_SHARE_MIN ? b->frame : NULL,
                           b->frame->data, b->frame->len);
-        link_report(c, b->frame->len + (c->client ? 4 : 0)); /* as count_sent counted it */
+        link_report(c, len + wsev__frame_header_size(len, c->client)); /* as counted */
       }
     }
     inner->in_api--;
@@ -1226,7 +1223,7 @@ int wsev__io_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const v
       remote *r = ids[i] ? find(io, ids[i]) : NULL;
       if (r && !r->closing && thread_of(io, ids[i]) == &io->threads[k]) {
         b->ids[b->count++] = ids[i];
-        count_sent(io, r, frame->len + (r->ours ? 4 : 0));
+        count_sent(io, r, framed(r, len));
       }
     }
     if (!b->count) {
@@ -1241,7 +1238,7 @@ int wsev__io_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const v
     if ((rc = wsev__post_internal(io->threads[k].inner, broadcast_on_thread, b)) != 0) {
       for (size_t i = 0; i < b->count; i++) { /* not on its way after all */
         remote *r = find(io, b->ids[i]);
-        if (r && r->link) atomic_fetch_sub(&r->link->in_transit, frame->len + (r->ours ? 4 : 0));
+        if (r && r->link) atomic_fetch_sub(&r->link->in_transit, framed(r, len));
       }
       wsev__shared_unref(frame);
       wsev__free(b);

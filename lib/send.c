@@ -118,9 +118,6 @@ int wsev_write_text(wsev_ctx *ctx, uint64_t id, const char *text, size_t len) {
   return write_message(ctx, id, WSEV_OP_TEXT, text, len);
 }
 
-/* Below this size copying a frame into each queue is cheaper than sharing it. */
-#define SHARE_MIN 1024
-
 /* One recipient of a broadcast (wsev__send_framed): inlined into wsev_broadcast. */
 static inline int send_framed(wsev_conn *c, int opcode, const void *data, size_t len,
                               wsev_shared *shared, const uint8_t *frame, size_t frame_len) {
@@ -144,10 +141,10 @@ int wsev_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void 
     return UV_EINVAL;
   if (ctx->io) return wsev__io_broadcast(ctx, ids, count, data, len, type);
   int opcode = type == WSEV_TEXT ? WSEV_OP_TEXT : WSEV_OP_BINARY;
-  uint8_t small[SHARE_MIN + WSEV_FRAME_MAX_HEADER];
+  uint8_t small[WSEV_SHARE_MIN + WSEV_FRAME_MAX_HEADER];
   wsev_shared *shared = NULL;
   uint8_t *frame = small;
-  if (len > SHARE_MIN) {
+  if (len > WSEV_SHARE_MIN) {
     if (!(shared = wsev__shared_new(len + WSEV_FRAME_MAX_HEADER))) return UV_ENOMEM;
     frame = shared->data;
   }
