@@ -6,11 +6,11 @@
  * body of a refusal are ever parsed as HTTP. */
 #include "client_handshake.h"
 #include "alloc.h"
+#include "base64.h"
 #include "handshake.h"
 #include "http_tokens.h"
 
 #include <llhttp.h>
-#include <mbedtls/base64.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -113,16 +113,14 @@ int wsev__client_request(const wsev_url *url, const uint8_t key16[16], const cha
                          const char *const *protocols, const char *extra_headers, char **out,
                          size_t *len, char expected_accept[29]) {
   char key[25];
-  size_t key_len = 0;
   *out = NULL;
   *len = 0;
   if (wsev__client_options_check(protocols, extra_headers) || wsev__client_origin_check(origin))
     return UV_EINVAL;
   /* Only fails for a too small buffer or a broken crypto backend. */
-  if (mbedtls_base64_encode((unsigned char *)key, sizeof key, &key_len, key16, 16) != 0 ||
-      key_len != 24 || wsev__hs_accept_key(key, 24, expected_accept) != 0)
+  if (wsev__base64_encode(key16, 16, key, sizeof key) != 24 ||
+      wsev__hs_accept_key(key, 24, expected_accept) != 0)
     return UV_EINVAL;
-  key[24] = 0;
 
   builder b = {NULL, 0};
   write_request(&b, url, key, origin, protocols, extra_headers);

@@ -4,12 +4,12 @@
  * block is complete. */
 #include "handshake.h"
 #include "alloc.h"
+#include "base64.h"
 #include "http_tokens.h"
+#include "tls.h"
 
 #include <ctype.h>
 #include <llhttp.h>
-#include <mbedtls/base64.h>
-#include <mbedtls/sha1.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,12 +173,9 @@ static int judge(wsev_hs *hs) {
     } else if (strcmp(n, "connection") == 0) {
       connection_upgrade |= has_token(v, "upgrade");
     } else if (strcmp(n, "sec-websocket-key") == 0) {
-      unsigned char raw[32];
-      size_t raw_len = 0;
+      uint8_t raw[16];
       keys++;
-      if (strlen(v) != 24 ||
-          mbedtls_base64_decode(raw, sizeof raw, &raw_len, (const unsigned char *)v, 24) != 0 ||
-          raw_len != 16)
+      if (strlen(v) != 24 || wsev__base64_decode(v, 24, raw, sizeof raw) != 16)
         bad_key = 1;
       else
         memcpy(hs->key, v, 25);
@@ -246,28 +243,13 @@ const char *wsev__hs_protocol(const wsev_hs *hs, size_t i) {
 }
 
 int wsev__hs_accept_key(const char *key, size_t key_len, char out[29]) {
-  unsigned char digest[20];
-  mbedtls_sha1_context sha;
-  size_t olen = 0;
-  int rc;
-  mbedtls_sha1_init(&sha);
-#if defined(MBEDTLS_VERSION_NUMBER) && MBEDTLS_VERSION_NUMBER >= 0x03000000
-  rc = mbedtls_sha1_starts(&sha) ||
-       mbedtls_sha1_update(&sha, (const unsigned char *)key, key_len) ||
-       mbedtls_sha1_update(&sha, (const unsigned char *)WS_GUID, sizeof WS_GUID - 1) ||
-       mbedtls_sha1_finish(&sha, digest);
-#else
-  rc = mbedtls_sha1_starts_ret(&sha) ||
-       mbedtls_sha1_update_ret(&sha, (const unsigned char *)key, key_len) ||
-       mbedtls_sha1_update_ret(&sha, (const unsigned char *)WS_GUID, sizeof WS_GUID - 1) ||
-       mbedtls_sha1_finish_ret(&sha, digest);
-#endif
-  mbedtls_sha1_free(&sha);
-  if (rc) return -1;
-  if (mbedtls_base64_encode((unsigned char *)out, 29, &olen, digest, sizeof digest) != 0 ||
-      olen != 28)
+  uint8_t keyed[64 + sizeof WS_GUID], digest[20];
+  if (key_len > 64) return -1;
+  memcpy(keyed, key, key_len);
+  memcpy(keyed + key_len, WS_GUID, sizeof WS_GUID - 1);
+  if (wsev__sha1(keyed, key_len + sizeof WS_GUID - 1, digest) != 0 ||
+      wsev__base64_encode(digest, sizeof digest, out, 29) != 28)
     return -1;
-  out[28] = 0;
   return 0;
 }
 

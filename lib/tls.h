@@ -1,8 +1,12 @@
-/* TLS with mbedTLS, driven from memory: the SSL context never touches a socket.
- * Ciphertext read from the socket is handed to wsev__tls_input, which decrypts
- * into a buffer and passes plaintext on; plaintext output is encrypted into a
- * ciphertext buffer that the connection layer writes. So no call ever blocks, and
- * WANT_READ simply means "wait for the next read". */
+/* The TLS backend boundary: the same interface over mbedTLS (tls_mbedtls.c, the
+ * default) and OpenSSL (tls_openssl.c), chosen at build time (meson -Dtls=).
+ *
+ * TLS driven from memory: the session never touches a socket. Ciphertext read from
+ * the socket is handed to wsev__tls_input, which decrypts into a buffer and passes
+ * plaintext on; plaintext output is encrypted into a ciphertext buffer that the
+ * connection layer writes. So no call ever blocks, and "want read" simply means
+ * "wait for the next read". The backend also gives the rest of the library its
+ * random bytes and the handshake's SHA-1. */
 #ifndef WSEV_TLS_H
 #define WSEV_TLS_H
 
@@ -10,6 +14,12 @@
 #include <stdint.h>
 
 #include "wsev.h"
+
+/* The backend's name and version, e.g. "mbedTLS 2.28.3" or "OpenSSL 3.0.19". */
+const char *wsev__tls_backend(void);
+
+/* SHA-1 of len bytes (the Sec-WebSocket-Accept key): 0, or -1 if the backend failed. */
+int wsev__sha1(const void *data, size_t len, uint8_t digest[20]);
 
 typedef struct wsev_rng wsev_rng;
 typedef struct wsev_tls_config wsev_tls_config;
@@ -32,8 +42,8 @@ int wsev__rng_bytes(wsev_rng *rng, void *buf, size_t len);
 int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *key_file,
                             wsev_tls_tickets *tickets, wsev_tls_config **out);
 /* The keys that seal a server's session tickets. Listeners on several I/O threads share
- * one set, so that a ticket resumes on whichever thread the client lands: mbedTLS locks
- * the ticket context, and its key rotation draws from a random source of its own.
+ * one set, so that a ticket resumes on whichever thread the client lands (locked
+ * inside; the keys rotate by themselves).
  * Passing NULL to wsev__tls_server_config gives the configuration a set of its own.
  * NULL on ENOMEM or when the random source cannot be seeded. */
 wsev_tls_tickets *wsev__tls_tickets_new(void);

@@ -1,12 +1,14 @@
-/* TLS with mbedTLS 2.28 over memory buffers (see tls.h). */
+/* TLS with mbedTLS 2.28 over memory buffers (see tls.h): the default backend. */
 #include "tls.h"
 
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/sha1.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ticket.h>
+#include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -110,6 +112,16 @@ static const mbedtls_ecp_group_id curves[] = {
     MBEDTLS_ECP_DP_SECP384R1,
     MBEDTLS_ECP_DP_NONE,
 };
+
+const char *wsev__tls_backend(void) { return "mbedTLS " MBEDTLS_VERSION_STRING; }
+
+int wsev__sha1(const void *data, size_t len, uint8_t digest[20]) {
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+  return mbedtls_sha1(data, len, digest) == 0 ? 0 : -1;
+#else
+  return mbedtls_sha1_ret(data, len, digest) == 0 ? 0 : -1;
+#endif
+}
 
 /* ---- random bytes ------------------------------------------------------------ */
 
