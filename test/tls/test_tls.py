@@ -54,8 +54,26 @@ ERR_CERT = "cannot load the TLS certificate chain (missing, unreadable or not PE
 ERR_KEY = "cannot load the TLS private key (missing, unreadable, encrypted or bad)"
 ERR_MISMATCH = "the TLS private key does not match the certificate"
 
-# What the server may negotiate: TLS 1.2, ECDHE key exchange, AEAD only.
+# The library's TLS backend (meson -Dtls=, given to every test by the test setup):
+# mbedTLS 2.28 speaks TLS 1.2 at most, OpenSSL TLS 1.3 with a peer that has it.
+BACKEND = os.environ.get("WSEV_TLS_BACKEND", "mbedtls")
+TOP_VERSION = "TLSv1.3" if BACKEND == "openssl" else "TLSv1.2"
+# What the server may negotiate: TLS 1.2 with ECDHE key exchange and AEAD only, or
+# TLS 1.3 (whose suites are all AEAD, the key exchange always ephemeral).
 AEAD_SUITE = re.compile(r"^ECDHE-(ECDSA|RSA)-(AES(128|256)-GCM-SHA(256|384)|CHACHA20-POLY1305)$")
+TLS13_SUITE = re.compile(r"^TLS_(AES_128_GCM_SHA256|AES_256_GCM_SHA384|CHACHA20_POLY1305_SHA256)$")
+
+
+def check_negotiated(version, suite, auth, what):
+    """The version is the best the backend has, and the suite one we allow (for TLS 1.2
+    with the key's signature algorithm `auth` in its name)."""
+    check(version == TOP_VERSION, "%s: negotiated %r, expected %s" % (what, version, TOP_VERSION))
+    if version == "TLSv1.3":
+        check(suite and TLS13_SUITE.match(suite), "%s: TLS 1.3 suite %r" % (what, suite))
+    else:
+        check(suite and AEAD_SUITE.match(suite) and ("-%s-" % auth) in suite,
+              "%s: cipher suite %r, expected ECDHE-%s with AES-GCM or ChaCha20-Poly1305"
+              % (what, suite, auth))
 
 
 class Env:
@@ -77,10 +95,13 @@ def path(kind, name):
 
 # --------------------------------------------------------------------------- TLS peers
 
-def client_ctx(kind="ec", alpn=True):
-    """A client context trusting only the CA of `kind`, checking the host name."""
+def client_ctx(kind="ec", alpn=True, tls12=False):
+    """A client context trusting only the CA of `kind`, checking the host name (with
+    tls12, one that has no TLS 1.3)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED + check_hostname
     ctx.load_verify_locations(path(kind, "ca.crt"))
+    if tls12:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     if alpn:
         ctx.set_alpn_protocols(["http/1.1"])
     return ctx
@@ -277,6 +298,23 @@ def check_alert_or_nothing(got, what):
         rest = rest[5 + n:]
 
 
+def check_encrypted_alert(sock, got, alert, what):
+    """TLS 1.3 encrypts the alerts after the handshake (they travel as application data
+    records): what came must decrypt, in the BioSock's session, to the alert `alert`
+    (or be nothing), never to data."""
+    if not got:
+        return
+    sock.inc.write(got)
+    try:
+        data = sock.obj.read(1 << 16)
+    except ssl.SSLError as e:
+        check(alert in str(e), "%s: the server sent %s, expected the alert %s"
+              % (what, e, alert))
+        return
+    raise TestFailure("%s: the server answered with data, not an alert: %s"
+                      % (what, short(data)))
+
+
 def fd_count(server):
     try:
         return len(os.listdir("/proc/%d/fd" % server.proc.pid))
@@ -377,17 +415,23 @@ async def c_wss_parameters(server, kind, auth):
     async with wss(server.tls_port, kind) as ws:
         obj = ws.transport.get_extra_info("ssl_object")
         check(obj is not None, "no TLS on a wss:// connection")
-        check(obj.version() == "TLSv1.2", "negotiated %r, expected TLSv1.2" % obj.version())
         suite = obj.cipher()[0]
-        check(AEAD_SUITE.match(suite) and ("-%s-" % auth) in suite,
-              "cipher suite %r: expected ECDHE-%s with AES-GCM or ChaCha20-Poly1305"
-              % (suite, auth))
+        check_negotiated(obj.version(), suite, auth, "a client with TLS 1.3")
         check(obj.selected_alpn_protocol() == "http/1.1",
               "ALPN: %r, expected 'http/1.1'" % obj.selected_alpn_protocol())
         cert = obj.getpeercert()
         check(dict(x[0] for x in cert["subject"]).get("commonName") == "localhost",
               "server certificate subject %r" % (cert["subject"],))
         await echo(ws, "over %s with %s" % (obj.version(), suite))
+        await echo(ws, os.urandom(100000))
+    # A client that has no TLS 1.3 gets TLS 1.2 with ECDHE and an AEAD suite.
+    async with wss(server.tls_port, kind, ctx=client_ctx(kind, tls12=True)) as ws:
+        obj = ws.transport.get_extra_info("ssl_object")
+        version, suite = obj.version(), obj.cipher()[0]
+        check(version == "TLSv1.2", "a TLS 1.2 client negotiated %r" % version)
+        check(AEAD_SUITE.match(suite) and ("-%s-" % auth) in suite,
+              "TLS 1.2 cipher suite %r: expected ECDHE-%s with AES-GCM or ChaCha20-Poly1305"
+              % (suite, auth))
         await echo(ws, os.urandom(100000))
 
 
@@ -469,7 +513,7 @@ async def c_no_alpn(port):
 def c_no_sni_ip(port):
     # Python sends no SNI for an IP address; the name checked is then the IP SAN.
     c = TlsConn(port, server_hostname="127.0.0.1")
-    check(c.sock.version() == "TLSv1.2", "version %r" % c.sock.version())
+    check(c.sock.version() == TOP_VERSION, "version %r" % c.sock.version())
     c.handshake()
     c.echo(OP_TEXT, "no SNI")
     c.send_close(1000)
@@ -566,6 +610,12 @@ def s_client(port, *args, stdin=b"", kind="ec"):
     return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace"), " ".join(cmd)
 
 
+# s_client's line after the handshake: "New, TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256".
+# (Its "SSL-Session" block waits, with TLS 1.3, for a session ticket that may come
+# after s_client has quit.)
+NEGOTIATED = r"^New, (\S+), Cipher is"
+
+
 def session_field(out, pattern):
     m = re.search(pattern, out.decode("latin-1"), re.M)
     return m.group(1).strip() if m else None
@@ -583,13 +633,11 @@ def c_s_client(server, kind, auth):
                                  kind=kind)
     what = "%s\nstdout: %s\nstderr: %s" % (cmd, short(out, 3000), err[:2000])
     check(rc == 0, "s_client exit status %d: %s" % (rc, what))
-    proto = session_field(out, r"^\s*Protocol\s*:\s*(\S+)")
-    cipher = session_field(out, r"^\s*Cipher\s*:\s*(\S+)")
+    proto = session_field(out, NEGOTIATED)
+    cipher = session_field(out, r"^New, \S+, Cipher is (\S+)")
     alpn = session_field(out, r"^ALPN protocol:\s*(\S+)")
     verify = session_field(out, r"^\s*Verify return code:\s*(.*)$")
-    check(proto == "TLSv1.2", "protocol %r, expected TLSv1.2: %s" % (proto, what))
-    check(cipher and AEAD_SUITE.match(cipher) and ("-%s-" % auth) in cipher,
-          "cipher %r, expected ECDHE-%s with GCM or CHACHA20: %s" % (cipher, auth, what))
+    check_negotiated(proto, cipher, auth, what)
     check(alpn == "http/1.1", "ALPN %r, expected http/1.1: %s" % (alpn, what))
     check(verify == "0 (ok)", "verification %r: %s" % (verify, what))
     check(b"HTTP/1.1 101" in out, "no 101 answer in s_client's output: %s" % what)
@@ -636,7 +684,7 @@ def c_chacha(server, kind, auth):
     suite = "ECDHE-%s-CHACHA20-POLY1305" % auth
     rc, out, err, cmd = s_client(server.tls_port, "-servername", "localhost", "-tls1_2",
                                  "-cipher", suite, kind=kind)
-    check(rc == 0 and session_field(out, r"^\s*Cipher\s*:\s*(\S+)") == suite,
+    check(rc == 0 and session_field(out, r"^New, \S+, Cipher is (\S+)") == suite,
           "%s: not negotiated (exit %d)\nstdout: %s\nstderr: %s"
           % (suite, rc, short(out, 1500), err[:1500]))
 
@@ -647,7 +695,7 @@ def c_no_sni_s_client():
     for args in (["-noservername", "-verify_return_error"],
                  ["-servername", "other.example"]):
         rc, out, err, cmd = s_client(E.echo.tls_port, *args)
-        check(rc == 0 and session_field(out, r"^\s*Protocol\s*:\s*(\S+)") == "TLSv1.2",
+        check(rc == 0 and session_field(out, NEGOTIATED) == TOP_VERSION,
               "%s: the handshake failed (exit %d)\nstdout: %s\nstderr: %s"
               % (cmd, rc, short(out, 1500), err[:1500]))
 
@@ -997,7 +1045,10 @@ def c_bad_mac_after_handshake():
     c.echo(OP_TEXT, "before the forged record")
     c.sock.raw.sendall(b"\x17\x03\x03\x00\x40" + os.urandom(64))
     got = read_until_closed(c.sock.raw, 2.0 * SLOW, "a record with a bad MAC")
-    check_alert_or_nothing(got, "a record with a bad MAC")
+    if c.sock.obj.version() == "TLSv1.3":
+        check_encrypted_alert(c.sock, got, "BAD_RECORD_MAC", "a record with a bad MAC")
+    else:
+        check_alert_or_nothing(got, "a record with a bad MAC")
     c.close()
     settle(E.echo, base, "a record with a bad MAC")
     still_serving()

@@ -1,0 +1,773 @@
+/* TLS with OpenSSL 3 over memory buffers (see tls.h): the backend for servers that
+ * live on wss (-Dtls=openssl). The same policy as tls_mbedtls.c: TLS 1.2 minimum
+ * (1.3 where the peer has it), ECDHE with AEAD suites only, X25519/P-256/P-384,
+ * ALPN "http/1.1", stateless session tickets whose keys rotate, and a client cache
+ * of the last session with each of a few servers.
+ *
+ * The SSL object reads and writes through a BIO of ours that never blocks: reads take
+ * the ciphertext being fed (wsev__tls_input), writes append to the connection's
+ * ciphertext buffer, which the connection layer takes and writes (wsev__tls_take).
+ * Record buffers are released while a connection is idle (SSL_MODE_RELEASE_BUFFERS). */
+#include "tls.h"
+
+#include <openssl/bio.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/opensslv.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+#include "alloc.h"
+
+#define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+#define RNG_POOL 256
+/* How long a session ticket we issue may resume a session; its key stays valid for
+ * one more lifetime after it is replaced. */
+#define TICKET_LIFETIME_S 3600
+/* Clients: how many servers' sessions a session cache remembers. */
+#define CLIENT_SESSIONS 8
+
+/* Forward secrecy and AEAD only. AES-GCM first: with AES-NI OpenSSL runs it faster
+ * than ChaCha20-Poly1305, and the server's order decides. */
+#define TLS12_SUITES                                                                  \
+  "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                        \
+  "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                        \
+  "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
+#define TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384"
+#define GROUPS "X25519:P-256:P-384"
+static const unsigned char alpn_http11[] = "\x08http/1.1";
+
+const char *wsev__tls_backend(void) { return "OpenSSL " OPENSSL_FULL_VERSION_STR; }
+
+int wsev__sha1(const void *data, size_t len, uint8_t digest[20]) {
+  unsigned int n = 0;
+  return EVP_Digest(data, len, digest, &n, EVP_sha1(), NULL) == 1 && n == 20 ? 0 : -1;
+}
+
+/* ---- random bytes ------------------------------------------------------------ */
+
+/* OpenSSL's DRBG is thread-safe and seeds itself; the pool only makes the 4-byte
+ * masking key of every client frame cheap. */
+struct wsev_rng {
+  size_t pool_left;
+  uint8_t pool[RNG_POOL];
+};
+
+wsev_rng *wsev__rng_new(void) { return wsev__calloc(1, sizeof(wsev_rng)); }
+
+void wsev__rng_free(wsev_rng *rng) {
+  if (!rng) return;
+  OPENSSL_cleanse(rng->pool, sizeof rng->pool);
+  wsev__free(rng);
+}
+
+int wsev__rng_bytes(wsev_rng *rng, void *buf, size_t len) {
+  if (len > RNG_POOL / 4) return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
+  if (rng->pool_left < len) {
+    if (RAND_bytes(rng->pool, RNG_POOL) != 1) return -1;
+    rng->pool_left = RNG_POOL;
+  }
+  uint8_t *from = rng->pool + RNG_POOL - rng->pool_left;
+  memcpy(buf, from, len);
+  OPENSSL_cleanse(from, len); /* handed out once only */
+  rng->pool_left -= len;
+  return 0;
+}
+
+/* ---- session tickets ------------------------------------------------------------ */
+
+typedef struct {
+  uint8_t name[16]; /* tells which key sealed a ticket */
+  uint8_t aes[32];
+  uint8_t hmac[32];
+} ticket_key;
+
+/* Shared by a listener's configurations on every I/O thread, so the lock. */
+struct wsev_tls_tickets {
+  uv_mutex_t lock;
+  _Atomic size_t refs;
+  ticket_key current;  /* seals new tickets */
+  ticket_key previous; /* still opens tickets (which are then renewed) */
+  int have_previous;
+  time_t rotate_at;
+};
+
+wsev_tls_tickets *wsev__tls_tickets_new(void) {
+  wsev_tls_tickets *t = wsev__calloc(1, sizeof *t);
+  if (!t) return NULL;
+  if (uv_mutex_init(&t->lock) != 0) {
+    wsev__free(t);
+    return NULL;
+  }
+  t->refs = 1;
+  t->rotate_at = time(NULL) + TICKET_LIFETIME_S;
+  if (RAND_bytes((unsigned char *)&t->current, sizeof t->current) != 1) {
+    wsev__tls_tickets_unref(t);
+    return NULL;
+  }
+  return t;
+}
+
+void wsev__tls_tickets_unref(wsev_tls_tickets *t) {
+  if (!t || atomic_fetch_sub(&t->refs, 1) != 1) return;
+  uv_mutex_destroy(&t->lock);
+  OPENSSL_cleanse(t, sizeof *t);
+  wsev__free(t);
+}
+
+/* Under the lock. A key that cannot be made keeps the current one a while longer. */
+static void rotate_ticket_keys(wsev_tls_tickets *t) {
+  time_t now = time(NULL);
+  ticket_key fresh;
+  if (now < t->rotate_at || RAND_bytes((unsigned char *)&fresh, sizeof fresh) != 1) return;
+  t->previous = t->current;
+  t->current = fresh;
+  t->have_previous = 1;
+  t->rotate_at = now + TICKET_LIFETIME_S;
+  OPENSSL_cleanse(&fresh, sizeof fresh);
+}
+
+/* A client's last session with one server (host, port and trust), to resume the next
+ * connection there without a key exchange or certificate check. */
+typedef struct {
+  char *peer; /* NULL: a free slot */
+  SSL_SESSION *session;
+} client_session;
+
+/* Clients' sessions, for configurations of one context or of all its I/O threads. */
+struct wsev_tls_sessions {
+  uv_mutex_t lock;
+  _Atomic size_t refs;
+  client_session slots[CLIENT_SESSIONS];
+  unsigned next; /* the slot a new server replaces */
+};
+
+struct wsev_tls {
+  SSL *ssl;
+  wsev_tls_config *conf;
+  const uint8_t *in; /* ciphertext being fed, not yet taken by OpenSSL */
+  size_t in_len;
+  uint8_t *out; /* ciphertext to write */
+  size_t out_len, out_cap;
+  char *server_name;
+  char *peer;                 /* clients: "host port trust", the key in conf->sessions */
+  int error;                  /* WSEV_ETLS, WSEV_ETLSVERIFY, or 0 */
+  unsigned long openssl_error; /* the first error of the failure */
+  long verify_result;
+  const char *refused; /* a failure of our own making: why */
+  /* Servers, until the handshake is done: where the records of the input are. */
+  size_t record_left;     /* bytes of the current record's body still to come */
+  uint8_t header[5];      /* the next record's header, as far as it came */
+  uint8_t header_len;
+  uint8_t fed;         /* some ciphertext came */
+  uint8_t done;        /* handshake complete */
+  uint8_t resumed;     /* the handshake resumed an earlier session */
+  uint8_t notify_sent; /* close_notify queued */
+  uint8_t out_of_memory;
+};
+
+struct wsev_tls_config {
+  SSL_CTX *ctx;
+  wsev_tls_tickets *tickets; /* servers */
+  size_t refs;
+  int server;
+  int insecure;
+  char *ca_file;               /* clients: where the CAs came from (NULL: the system's) */
+  wsev_tls_sessions *sessions; /* clients */
+};
+
+/* OpenSSL seals a ticket with AES-256-CBC and HMAC-SHA256 under the keys we give it.
+ * enc: 1 to seal (name and IV are ours to fill), 0 to open. Returns 1 (sealed), 2
+ * (opened: issue a new ticket), 0 for "unknown key" (a full handshake) or "issue no
+ * ticket", -1 on failure. A ticket opened is always renewed, as mbedTLS does: TLS 1.3
+ * clients use a ticket once, and a resumed connection must leave them another. */
+static int ticket_key_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cipher,
+                         EVP_MAC_CTX *mac, int enc) {
+  wsev_tls_config *c = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+  wsev_tls_tickets *t = c->tickets;
+  ticket_key key;
+  int rc = 1;
+  uv_mutex_lock(&t->lock);
+  rotate_ticket_keys(t);
+  if (enc) {
+    key = t->current;
+  } else if (memcmp(name, t->current.name, sizeof t->current.name) == 0) {
+    key = t->current;
+    rc = 2;
+  } else if (t->have_previous && memcmp(name, t->previous.name, sizeof t->previous.name) == 0) {
+    key = t->previous;
+    rc = 2;
+  } else {
+    rc = 0;
+  }
+  uv_mutex_unlock(&t->lock);
+  if (rc == 0) return 0;
+  if (enc) {
+    memcpy(name, key.name, sizeof key.name);
+    if (RAND_bytes(iv, 16) != 1) rc = -1;
+  }
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, key.hmac, sizeof key.hmac),
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+      OSSL_PARAM_construct_end(),
+  };
+  if (rc > 0 && (EVP_MAC_CTX_set_params(mac, params) != 1 ||
+                 (enc ? EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, key.aes, iv)
+                      : EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, key.aes, iv)) != 1))
+    rc = -1;
+  OPENSSL_cleanse(&key, sizeof key);
+  return enc && rc < 0 ? 0 : rc;
+}
+
+/* ---- configurations ------------------------------------------------------------ */
+
+static void config_free(wsev_tls_config *c) {
+  SSL_CTX_free(c->ctx);
+  wsev__tls_tickets_unref(c->tickets);
+  wsev__tls_sessions_unref(c->sessions);
+  wsev__free(c->ca_file);
+  wsev__free(c);
+}
+
+void wsev__tls_config_ref(wsev_tls_config *c) { c->refs++; }
+
+void wsev__tls_config_unref(wsev_tls_config *c) {
+  if (c && --c->refs == 0) config_free(c);
+}
+
+/* What every configuration shares: TLS 1.2 and later, our suites and groups,
+ * ALPN, buffers released while idle, no renegotiation. */
+static wsev_tls_config *config_new(int server) {
+  wsev_tls_config *c = wsev__calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->refs = 1;
+  c->server = server;
+  SSL_CTX *ctx = c->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+  if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+      SSL_CTX_set_cipher_list(ctx, TLS12_SUITES) != 1 ||
+      SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) != 1 ||
+      SSL_CTX_set1_groups_list(ctx, GROUPS) != 1) {
+    config_free(c);
+    ERR_clear_error();
+    return NULL;
+  }
+  SSL_CTX_set_app_data(ctx, c);
+  /* Release: an idle connection keeps no record buffers. Read ahead: a read takes
+   * whole records, not a header and then a body, so a feed is a few copies. */
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_read_ahead(ctx, 1);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                               SSL_OP_CIPHER_SERVER_PREFERENCE);
+  return c;
+}
+
+/* The server name a client asked for, kept for wsev_request_server_name. Any name
+ * is served with our one certificate. */
+static int on_sni(SSL *ssl, int *alert, void *unused) {
+  wsev_tls *t = SSL_get_app_data(ssl);
+  const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  (void)alert;
+  (void)unused;
+  if (t && name) {
+    size_t len = strlen(name);
+    wsev__free(t->server_name);
+    if ((t->server_name = wsev__malloc(len + 1))) memcpy(t->server_name, name, len + 1);
+  }
+  return SSL_TLSEXT_ERR_OK;
+}
+
+/* ALPN: http/1.1 when the client offers it; a client that offers only other
+ * protocols is refused with no_application_protocol (as mbedTLS does). */
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *out_len,
+                   const unsigned char *in, unsigned int in_len, void *unused) {
+  (void)ssl;
+  (void)unused;
+  for (unsigned int at = 0; at < in_len; at += 1u + in[at]) {
+    unsigned int n = in[at];
+    if (at + 1 + n > in_len) break;
+    if (n == 8 && memcmp(in + at + 1, "http/1.1", 8) == 0) {
+      *out = in + at + 1;
+      *out_len = 8;
+      return SSL_TLSEXT_ERR_OK;
+    }
+  }
+  return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+/* An encrypted key is refused, never prompted for. */
+static int no_password(char *buf, int size, int rwflag, void *unused) {
+  (void)buf;
+  (void)size;
+  (void)rwflag;
+  (void)unused;
+  return -1;
+}
+
+static EVP_PKEY *load_key(const char *key_file) {
+  BIO *file = BIO_new_file(key_file, "r");
+  EVP_PKEY *key = file ? PEM_read_bio_PrivateKey(file, NULL, no_password, NULL) : NULL;
+  BIO_free(file);
+  /* The same key types as with mbedTLS: RSA and elliptic curves. */
+  if (key && !EVP_PKEY_is_a(key, "RSA") && !EVP_PKEY_is_a(key, "EC")) {
+    EVP_PKEY_free(key);
+    key = NULL;
+  }
+  return key;
+}
+
+int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *key_file,
+                            wsev_tls_tickets *tickets, wsev_tls_config **out) {
+  (void)rng; /* OpenSSL draws from its own DRBG */
+  if (!cert_file) return WSEV_ETLSCERT;
+  if (!key_file) return WSEV_ETLSKEY;
+  wsev_tls_config *c = config_new(1);
+  if (!c) return UV_ENOMEM;
+  SSL_CTX *ctx = c->ctx;
+  EVP_PKEY *key = NULL;
+  int rc = 0;
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1)
+    rc = WSEV_ETLSCERT;
+  else if (!(key = load_key(key_file)))
+    rc = WSEV_ETLSKEY;
+  else if (X509_check_private_key(SSL_CTX_get0_certificate(ctx), key) != 1)
+    rc = WSEV_ETLSKEYMISMATCH;
+  else if (SSL_CTX_use_PrivateKey(ctx, key) != 1)
+    rc = UV_ENOMEM;
+  /* Session tickets (RFC 5077, and TLS 1.3's): a returning client resumes without a
+   * new key exchange or signature, and the server keeps no state for it. */
+  else if (tickets)
+    atomic_fetch_add(&(c->tickets = tickets)->refs, 1);
+  else if (!(c->tickets = wsev__tls_tickets_new()))
+    rc = UV_ENOMEM;
+  EVP_PKEY_free(key);
+  ERR_clear_error();
+  if (rc) {
+    config_free(c);
+    return rc;
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL); /* no client certificates */
+  SSL_CTX_set_tlsext_servername_callback(ctx, on_sni);
+  SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); /* tickets only */
+  SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_cb);
+  SSL_CTX_set_timeout(ctx, TICKET_LIFETIME_S);
+  SSL_CTX_set_num_tickets(ctx, 1); /* TLS 1.3 sends two by default */
+  *out = c;
+  return 0;
+}
+
+static int on_new_session(SSL *ssl, SSL_SESSION *session);
+
+int wsev__tls_client_config(wsev_rng *rng, const char *ca_file, int insecure,
+                            wsev_tls_sessions *sessions, wsev_tls_config **out) {
+  (void)rng;
+  wsev_tls_config *c = config_new(0);
+  if (!c) return UV_ENOMEM;
+  SSL_CTX *ctx = c->ctx;
+  int rc = SSL_CTX_set_alpn_protos(ctx, alpn_http11, sizeof alpn_http11 - 1) == 0 ? 0 : UV_ENOMEM;
+  if (!rc && sessions)
+    atomic_fetch_add(&(c->sessions = sessions)->refs, 1);
+  else if (!rc && !(c->sessions = wsev__tls_sessions_new()))
+    rc = UV_ENOMEM;
+  c->insecure = insecure != 0;
+  if (!rc && !insecure) {
+    if (ca_file && !(c->ca_file = wsev__malloc(strlen(ca_file) + 1)))
+      rc = UV_ENOMEM;
+    else if (ca_file)
+      strcpy(c->ca_file, ca_file);
+    if (!rc && SSL_CTX_load_verify_locations(ctx, ca_file ? ca_file : SYSTEM_CA_BUNDLE, NULL) != 1)
+      rc = WSEV_ETLSCA;
+  }
+  ERR_clear_error();
+  if (rc) {
+    config_free(c);
+    return rc;
+  }
+  /* Every certificate of the CA file is a trust anchor, as with mbedTLS, even one
+   * that is not self-signed. */
+  X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(ctx), X509_V_FLAG_PARTIAL_CHAIN);
+  SSL_CTX_set_verify(ctx, insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+  /* Sessions go to our cache (per server), not OpenSSL's (per context). */
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ctx, on_new_session);
+  *out = c;
+  return 0;
+}
+
+int wsev__tls_config_matches(const wsev_tls_config *c, const char *ca_file, int insecure) {
+  if (c->server || c->insecure != (insecure != 0)) return 0;
+  if (c->insecure) return 1;
+  if (!c->ca_file || !ca_file) return !c->ca_file && !ca_file;
+  return strcmp(c->ca_file, ca_file) == 0;
+}
+
+/* ---- the client session cache ------------------------------------------------------ */
+
+wsev_tls_sessions *wsev__tls_sessions_new(void) {
+  wsev_tls_sessions *s = wsev__calloc(1, sizeof *s);
+  if (!s) return NULL;
+  if (uv_mutex_init(&s->lock) != 0) {
+    wsev__free(s);
+    return NULL;
+  }
+  s->refs = 1;
+  return s;
+}
+
+static void forget_session(client_session *s) {
+  SSL_SESSION_free(s->session);
+  s->session = NULL;
+  wsev__free(s->peer);
+  s->peer = NULL;
+}
+
+void wsev__tls_sessions_unref(wsev_tls_sessions *s) {
+  if (!s || atomic_fetch_sub(&s->refs, 1) != 1) return;
+  for (int i = 0; i < CLIENT_SESSIONS; i++)
+    forget_session(&s->slots[i]);
+  uv_mutex_destroy(&s->lock);
+  wsev__free(s);
+}
+
+/* Under the cache's lock. */
+static client_session *find_session(wsev_tls_sessions *cache, const char *peer) {
+  for (int i = 0; i < CLIENT_SESSIONS; i++)
+    if (cache->slots[i].peer && strcmp(cache->slots[i].peer, peer) == 0) return &cache->slots[i];
+  return NULL;
+}
+
+/* A client received a session it may resume (TLS 1.2: at the end of the handshake;
+ * TLS 1.3: a ticket after it): keep it for the next connection to the same server.
+ * Returns 1 when the cache took OpenSSL's reference. Without memory we just do not
+ * remember. */
+static int on_new_session(SSL *ssl, SSL_SESSION *session) {
+  wsev_tls *t = SSL_get_app_data(ssl);
+  if (!t || !t->peer) return 0;
+  wsev_tls_sessions *cache = t->conf->sessions;
+  uv_mutex_lock(&cache->lock);
+  client_session *s = find_session(cache, t->peer);
+  if (!s) {
+    s = &cache->slots[cache->next];
+    cache->next = (cache->next + 1) % CLIENT_SESSIONS;
+    forget_session(s);
+    if ((s->peer = wsev__malloc(strlen(t->peer) + 1))) strcpy(s->peer, t->peer);
+  }
+  int kept = s->peer != NULL;
+  if (kept) {
+    SSL_SESSION_free(s->session);
+    s->session = session;
+  }
+  uv_mutex_unlock(&cache->lock);
+  return kept;
+}
+
+/* ---- the BIO between OpenSSL and our buffers -------------------------------------- */
+
+static int bio_write(BIO *bio, const char *data, size_t len, size_t *written) {
+  wsev_tls *t = BIO_get_data(bio);
+  BIO_clear_retry_flags(bio);
+  if (len > t->out_cap - t->out_len) {
+    size_t cap = t->out_cap ? t->out_cap : 16 * 1024 + 512;
+    while (cap - t->out_len < len)
+      cap *= 2;
+    uint8_t *grown = wsev__realloc(t->out, cap);
+    if (!grown) {
+      t->out_of_memory = 1;
+      return 0;
+    }
+    t->out = grown;
+    t->out_cap = cap;
+  }
+  memcpy(t->out + t->out_len, data, len);
+  t->out_len += len;
+  *written = len;
+  return 1;
+}
+
+static int bio_read(BIO *bio, char *buf, size_t len, size_t *read) {
+  wsev_tls *t = BIO_get_data(bio);
+  BIO_clear_retry_flags(bio);
+  if (t->in_len == 0) {
+    BIO_set_retry_read(bio); /* "wait for the next read", never end of stream */
+    return 0;
+  }
+  if (len > t->in_len) len = t->in_len;
+  memcpy(buf, t->in, len);
+  t->in += len;
+  t->in_len -= len;
+  *read = len;
+  return 1;
+}
+
+static long bio_ctrl(BIO *bio, int cmd, long num, void *ptr) {
+  (void)bio;
+  (void)num;
+  (void)ptr;
+  return cmd == BIO_CTRL_FLUSH; /* writes land in memory: nothing to flush */
+}
+
+static BIO_METHOD *memory_bio;
+static uv_once_t memory_bio_once = UV_ONCE_INIT;
+
+/* Made once per process and kept (OpenSSL keeps its own methods the same way). */
+static void make_memory_bio(void) {
+  BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "wsev");
+  if (m && (BIO_meth_set_write_ex(m, bio_write) != 1 || BIO_meth_set_read_ex(m, bio_read) != 1 ||
+            BIO_meth_set_ctrl(m, bio_ctrl) != 1)) {
+    BIO_meth_free(m);
+    m = NULL;
+  }
+  memory_bio = m;
+}
+
+/* ---- one connection ------------------------------------------------------------- */
+
+wsev_tls *wsev__tls_new(wsev_tls_config *conf, const char *server_name, unsigned port) {
+  uv_once(&memory_bio_once, make_memory_bio);
+  if (!memory_bio) return NULL;
+  wsev_tls *t = wsev__calloc(1, sizeof *t);
+  if (!t) return NULL;
+  BIO *bio = NULL;
+  if (!(t->ssl = SSL_new(conf->ctx)) || !(bio = BIO_new(memory_bio))) goto fail;
+  BIO_set_data(bio, t);
+  BIO_set_init(bio, 1);
+  SSL_set_bio(t->ssl, bio, bio);
+  SSL_set_app_data(t->ssl, t);
+  if (conf->server) {
+    SSL_set_accept_state(t->ssl);
+  } else {
+    SSL_set_connect_state(t->ssl);
+  }
+  if (server_name) {
+    uint8_t ip[16];
+    if (uv_inet_pton(AF_INET, server_name, ip) == 0 || uv_inet_pton(AF_INET6, server_name, ip) == 0) {
+      /* An IP literal: the certificate must name that address; no SNI (RFC 6066
+       * section 3). */
+      if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), server_name) != 1) goto fail;
+    } else if (SSL_set_tlsext_host_name(t->ssl, server_name) != 1 ||
+               SSL_set1_host(t->ssl, server_name) != 1) {
+      goto fail;
+    }
+    size_t n = strlen(server_name);
+    if (!(t->server_name = wsev__malloc(n + 1))) goto fail;
+    memcpy(t->server_name, server_name, n + 1);
+    /* "host port trust": the trust is the CA file, "-" for the system's, or "*" for
+     * no verification. A session verified under one trust is never resumed under
+     * another. */
+    const char *trust = conf->insecure ? "*" : conf->ca_file ? conf->ca_file : "-";
+    size_t size = n + strlen(trust) + 8;
+    if (!(t->peer = wsev__malloc(size))) goto fail;
+    snprintf(t->peer, size, "%s %u %s", server_name, port & 0xffff, trust);
+    uv_mutex_lock(&conf->sessions->lock);
+    client_session *s = find_session(conf->sessions, t->peer);
+    /* Resuming skips the certificate check: the session was verified when it was
+     * made, for this server, under the same trusted CAs. */
+    if (s && (!SSL_SESSION_is_resumable(s->session) || SSL_set_session(t->ssl, s->session) != 1))
+      forget_session(s);
+    uv_mutex_unlock(&conf->sessions->lock);
+  }
+  t->conf = conf;
+  wsev__tls_config_ref(conf);
+  ERR_clear_error();
+  return t;
+fail:
+  if (t->ssl)
+    SSL_free(t->ssl); /* and the BIO, once set */
+  else
+    BIO_free(bio);
+  ERR_clear_error();
+  wsev__free(t->server_name);
+  wsev__free(t->peer);
+  wsev__free(t);
+  return NULL;
+}
+
+void wsev__tls_free(wsev_tls *t) {
+  if (!t) return;
+  SSL_free(t->ssl);
+  wsev__tls_config_unref(t->conf);
+  wsev__free(t->out);
+  wsev__free(t->server_name);
+  wsev__free(t->peer);
+  wsev__free(t);
+}
+
+/* OpenSSL's errors wait in a queue of the calling thread: the first one says why,
+ * and none may be left behind for the next connection served on this thread. */
+static int failed(wsev_tls *t) {
+  if (t->peer && !t->done) { /* a handshake that failed starts afresh next time */
+    uv_mutex_lock(&t->conf->sessions->lock);
+    client_session *s = find_session(t->conf->sessions, t->peer);
+    if (s) forget_session(s);
+    uv_mutex_unlock(&t->conf->sessions->lock);
+  }
+  if (!t->openssl_error) t->openssl_error = ERR_peek_error();
+  ERR_clear_error();
+  t->verify_result = SSL_get_verify_result(t->ssl);
+  if (!t->error) t->error = t->verify_result != X509_V_OK ? WSEV_ETLSVERIFY : WSEV_ETLS;
+  return WSEV_TLS_FAILED;
+}
+
+static int handshake(wsev_tls *t, const wsev_tls_sink *sink, void *conn) {
+  ERR_clear_error();
+  int rc = SSL_do_handshake(t->ssl);
+  if (rc == 1) {
+    t->done = 1;
+    t->resumed = SSL_session_reused(t->ssl) == 1;
+    return sink && sink->handshake_done(conn) != 0 ? WSEV_TLS_STOPPED : WSEV_TLS_OK;
+  }
+  int err = SSL_get_error(t->ssl, rc);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return WSEV_TLS_OK;
+  return failed(t);
+}
+
+int wsev__tls_start(wsev_tls *t) { return t->done ? WSEV_TLS_OK : handshake(t, NULL, NULL); }
+
+/* Before the handshake, OpenSSL reads two kinds of input that our policy (and mbedTLS)
+ * refuses, and waits for more of them instead of failing: an SSLv2-format ClientHello
+ * (the first byte's high bit set; no client with TLS 1.2 sends one) and zero-length
+ * handshake records (RFC 8446 section 5.1 forbids them; OpenSSL skips up to 32). So the
+ * record headers are followed until the handshake is done. Why the input is refused,
+ * or NULL. */
+static const char *refused_before_handshake(wsev_tls *t, const uint8_t *in, size_t len) {
+  if (!t->fed && len) {
+    t->fed = 1;
+    if (in[0] & 0x80) return "an SSLv2-style ClientHello";
+  }
+  while (len) {
+    if (t->record_left) {
+      size_t n = len < t->record_left ? len : t->record_left;
+      t->record_left -= n;
+      in += n;
+      len -= n;
+      continue;
+    }
+    t->header[t->header_len++] = *in++;
+    len--;
+    if (t->header_len < sizeof t->header) continue;
+    t->header_len = 0;
+    t->record_left = (size_t)t->header[3] << 8 | t->header[4];
+    if (t->header[0] == 22 && t->record_left == 0) return "a zero-length handshake record";
+  }
+  return NULL;
+}
+
+int wsev__tls_input(wsev_tls *t, const uint8_t *in, size_t len, uint8_t *plain, size_t plain_cap,
+                    const wsev_tls_sink *sink, void *conn) {
+  int result = WSEV_TLS_OK;
+  if (t->conf->server && !t->done && (t->refused = refused_before_handshake(t, in, len)))
+    return failed(t);
+  t->in = in;
+  t->in_len = len;
+  if (!t->done) {
+    result = handshake(t, sink, conn);
+    if (result != WSEV_TLS_OK || !t->done) goto out;
+  }
+  /* Decrypt as many records as fit, then hand them on together: a message that
+   * spans records still reaches the frame parser in one piece. */
+  for (;;) {
+    size_t got = 0, n;
+    int rc = 1, err = SSL_ERROR_NONE;
+    ERR_clear_error();
+    while (got < plain_cap) {
+      rc = SSL_read_ex(t->ssl, plain + got, plain_cap - got, &n);
+      if (rc != 1) {
+        err = SSL_get_error(t->ssl, rc);
+        break;
+      }
+      got += n;
+    }
+    if (got && sink->plaintext(conn, plain, got) != 0) {
+      result = WSEV_TLS_STOPPED;
+      break;
+    }
+    if (rc == 1) continue; /* the buffer was full */
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) break;
+    if (err == SSL_ERROR_ZERO_RETURN) {
+      result = WSEV_TLS_CLOSED;
+      break;
+    }
+    result = failed(t);
+    break;
+  }
+out:
+  t->in = NULL;
+  t->in_len = 0;
+  return result;
+}
+
+int wsev__tls_handshake_done(const wsev_tls *t) { return t->done; }
+
+int wsev__tls_encrypt(wsev_tls *t, const uint8_t *data, size_t len) {
+  ERR_clear_error();
+  while (len) {
+    size_t n = 0;
+    if (SSL_write_ex(t->ssl, data, len, &n) != 1) {
+      if (t->out_of_memory) {
+        ERR_clear_error();
+        return UV_ENOMEM;
+      }
+      failed(t);
+      return WSEV_ETLS;
+    }
+    data += n;
+    len -= n;
+  }
+  return 0;
+}
+
+void wsev__tls_close_notify(wsev_tls *t) {
+  if (!t->done || t->notify_sent || t->error) return;
+  t->notify_sent = 1;
+  SSL_shutdown(t->ssl);
+  ERR_clear_error();
+}
+
+size_t wsev__tls_pending(const wsev_tls *t) { return t->out_len; }
+
+uint8_t *wsev__tls_take(wsev_tls *t, size_t *len, size_t *cap) {
+  uint8_t *out = t->out;
+  *len = t->out_len;
+  *cap = t->out_cap;
+  t->out = NULL;
+  t->out_len = t->out_cap = 0;
+  return out;
+}
+
+int wsev__tls_error(const wsev_tls *t, char *reason, size_t cap) {
+  if (!cap) return t->error;
+  reason[0] = 0;
+  if (t->error == WSEV_ETLSVERIFY) {
+    snprintf(reason, cap, "certificate: %s", X509_verify_cert_error_string(t->verify_result));
+  } else if (t->refused) {
+    snprintf(reason, cap, "%s", t->refused);
+  } else if (t->openssl_error) {
+    const char *why = ERR_reason_error_string(t->openssl_error);
+    snprintf(reason, cap, "%s", why ? why : "unknown OpenSSL error");
+  } else if (t->out_of_memory) {
+    snprintf(reason, cap, "out of memory");
+  }
+  return t->error;
+}
+
+const char *wsev__tls_version(const wsev_tls *t) { return t->done ? SSL_get_version(t->ssl) : NULL; }
+
+/* The standard (IANA) name, e.g. TLS_AES_128_GCM_SHA256. */
+const char *wsev__tls_cipher(const wsev_tls *t) {
+  const SSL_CIPHER *cipher = t->done ? SSL_get_current_cipher(t->ssl) : NULL;
+  if (!cipher) return NULL;
+  const char *name = SSL_CIPHER_standard_name(cipher);
+  return name ? name : SSL_CIPHER_get_name(cipher);
+}
+
+const char *wsev__tls_server_name(const wsev_tls *t) { return t->server_name; }
+
+int wsev__tls_resumed(const wsev_tls *t) { return t->resumed; }
