@@ -6,7 +6,10 @@
 #   3. ThreadSanitizer (build-tsan/) on the suites where other threads call in;
 #   4. memcheck: the C tests under valgrind, and the echo, pubsub and control servers
 #      under valgrind while real clients drive them;
-#   5. a short fuzzing run of every libFuzzer target (clang, build-fuzz/).
+#   5. the OpenSSL backend (build-openssl/, build-openssl-asan/): the suites where
+#      the backend matters (TLS, client, browser, TLS churn), plain, under ASan+UBSan
+#      and under valgrind, and the two backends against each other;
+#   6. a short fuzzing run of every libFuzzer target (clang, build-fuzz/).
 # Ends with one line "N passed, N failed" and exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +60,12 @@ run() { # dir [meson test options...]
   count "$dir"
 }
 
+# ASan and UBSan fail a test with these exit codes, leaks included.
+sanitizers_report() {
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=23
+  export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=24
+}
+
 echo "== build and test (build/)"
 if setup build; then
   run build --no-suite valgrind
@@ -65,8 +74,7 @@ else
 fi
 
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=23
-export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=24
+sanitizers_report
 if setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug; then
   run build-asan --no-suite valgrind --timeout-multiplier 3
 else
@@ -87,6 +95,24 @@ echo "== valgrind (build/)"
 # test/valgrind-wrap holds the memcheck options; the 'valgrind' suite uses it too.
 run build --suite vgwrap --timeout-multiplier 10 --wrap="$PWD/test/valgrind-wrap"
 run build --suite valgrind
+
+echo "== OpenSSL backend (build-openssl/): TLS, client, browser, TLS churn, interoperation"
+if setup build-openssl -Dtls=openssl; then
+  run build-openssl --suite tls --suite client --suite browser --no-suite valgrind
+  run build-openssl limits
+  run build-openssl tls-python-valgrind tls-node-valgrind py-client-valgrind
+  run build-openssl tls-resume client-adopt --timeout-multiplier 10 --wrap="$PWD/test/valgrind-wrap"
+else
+  total_failed=$((total_failed + 1))
+fi
+sanitizers_report
+if setup build-openssl-asan -Dtls=openssl -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dbuildtype=debug; then
+  run build-openssl-asan --suite tls --suite client --no-suite valgrind --timeout-multiplier 3
+else
+  total_failed=$((total_failed + 1))
+fi
+unset ASAN_OPTIONS UBSAN_OPTIONS
 
 echo "== fuzzing, 12 s per target (build-fuzz/)"
 rm -f build-fuzz/meson-logs/testlog*.json
