@@ -37,9 +37,9 @@
 
 /* Forward secrecy and AEAD only. AES-GCM first: with AES-NI OpenSSL runs it faster
  * than ChaCha20-Poly1305, and the server's order decides. */
-#define TLS12_SUITES                                                                  \
-  "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                        \
-  "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                        \
+#define TLS12_SUITES                                                                               \
+  "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                     \
+  "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                                     \
   "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
 #define TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384"
 #define GROUPS "X25519:P-256:P-384"
@@ -158,14 +158,14 @@ struct wsev_tls {
   uint8_t *out; /* ciphertext to write */
   size_t out_len, out_cap;
   char *server_name;
-  char *peer;                 /* clients: "host port trust", the key in conf->sessions */
-  int error;                  /* WSEV_ETLS, WSEV_ETLSVERIFY, or 0 */
+  char *peer;                  /* clients: "host port trust", the key in conf->sessions */
+  int error;                   /* WSEV_ETLS, WSEV_ETLSVERIFY, or 0 */
   unsigned long openssl_error; /* the first error of the failure */
   long verify_result;
   const char *refused; /* a failure of our own making: why */
   /* Servers, until the handshake is done: where the records of the input are. */
-  size_t record_left;     /* bytes of the current record's body still to come */
-  uint8_t header[5];      /* the next record's header, as far as it came */
+  size_t record_left; /* bytes of the current record's body still to come */
+  uint8_t header[5];  /* the next record's header, as far as it came */
   uint8_t header_len;
   uint8_t fed;         /* some ciphertext came */
   uint8_t done;        /* handshake complete */
@@ -189,8 +189,8 @@ struct wsev_tls_config {
  * (opened: issue a new ticket), 0 for "unknown key" (a full handshake) or "issue no
  * ticket", -1 on failure. A ticket opened is always renewed, as mbedTLS does: TLS 1.3
  * clients use a ticket once, and a resumed connection must leave them another. */
-static int ticket_key_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cipher,
-                         EVP_MAC_CTX *mac, int enc) {
+static int ticket_key_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
+                         EVP_CIPHER_CTX *cipher, EVP_MAC_CTX *mac, int enc) {
   wsev_tls_config *c = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
   wsev_tls_tickets *t = c->tickets;
   ticket_key key;
@@ -548,7 +548,8 @@ wsev_tls *wsev__tls_new(wsev_tls_config *conf, const char *server_name, unsigned
   }
   if (server_name) {
     uint8_t ip[16];
-    if (uv_inet_pton(AF_INET, server_name, ip) == 0 || uv_inet_pton(AF_INET6, server_name, ip) == 0) {
+    if (uv_inet_pton(AF_INET, server_name, ip) == 0 ||
+        uv_inet_pton(AF_INET6, server_name, ip) == 0) {
       /* An IP literal: the certificate must name that address; no SNI (RFC 6066
        * section 3). */
       if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), server_name) != 1) goto fail;
@@ -758,7 +759,9 @@ int wsev__tls_error(const wsev_tls *t, char *reason, size_t cap) {
   return t->error;
 }
 
-const char *wsev__tls_version(const wsev_tls *t) { return t->done ? SSL_get_version(t->ssl) : NULL; }
+const char *wsev__tls_version(const wsev_tls *t) {
+  return t->done ? SSL_get_version(t->ssl) : NULL;
+}
 
 /* The standard (IANA) name, e.g. TLS_AES_128_GCM_SHA256. */
 const char *wsev__tls_cipher(const wsev_tls *t) {

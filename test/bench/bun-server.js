@@ -1,6 +1,7 @@
 // The uWebSockets peer of the wsev benchmark: Bun.serve's WebSocket server is
 // uWebSockets with a thin JavaScript layer.
 //   bun bun-server.js PORT echo     echo every message with its type
+//   bun bun-server.js PORT echo CERT KEY   the same over wss (uWS's TLS: BoringSSL)
 //   bun bun-server.js PORT pubsub   the wsev-pubsub protocol on native topics:
 //                                   subscribe:CH -> ws.subscribe(CH), "OK";
 //                                   publish:CH:BODY -> "OK", server.publish(CH, BODY)
@@ -36,9 +37,11 @@ const pubsub = {
   },
 };
 
+const [cert, key] = process.argv.slice(4);
 const server = Bun.serve({
   port,
   hostname: "127.0.0.1",
+  ...(cert && key ? { tls: { cert: Bun.file(cert), key: Bun.file(key) } } : {}),
   fetch(req, server) {
     if (server.upgrade(req)) return;
     return new Response("WebSocket only", { status: 400 });
@@ -51,5 +54,5 @@ const server = Bun.serve({
     backpressureLimit: 64 * 1024 * 1024,
   },
 });
-console.log(`bun ${Bun.version} (${mode}) listening on port ${server.port}`);
+console.log(`bun ${Bun.version} (${mode}) listening ${cert ? "for TLS " : ""}on port ${server.port}`);
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => { server.stop(true); process.exit(0); });

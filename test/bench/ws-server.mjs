@@ -1,14 +1,26 @@
 // The Node `ws` peer of the wsev benchmark.
 //   node ws-server.mjs PORT echo     echo every message with its type
+//   node ws-server.mjs PORT echo CERT KEY   the same over wss (Node's https, OpenSSL)
 //   node ws-server.mjs PORT pubsub   the wsev-pubsub protocol: subscribe:CH -> "OK";
 //                                    publish:CH:BODY -> "OK" + BODY to every subscriber
+import { readFileSync } from "node:fs";
+import { createServer } from "node:https";
 import { WebSocketServer } from "ws";
 
 const port = Number(process.argv[2] || 9000);
 const mode = process.argv[3] || "echo";
 const channels = new Map(); // name -> Set of sockets
 
-const wss = new WebSocketServer({ host: "127.0.0.1", port, perMessageDeflate: false, clientTracking: false, maxPayload: 16 * 1024 * 1024 });
+const [cert, key] = process.argv.slice(4);
+const options = { perMessageDeflate: false, clientTracking: false, maxPayload: 16 * 1024 * 1024 };
+let https = null;
+let wss;
+if (cert && key) {
+  https = createServer({ cert: readFileSync(cert), key: readFileSync(key) });
+  wss = new WebSocketServer({ server: https, ...options });
+} else {
+  wss = new WebSocketServer({ host: "127.0.0.1", port, ...options });
+}
 wss.on("connection", (ws) => {
   if (mode !== "pubsub") {
     ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
@@ -40,5 +52,10 @@ wss.on("connection", (ws) => {
     for (const ch of mine) channels.get(ch)?.delete(ws);
   });
 });
-wss.on("listening", () => console.log(`ws (${mode}) listening on port ${wss.address().port}`));
+if (https) {
+  https.listen(port, "127.0.0.1", () =>
+    console.log(`ws (${mode}) listening for TLS on port ${https.address().port}`));
+} else {
+  wss.on("listening", () => console.log(`ws (${mode}) listening on port ${wss.address().port}`));
+}
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => process.exit(0));

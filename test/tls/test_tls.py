@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""wss:// (WebSocket over TLS, mbedTLS in the server) against wsev-echo and wsev-pubsub.
+"""wss:// (WebSocket over TLS, with the TLS backend the build chose: mbedTLS or OpenSSL)
+against wsev-echo and wsev-pubsub.
 
 usage: test_tls.py PATH/TO/wsev-echo PATH/TO/wsev-pubsub
 

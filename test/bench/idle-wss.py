@@ -1,0 +1,80 @@
+#!/usr/bin/python3
+"""What an idle wss connection costs a server in resident memory.
+
+usage: idle-wss.py PORT PID COUNT CA_FILE
+
+Opens COUNT wss connections to 127.0.0.1:PORT (TLS verified against CA_FILE for
+"localhost", the WebSocket upgrade done, nothing sent after), one at a time, and prints
+"bytes_per_conn=N" from the growth of process PID's VmRSS, each reading taken once it
+stops moving. A few connections opened and closed first warm up what all of them share.
+"""
+import os
+import resource
+import socket
+import ssl
+import sys
+import time
+
+UPGRADE = (b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           b"Sec-WebSocket-Version: 13\r\n\r\n")
+
+
+def rss(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS for pid %d" % pid)
+
+
+def settled_rss(pid):
+    last = rss(pid)
+    for _ in range(40):
+        time.sleep(0.1)
+        now = rss(pid)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+def connect(port, ctx):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=30),
+                        server_hostname="localhost")
+    s.sendall(UPGRADE)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = s.recv(4096)
+        if not data:
+            raise RuntimeError("the server closed during the upgrade")
+        head += data
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError("upgrade refused: %r" % head[:80])
+    return s
+
+
+def main():
+    if len(sys.argv) != 5:
+        sys.stderr.write(__doc__)
+        return 2
+    port, pid, count, ca = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < count + 100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 100), hard))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca)
+    ctx.set_alpn_protocols(["http/1.1"])
+    for _ in range(20):
+        connect(port, ctx).close()
+    base = settled_rss(pid)
+    conns = [connect(port, ctx) for _ in range(count)]
+    grown = settled_rss(pid) - base
+    print("bytes_per_conn=%d" % (grown / count))
+    for c in conns:
+        c.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
