@@ -187,8 +187,9 @@ struct wsev_tls_config {
 /* OpenSSL seals a ticket with AES-256-CBC and HMAC-SHA256 under the keys we give it.
  * enc: 1 to seal (name and IV are ours to fill), 0 to open. Returns 1 (sealed), 2
  * (opened: issue a new ticket), 0 for "unknown key" (a full handshake) or "issue no
- * ticket", -1 on failure. A ticket opened is always renewed, as mbedTLS does: TLS 1.3
- * clients use a ticket once, and a resumed connection must leave them another. */
+ * ticket", -1 on failure. TLS 1.3 clients use a ticket once, so a resumed TLS 1.3
+ * connection always leaves them a new one; a TLS 1.2 ticket is renewed only when an
+ * old key opened it. */
 static int ticket_key_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
                          EVP_CIPHER_CTX *cipher, EVP_MAC_CTX *mac, int enc) {
   wsev_tls_config *c = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
@@ -201,7 +202,7 @@ static int ticket_key_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
     key = t->current;
   } else if (memcmp(name, t->current.name, sizeof t->current.name) == 0) {
     key = t->current;
-    rc = 2;
+    rc = SSL_version(ssl) >= TLS1_3_VERSION ? 2 : 1;
   } else if (t->have_previous && memcmp(name, t->previous.name, sizeof t->previous.name) == 0) {
     key = t->previous;
     rc = 2;
@@ -354,6 +355,9 @@ int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *ke
     return rc;
   }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL); /* no client certificates */
+  /* Send the chain as the file has it (as mbedTLS does), without looking for missing
+   * links in the trust store at every handshake. */
+  SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN);
   SSL_CTX_set_tlsext_servername_callback(ctx, on_sni);
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); /* tickets only */

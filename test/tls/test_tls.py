@@ -985,11 +985,12 @@ def c_max_connections_over_tls():
         c.close()
 
 
-def c_session_resumption():
+def c_session_resumption(tls12=False):
     """A listener issues session tickets: a returning client resumes (no key exchange)
     and its WebSocket works as before; another listener, with its own ticket keys,
-    ignores the ticket and does a full handshake."""
-    ctx = client_ctx()
+    ignores the ticket and does a full handshake. (tls12: a client without TLS 1.3, so
+    the RFC 5077 tickets of TLS 1.2 with either backend.)"""
+    ctx = client_ctx(tls12=tls12)
     first = TlsConn(E.echo.tls_port, ctx=ctx)
     first.handshake()
     first.echo(OP_TEXT, "first visit")
@@ -1337,6 +1338,7 @@ def main():
         run("bad-forged-record-after-handshake", c_bad_mac_after_handshake)
         run("limit-max-connections-closes-tls-before-handshake", c_max_connections_over_tls)
         run("session-ticket-resumption", c_session_resumption)
+        run("session-ticket-resumption-tls12", c_session_resumption, True)
         # 7. startup errors
         startup_cases()
         # 9. pubsub
