@@ -1,5 +1,6 @@
 /* The TLS backend boundary: the same interface over mbedTLS (tls_mbedtls.c, the
- * default) and OpenSSL (tls_openssl.c), chosen at build time (meson -Dtls=).
+ * default) and OpenSSL (tls_openssl.c), chosen at build time (meson -Dtls=); what the
+ * two share is in tls_shared.c.
  *
  * TLS driven from memory: the session never touches a socket. Ciphertext read from
  * the socket is handed to wsev__tls_input, which decrypts into a buffer and passes

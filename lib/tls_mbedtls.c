@@ -16,44 +16,19 @@
 #include <uv.h>
 
 #include "alloc.h"
-
-#define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
-#define RNG_POOL 256
-/* How long a session ticket we issue may resume a session (its keys live twice as
- * long and rotate by themselves). */
-#define TICKET_LIFETIME_S 3600
-/* Clients: how many servers' sessions a session cache remembers. */
-#define CLIENT_SESSIONS 8
+#include "tls_shared.h"
 
 struct wsev_rng {
   mbedtls_entropy_context entropy;
   mbedtls_ctr_drbg_context drbg;
   int seeded;
-  size_t pool_left;
-  uint8_t pool[RNG_POOL];
+  wsev_rng_pool pool;
 };
-
-/* A client's last session with one server (host and port), to resume the next
- * connection there without a key exchange or certificate check. */
-typedef struct {
-  char *peer; /* "host port"; NULL: a free slot */
-  mbedtls_ssl_session session;
-} client_session;
 
 struct wsev_tls_tickets {
   mbedtls_ssl_ticket_context keys;
   wsev_rng *rng; /* used only under the ticket context's lock */
   _Atomic size_t refs;
-};
-
-/* Clients' sessions, for configurations of one context, or of all its I/O threads (a
- * connection resumes on any thread). Keyed by the server and the configuration's trust
- * (a session verified under one set of CAs is never resumed under another). */
-struct wsev_tls_sessions {
-  uv_mutex_t lock;
-  _Atomic size_t refs;
-  client_session slots[CLIENT_SESSIONS];
-  unsigned next; /* the slot a new server replaces */
 };
 
 struct wsev_tls_config {
@@ -64,8 +39,7 @@ struct wsev_tls_config {
   wsev_tls *stepping;        /* servers: the connection whose handshake is being driven */
   size_t refs;
   int server;
-  int insecure;
-  char *ca_file;               /* clients: where the CAs came from (NULL: the system's) */
+  wsev_tls_trust trust;        /* clients */
   wsev_tls_sessions *sessions; /* clients */
 };
 
@@ -74,8 +48,7 @@ struct wsev_tls {
   wsev_tls_config *conf;
   const uint8_t *in; /* ciphertext being fed, not yet taken by mbedTLS */
   size_t in_len;
-  uint8_t *out; /* ciphertext to write */
-  size_t out_len, out_cap;
+  wsev_tls_out out; /* ciphertext to write */
   char *server_name;
   char *peer;                 /* clients: "host port", the key of its session in conf->sessions */
   uint8_t offered_master[48]; /* clients: the secret of the session offered, to tell
@@ -137,7 +110,7 @@ void wsev__rng_free(wsev_rng *rng) {
   if (!rng) return;
   mbedtls_ctr_drbg_free(&rng->drbg);
   mbedtls_entropy_free(&rng->entropy);
-  mbedtls_platform_zeroize(rng->pool, sizeof rng->pool);
+  mbedtls_platform_zeroize(rng->pool.bytes, sizeof rng->pool.bytes);
   wsev__free(rng);
 }
 
@@ -153,18 +126,13 @@ static int rng_seed(wsev_rng *rng) {
   return 0;
 }
 
+static int drbg_fill(void *p, void *buf, size_t len) {
+  return mbedtls_ctr_drbg_random(&((wsev_rng *)p)->drbg, buf, len) == 0 ? 0 : -1;
+}
+
 int wsev__rng_bytes(wsev_rng *rng, void *buf, size_t len) {
   if (rng_seed(rng) != 0) return -1;
-  if (len > RNG_POOL / 4) return mbedtls_ctr_drbg_random(&rng->drbg, buf, len) ? -1 : 0;
-  if (rng->pool_left < len) {
-    if (mbedtls_ctr_drbg_random(&rng->drbg, rng->pool, RNG_POOL) != 0) return -1;
-    rng->pool_left = RNG_POOL;
-  }
-  uint8_t *from = rng->pool + RNG_POOL - rng->pool_left;
-  memcpy(buf, from, len);
-  mbedtls_platform_zeroize(from, len); /* handed out once only */
-  rng->pool_left -= len;
-  return 0;
+  return wsev__rng_pool_bytes(&rng->pool, buf, len, drbg_fill, rng);
 }
 
 static int rng_for_tls(void *p, unsigned char *out, size_t len) {
@@ -191,7 +159,7 @@ static void config_free(wsev_tls_config *c) {
   mbedtls_pk_free(&c->key);
   wsev__tls_tickets_unref(c->tickets);
   wsev__tls_sessions_unref(c->sessions);
-  wsev__free(c->ca_file);
+  wsev__tls_trust_free(&c->trust);
   wsev__free(c);
 }
 
@@ -250,7 +218,7 @@ wsev_tls_tickets *wsev__tls_tickets_new(void) {
   t->refs = 1;
   if (!(t->rng = wsev__rng_new()) ||
       mbedtls_ssl_ticket_setup(&t->keys, rng_for_tls, t->rng, MBEDTLS_CIPHER_AES_256_GCM,
-                               TICKET_LIFETIME_S) != 0) {
+                               WSEV_TLS_TICKET_LIFETIME_S) != 0) {
     wsev__tls_tickets_unref(t);
     return NULL;
   }
@@ -308,21 +276,16 @@ int wsev__tls_client_config(wsev_rng *rng, const char *ca_file, int insecure,
   if (!c) return UV_ENOMEM;
   int rc = config_defaults(c, rng, MBEDTLS_SSL_IS_CLIENT);
   if (!rc && sessions)
-    atomic_fetch_add(&(c->sessions = sessions)->refs, 1);
+    wsev__tls_sessions_ref(c->sessions = sessions);
   else if (!rc && !(c->sessions = wsev__tls_sessions_new()))
     rc = UV_ENOMEM;
-  c->insecure = insecure != 0;
-  if (!rc && !insecure) {
-    if (ca_file && !(c->ca_file = wsev__malloc(strlen(ca_file) + 1)))
-      rc = UV_ENOMEM;
-    else if (ca_file)
-      strcpy(c->ca_file, ca_file);
-    /* A bundle with a few certificates mbedTLS cannot parse is still usable (> 0);
-     * none at all is not. */
-    if (!rc && (mbedtls_x509_crt_parse_file(&c->chain, ca_file ? ca_file : SYSTEM_CA_BUNDLE) < 0 ||
-                c->chain.version == 0))
-      rc = WSEV_ETLSCA;
-  }
+  if (!rc) rc = wsev__tls_trust_init(&c->trust, ca_file, insecure);
+  /* A bundle with a few certificates mbedTLS cannot parse is still usable (> 0); none
+   * at all is not. */
+  if (!rc && !insecure &&
+      (mbedtls_x509_crt_parse_file(&c->chain, ca_file ? ca_file : WSEV_TLS_SYSTEM_CA_BUNDLE) < 0 ||
+       c->chain.version == 0))
+    rc = WSEV_ETLSCA;
   if (rc) {
     config_free(c);
     return rc;
@@ -338,30 +301,17 @@ int wsev__tls_client_config(wsev_rng *rng, const char *ca_file, int insecure,
 }
 
 int wsev__tls_config_matches(const wsev_tls_config *c, const char *ca_file, int insecure) {
-  if (c->server || c->insecure != (insecure != 0)) return 0;
-  if (c->insecure) return 1;
-  if (!c->ca_file || !ca_file) return !c->ca_file && !ca_file;
-  return strcmp(c->ca_file, ca_file) == 0;
+  return !c->server && wsev__tls_trust_matches(&c->trust, ca_file, insecure);
 }
 
 /* ---- one connection ------------------------------------------------------------- */
 
 static int bio_send(void *p, const unsigned char *data, size_t len) {
   wsev_tls *t = p;
-  if (len > t->out_cap - t->out_len) {
-    size_t cap = t->out_cap ? t->out_cap : 16 * 1024 + 512;
-    while (cap - t->out_len < len)
-      cap *= 2;
-    uint8_t *grown = wsev__realloc(t->out, cap);
-    if (!grown) {
-      t->out_of_memory = 1;
-      return MBEDTLS_ERR_SSL_ALLOC_FAILED;
-    }
-    t->out = grown;
-    t->out_cap = cap;
+  if (wsev__tls_out_append(&t->out, data, len) != 0) {
+    t->out_of_memory = 1;
+    return MBEDTLS_ERR_SSL_ALLOC_FAILED;
   }
-  memcpy(t->out + t->out_len, data, len);
-  t->out_len += len;
   return (int)len;
 }
 
@@ -389,59 +339,24 @@ static int verify_ip(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
   return 0;
 }
 
-wsev_tls_sessions *wsev__tls_sessions_new(void) {
-  wsev_tls_sessions *s = wsev__calloc(1, sizeof *s);
-  if (!s) return NULL;
-  if (uv_mutex_init(&s->lock) != 0) {
-    wsev__free(s);
-    return NULL;
-  }
-  s->refs = 1;
-  for (int i = 0; i < CLIENT_SESSIONS; i++)
-    mbedtls_ssl_session_init(&s->slots[i].session);
-  return s;
-}
-
-void wsev__tls_sessions_unref(wsev_tls_sessions *s) {
-  if (!s || atomic_fetch_sub(&s->refs, 1) != 1) return;
-  for (int i = 0; i < CLIENT_SESSIONS; i++) {
-    mbedtls_ssl_session_free(&s->slots[i].session);
-    wsev__free(s->slots[i].peer);
-  }
-  uv_mutex_destroy(&s->lock);
-  wsev__free(s);
-}
-
-/* Under the cache's lock. */
-static client_session *find_session(wsev_tls_config *conf, const char *peer) {
-  for (int i = 0; i < CLIENT_SESSIONS; i++)
-    if (conf->sessions->slots[i].peer && strcmp(conf->sessions->slots[i].peer, peer) == 0)
-      return &conf->sessions->slots[i];
-  return NULL;
-}
-
-static void forget_session(client_session *s) {
-  mbedtls_ssl_session_free(&s->session); /* frees and re-initialises */
-  wsev__free(s->peer);
-  s->peer = NULL;
+void wsev__tls_session_free(void *session) {
+  mbedtls_ssl_session_free(session);
+  wsev__free(session);
 }
 
 /* A client's handshake completed: keep the session (or the renewed ticket) for the
  * next connection to the same server. Without memory we just do not remember. */
 static void remember_session(wsev_tls *t) {
-  wsev_tls_sessions *cache = t->conf->sessions;
-  uv_mutex_lock(&cache->lock);
-  client_session *s = find_session(t->conf, t->peer);
-  if (!s) {
-    s = &cache->slots[cache->next];
-    cache->next = (cache->next + 1) % CLIENT_SESSIONS;
-    forget_session(s);
-    if ((s->peer = wsev__malloc(strlen(t->peer) + 1))) strcpy(s->peer, t->peer);
-  } else {
-    mbedtls_ssl_session_free(&s->session);
+  mbedtls_ssl_session *session = wsev__malloc(sizeof *session);
+  if (!session) return;
+  mbedtls_ssl_session_init(session);
+  if (mbedtls_ssl_get_session(&t->ssl, session) != 0) {
+    wsev__tls_session_free(session);
+    return;
   }
-  if (s->peer && mbedtls_ssl_get_session(&t->ssl, &s->session) != 0) forget_session(s);
-  uv_mutex_unlock(&cache->lock);
+  wsev__tls_sessions_lock(t->conf->sessions);
+  wsev__tls_sessions_keep(t->conf->sessions, t->peer, session);
+  wsev__tls_sessions_unlock(t->conf->sessions);
 }
 
 wsev_tls *wsev__tls_new(wsev_tls_config *conf, const char *server_name, unsigned port) {
@@ -465,23 +380,18 @@ wsev_tls *wsev__tls_new(wsev_tls_config *conf, const char *server_name, unsigned
     size_t n = strlen(server_name);
     if (!(t->server_name = wsev__malloc(n + 1))) goto fail;
     memcpy(t->server_name, server_name, n + 1);
-    /* "host port trust": the trust is the CA file, "-" for the system's, or "*" for
-     * no verification. */
-    const char *trust = conf->insecure ? "*" : conf->ca_file ? conf->ca_file : "-";
-    size_t size = n + strlen(trust) + 8;
-    if (!(t->peer = wsev__malloc(size))) goto fail;
-    snprintf(t->peer, size, "%s %u %s", server_name, port & 0xffff, trust);
-    uv_mutex_lock(&conf->sessions->lock);
-    client_session *s = find_session(conf, t->peer);
+    if (!(t->peer = wsev__tls_peer_key(server_name, port, &conf->trust))) goto fail;
+    wsev__tls_sessions_lock(conf->sessions);
+    mbedtls_ssl_session *session = wsev__tls_sessions_find(conf->sessions, t->peer);
     /* Resuming skips the certificate check: the session was verified when it was
      * made, for this server, under the same trusted CAs. */
-    if (s && mbedtls_ssl_set_session(&t->ssl, &s->session) != 0) {
-      forget_session(s);
-    } else if (s) {
-      memcpy(t->offered_master, s->session.master, sizeof t->offered_master);
+    if (session && mbedtls_ssl_set_session(&t->ssl, session) != 0) {
+      wsev__tls_sessions_forget(conf->sessions, t->peer);
+    } else if (session) {
+      memcpy(t->offered_master, session->master, sizeof t->offered_master);
       t->offered = 1;
     }
-    uv_mutex_unlock(&conf->sessions->lock);
+    wsev__tls_sessions_unlock(conf->sessions);
   }
   mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
   t->conf = conf;
@@ -500,7 +410,7 @@ void wsev__tls_free(wsev_tls *t) {
   mbedtls_ssl_free(&t->ssl);
   mbedtls_platform_zeroize(t->offered_master, sizeof t->offered_master);
   wsev__tls_config_unref(t->conf);
-  wsev__free(t->out);
+  wsev__free(t->out.data);
   wsev__free(t->server_name);
   wsev__free(t->peer);
   wsev__free(t);
@@ -508,10 +418,9 @@ void wsev__tls_free(wsev_tls *t) {
 
 static int failed(wsev_tls *t, int rc) {
   if (t->peer && !t->done) { /* a handshake that failed starts afresh next time */
-    uv_mutex_lock(&t->conf->sessions->lock);
-    client_session *s = find_session(t->conf, t->peer);
-    if (s) forget_session(s);
-    uv_mutex_unlock(&t->conf->sessions->lock);
+    wsev__tls_sessions_lock(t->conf->sessions);
+    wsev__tls_sessions_forget(t->conf->sessions, t->peer);
+    wsev__tls_sessions_unlock(t->conf->sessions);
   }
   t->mbedtls_error = rc;
   if (!t->error) t->error = rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED ? WSEV_ETLSVERIFY : WSEV_ETLS;
@@ -598,15 +507,10 @@ void wsev__tls_close_notify(wsev_tls *t) {
   mbedtls_ssl_close_notify(&t->ssl);
 }
 
-size_t wsev__tls_pending(const wsev_tls *t) { return t->out_len; }
+size_t wsev__tls_pending(const wsev_tls *t) { return t->out.len; }
 
 uint8_t *wsev__tls_take(wsev_tls *t, size_t *len, size_t *cap) {
-  uint8_t *out = t->out;
-  *len = t->out_len;
-  *cap = t->out_cap;
-  t->out = NULL;
-  t->out_len = t->out_cap = 0;
-  return out;
+  return wsev__tls_out_take(&t->out, len, cap);
 }
 
 int wsev__tls_error(const wsev_tls *t, char *reason, size_t cap) {

@@ -26,14 +26,7 @@
 #include <uv.h>
 
 #include "alloc.h"
-
-#define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
-#define RNG_POOL 256
-/* How long a session ticket we issue may resume a session; its key stays valid for
- * one more lifetime after it is replaced. */
-#define TICKET_LIFETIME_S 3600
-/* Clients: how many servers' sessions a session cache remembers. */
-#define CLIENT_SESSIONS 8
+#include "tls_shared.h"
 
 /* Forward secrecy and AEAD only. AES-GCM first: with AES-NI OpenSSL runs it faster
  * than ChaCha20-Poly1305, and the server's order decides. */
@@ -54,32 +47,27 @@ int wsev__sha1(const void *data, size_t len, uint8_t digest[20]) {
 
 /* ---- random bytes ------------------------------------------------------------ */
 
-/* OpenSSL's DRBG is thread-safe and seeds itself; the pool only makes the 4-byte
- * masking key of every client frame cheap. */
+/* OpenSSL's DRBG is thread-safe and seeds itself; the pool only makes small requests
+ * cheap. */
 struct wsev_rng {
-  size_t pool_left;
-  uint8_t pool[RNG_POOL];
+  wsev_rng_pool pool;
 };
 
 wsev_rng *wsev__rng_new(void) { return wsev__calloc(1, sizeof(wsev_rng)); }
 
 void wsev__rng_free(wsev_rng *rng) {
   if (!rng) return;
-  OPENSSL_cleanse(rng->pool, sizeof rng->pool);
+  wsev__tls_zeroize(rng->pool.bytes, sizeof rng->pool.bytes);
   wsev__free(rng);
 }
 
+static int rand_fill(void *unused, void *buf, size_t len) {
+  (void)unused;
+  return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
+}
+
 int wsev__rng_bytes(wsev_rng *rng, void *buf, size_t len) {
-  if (len > RNG_POOL / 4) return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
-  if (rng->pool_left < len) {
-    if (RAND_bytes(rng->pool, RNG_POOL) != 1) return -1;
-    rng->pool_left = RNG_POOL;
-  }
-  uint8_t *from = rng->pool + RNG_POOL - rng->pool_left;
-  memcpy(buf, from, len);
-  OPENSSL_cleanse(from, len); /* handed out once only */
-  rng->pool_left -= len;
-  return 0;
+  return wsev__rng_pool_bytes(&rng->pool, buf, len, rand_fill, NULL);
 }
 
 /* ---- session tickets ------------------------------------------------------------ */
@@ -108,7 +96,7 @@ wsev_tls_tickets *wsev__tls_tickets_new(void) {
     return NULL;
   }
   t->refs = 1;
-  t->rotate_at = time(NULL) + TICKET_LIFETIME_S;
+  t->rotate_at = time(NULL) + WSEV_TLS_TICKET_LIFETIME_S;
   if (RAND_bytes((unsigned char *)&t->current, sizeof t->current) != 1) {
     wsev__tls_tickets_unref(t);
     return NULL;
@@ -131,32 +119,16 @@ static void rotate_ticket_keys(wsev_tls_tickets *t) {
   t->previous = t->current;
   t->current = fresh;
   t->have_previous = 1;
-  t->rotate_at = now + TICKET_LIFETIME_S;
+  t->rotate_at = now + WSEV_TLS_TICKET_LIFETIME_S;
   OPENSSL_cleanse(&fresh, sizeof fresh);
 }
-
-/* A client's last session with one server (host, port and trust), to resume the next
- * connection there without a key exchange or certificate check. */
-typedef struct {
-  char *peer; /* NULL: a free slot */
-  SSL_SESSION *session;
-} client_session;
-
-/* Clients' sessions, for configurations of one context or of all its I/O threads. */
-struct wsev_tls_sessions {
-  uv_mutex_t lock;
-  _Atomic size_t refs;
-  client_session slots[CLIENT_SESSIONS];
-  unsigned next; /* the slot a new server replaces */
-};
 
 struct wsev_tls {
   SSL *ssl;
   wsev_tls_config *conf;
   const uint8_t *in; /* ciphertext being fed, not yet taken by OpenSSL */
   size_t in_len;
-  uint8_t *out; /* ciphertext to write */
-  size_t out_len, out_cap;
+  wsev_tls_out out; /* ciphertext to write */
   char *server_name;
   char *peer;                  /* clients: "host port trust", the key in conf->sessions */
   int error;                   /* WSEV_ETLS, WSEV_ETLSVERIFY, or 0 */
@@ -179,8 +151,7 @@ struct wsev_tls_config {
   wsev_tls_tickets *tickets; /* servers */
   size_t refs;
   int server;
-  int insecure;
-  char *ca_file;               /* clients: where the CAs came from (NULL: the system's) */
+  wsev_tls_trust trust;        /* clients */
   wsev_tls_sessions *sessions; /* clients */
 };
 
@@ -234,7 +205,7 @@ static void config_free(wsev_tls_config *c) {
   SSL_CTX_free(c->ctx);
   wsev__tls_tickets_unref(c->tickets);
   wsev__tls_sessions_unref(c->sessions);
-  wsev__free(c->ca_file);
+  wsev__tls_trust_free(&c->trust);
   wsev__free(c);
 }
 
@@ -362,7 +333,7 @@ int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *ke
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); /* tickets only */
   SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_cb);
-  SSL_CTX_set_timeout(ctx, TICKET_LIFETIME_S);
+  SSL_CTX_set_timeout(ctx, WSEV_TLS_TICKET_LIFETIME_S);
   SSL_CTX_set_num_tickets(ctx, 1); /* TLS 1.3 sends two by default */
   *out = c;
   return 0;
@@ -378,18 +349,13 @@ int wsev__tls_client_config(wsev_rng *rng, const char *ca_file, int insecure,
   SSL_CTX *ctx = c->ctx;
   int rc = SSL_CTX_set_alpn_protos(ctx, alpn_http11, sizeof alpn_http11 - 1) == 0 ? 0 : UV_ENOMEM;
   if (!rc && sessions)
-    atomic_fetch_add(&(c->sessions = sessions)->refs, 1);
+    wsev__tls_sessions_ref(c->sessions = sessions);
   else if (!rc && !(c->sessions = wsev__tls_sessions_new()))
     rc = UV_ENOMEM;
-  c->insecure = insecure != 0;
-  if (!rc && !insecure) {
-    if (ca_file && !(c->ca_file = wsev__malloc(strlen(ca_file) + 1)))
-      rc = UV_ENOMEM;
-    else if (ca_file)
-      strcpy(c->ca_file, ca_file);
-    if (!rc && SSL_CTX_load_verify_locations(ctx, ca_file ? ca_file : SYSTEM_CA_BUNDLE, NULL) != 1)
-      rc = WSEV_ETLSCA;
-  }
+  if (!rc) rc = wsev__tls_trust_init(&c->trust, ca_file, insecure);
+  if (!rc && !insecure &&
+      SSL_CTX_load_verify_locations(ctx, ca_file ? ca_file : WSEV_TLS_SYSTEM_CA_BUNDLE, NULL) != 1)
+    rc = WSEV_ETLSCA;
   ERR_clear_error();
   if (rc) {
     config_free(c);
@@ -407,70 +373,23 @@ int wsev__tls_client_config(wsev_rng *rng, const char *ca_file, int insecure,
 }
 
 int wsev__tls_config_matches(const wsev_tls_config *c, const char *ca_file, int insecure) {
-  if (c->server || c->insecure != (insecure != 0)) return 0;
-  if (c->insecure) return 1;
-  if (!c->ca_file || !ca_file) return !c->ca_file && !ca_file;
-  return strcmp(c->ca_file, ca_file) == 0;
+  return !c->server && wsev__tls_trust_matches(&c->trust, ca_file, insecure);
 }
 
 /* ---- the client session cache ------------------------------------------------------ */
 
-wsev_tls_sessions *wsev__tls_sessions_new(void) {
-  wsev_tls_sessions *s = wsev__calloc(1, sizeof *s);
-  if (!s) return NULL;
-  if (uv_mutex_init(&s->lock) != 0) {
-    wsev__free(s);
-    return NULL;
-  }
-  s->refs = 1;
-  return s;
-}
-
-static void forget_session(client_session *s) {
-  SSL_SESSION_free(s->session);
-  s->session = NULL;
-  wsev__free(s->peer);
-  s->peer = NULL;
-}
-
-void wsev__tls_sessions_unref(wsev_tls_sessions *s) {
-  if (!s || atomic_fetch_sub(&s->refs, 1) != 1) return;
-  for (int i = 0; i < CLIENT_SESSIONS; i++)
-    forget_session(&s->slots[i]);
-  uv_mutex_destroy(&s->lock);
-  wsev__free(s);
-}
-
-/* Under the cache's lock. */
-static client_session *find_session(wsev_tls_sessions *cache, const char *peer) {
-  for (int i = 0; i < CLIENT_SESSIONS; i++)
-    if (cache->slots[i].peer && strcmp(cache->slots[i].peer, peer) == 0) return &cache->slots[i];
-  return NULL;
-}
+void wsev__tls_session_free(void *session) { SSL_SESSION_free(session); }
 
 /* A client received a session it may resume (TLS 1.2: at the end of the handshake;
  * TLS 1.3: a ticket after it): keep it for the next connection to the same server.
- * Returns 1 when the cache took OpenSSL's reference. Without memory we just do not
- * remember. */
+ * Returns 1: the cache takes OpenSSL's reference. */
 static int on_new_session(SSL *ssl, SSL_SESSION *session) {
   wsev_tls *t = SSL_get_app_data(ssl);
   if (!t || !t->peer) return 0;
-  wsev_tls_sessions *cache = t->conf->sessions;
-  uv_mutex_lock(&cache->lock);
-  client_session *s = find_session(cache, t->peer);
-  if (!s) {
-    s = &cache->slots[cache->next];
-    cache->next = (cache->next + 1) % CLIENT_SESSIONS;
-    forget_session(s);
-    if ((s->peer = wsev__malloc(strlen(t->peer) + 1))) strcpy(s->peer, t->peer);
-  }
-  int kept = s->peer != NULL;
-  if (kept) {
-    SSL_SESSION_free(s->session);
-    s->session = session;
-  }
-  uv_mutex_unlock(&cache->lock);
-  return kept;
+  wsev__tls_sessions_lock(t->conf->sessions);
+  wsev__tls_sessions_keep(t->conf->sessions, t->peer, session);
+  wsev__tls_sessions_unlock(t->conf->sessions);
+  return 1;
 }
 
 /* ---- the BIO between OpenSSL and our buffers -------------------------------------- */
@@ -478,20 +397,10 @@ static int on_new_session(SSL *ssl, SSL_SESSION *session) {
 static int bio_write(BIO *bio, const char *data, size_t len, size_t *written) {
   wsev_tls *t = BIO_get_data(bio);
   BIO_clear_retry_flags(bio);
-  if (len > t->out_cap - t->out_len) {
-    size_t cap = t->out_cap ? t->out_cap : 16 * 1024 + 512;
-    while (cap - t->out_len < len)
-      cap *= 2;
-    uint8_t *grown = wsev__realloc(t->out, cap);
-    if (!grown) {
-      t->out_of_memory = 1;
-      return 0;
-    }
-    t->out = grown;
-    t->out_cap = cap;
+  if (wsev__tls_out_append(&t->out, data, len) != 0) {
+    t->out_of_memory = 1;
+    return 0;
   }
-  memcpy(t->out + t->out_len, data, len);
-  t->out_len += len;
   *written = len;
   return 1;
 }
@@ -564,20 +473,14 @@ wsev_tls *wsev__tls_new(wsev_tls_config *conf, const char *server_name, unsigned
     size_t n = strlen(server_name);
     if (!(t->server_name = wsev__malloc(n + 1))) goto fail;
     memcpy(t->server_name, server_name, n + 1);
-    /* "host port trust": the trust is the CA file, "-" for the system's, or "*" for
-     * no verification. A session verified under one trust is never resumed under
-     * another. */
-    const char *trust = conf->insecure ? "*" : conf->ca_file ? conf->ca_file : "-";
-    size_t size = n + strlen(trust) + 8;
-    if (!(t->peer = wsev__malloc(size))) goto fail;
-    snprintf(t->peer, size, "%s %u %s", server_name, port & 0xffff, trust);
-    uv_mutex_lock(&conf->sessions->lock);
-    client_session *s = find_session(conf->sessions, t->peer);
+    if (!(t->peer = wsev__tls_peer_key(server_name, port, &conf->trust))) goto fail;
+    wsev__tls_sessions_lock(conf->sessions);
+    SSL_SESSION *session = wsev__tls_sessions_find(conf->sessions, t->peer);
     /* Resuming skips the certificate check: the session was verified when it was
      * made, for this server, under the same trusted CAs. */
-    if (s && (!SSL_SESSION_is_resumable(s->session) || SSL_set_session(t->ssl, s->session) != 1))
-      forget_session(s);
-    uv_mutex_unlock(&conf->sessions->lock);
+    if (session && (!SSL_SESSION_is_resumable(session) || SSL_set_session(t->ssl, session) != 1))
+      wsev__tls_sessions_forget(conf->sessions, t->peer);
+    wsev__tls_sessions_unlock(conf->sessions);
   }
   t->conf = conf;
   wsev__tls_config_ref(conf);
@@ -599,7 +502,7 @@ void wsev__tls_free(wsev_tls *t) {
   if (!t) return;
   SSL_free(t->ssl);
   wsev__tls_config_unref(t->conf);
-  wsev__free(t->out);
+  wsev__free(t->out.data);
   wsev__free(t->server_name);
   wsev__free(t->peer);
   wsev__free(t);
@@ -609,10 +512,9 @@ void wsev__tls_free(wsev_tls *t) {
  * and none may be left behind for the next connection served on this thread. */
 static int failed(wsev_tls *t) {
   if (t->peer && !t->done) { /* a handshake that failed starts afresh next time */
-    uv_mutex_lock(&t->conf->sessions->lock);
-    client_session *s = find_session(t->conf->sessions, t->peer);
-    if (s) forget_session(s);
-    uv_mutex_unlock(&t->conf->sessions->lock);
+    wsev__tls_sessions_lock(t->conf->sessions);
+    wsev__tls_sessions_forget(t->conf->sessions, t->peer);
+    wsev__tls_sessions_unlock(t->conf->sessions);
   }
   if (!t->openssl_error) t->openssl_error = ERR_peek_error();
   ERR_clear_error();
@@ -736,15 +638,10 @@ void wsev__tls_close_notify(wsev_tls *t) {
   ERR_clear_error();
 }
 
-size_t wsev__tls_pending(const wsev_tls *t) { return t->out_len; }
+size_t wsev__tls_pending(const wsev_tls *t) { return t->out.len; }
 
 uint8_t *wsev__tls_take(wsev_tls *t, size_t *len, size_t *cap) {
-  uint8_t *out = t->out;
-  *len = t->out_len;
-  *cap = t->out_cap;
-  t->out = NULL;
-  t->out_len = t->out_cap = 0;
-  return out;
+  return wsev__tls_out_take(&t->out, len, cap);
 }
 
 int wsev__tls_error(const wsev_tls *t, char *reason, size_t cap) {
