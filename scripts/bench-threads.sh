@@ -12,6 +12,7 @@
 #   --threads "0 1 3 7" --server-cores 0-7 --client-cores 8-15
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-common.sh
 threads="0 1"
 server_cores=0
 client_cores=1
@@ -65,7 +66,6 @@ run() {
              printf "%d %.2f %.2f %.2f\n", r, t, t * f, t * (1 - f) }'
 }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 handshakes() { # full handshakes per second of wall-clock time
   local t0 t1 n

@@ -13,6 +13,7 @@
 #   scripts/bench-tls.sh [--reps N] [--seconds S] [--no-install]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-common.sh
 ROOT=$PWD
 reps=3
 seconds=4
@@ -45,8 +46,7 @@ LOAD=$ROOT/build-bench-openssl/test/bench/wsev-client-load
 BUN=$ROOT/$BENCH/node_modules/.bin/bun
 
 certs=$(mktemp -d)
-server=""
-trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$certs"' EXIT
+trap 'stop_server; rm -rf "$certs"' EXIT
 scripts/make-cert.sh "$certs" >/dev/null
 
 servers=(wsev-mbedtls wsev-openssl uws ws)
@@ -68,12 +68,12 @@ command_of() {
   esac
 }
 
-# start NAME: the server on CPU 0; sets $server (its pid) and $port (its wss port).
+# start NAME: the server on CPU 0; sets SRV_PID and $port (its wss port).
 start() {
   : >"$certs/out"
   # shellcheck disable=SC2046
   taskset -c 0 $(command_of "$1") >"$certs/out" 2>&1 &
-  server=$!
+  SRV_PID=$!
   port=""
   for _ in $(seq 100); do
     port=$(sed -n 's/.*listening for TLS on port \([0-9]*\).*/\1/p' "$certs/out")
@@ -82,24 +82,17 @@ start() {
   done
   [ -n "$port" ] || { echo "$1 did not start: $(cat "$certs/out")" >&2; exit 1; }
 }
-stop() { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; server=""; }
 
 # echo CONNS IN_FLIGHT SIZE -> "rate server_us_per_msg" (the server's CPU over the
 # measurement window only, not the warm-up's handshakes).
 echo_load() {
   local out
   out=$(taskset -c 1 "$LOAD" "wss://localhost:$port/" "$1" "$2" "$3" "$seconds" \
-    $(($1 / 150 + 1)) --ca "$certs/ca.crt" --server-pid "$server")
+    $(($1 / 150 + 1)) --ca "$certs/ca.crt" --server-pid "$SRV_PID")
   awk -v r="$(sed -n 's/.*rate=\([0-9]*\).*/\1/p' <<<"$out")" \
     -v m="$(sed -n 's/.*msgs=\([0-9]*\).*/\1/p' <<<"$out")" \
     -v c="$(sed -n 's/.*server_cpu=\([0-9.]*\).*/\1/p' <<<"$out")" \
     'BEGIN { printf "%d %.1f\n", r, m ? c * 1e6 / m : 0 }'
-}
-
-# User plus system CPU seconds of process $server.
-server_cpu() {
-  awk -v t="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); split($0, f, " "); print (f[12] + f[13]) / t }' \
-    "/proc/$server/stat"
 }
 
 # handshakes -new|-reuse [s_time options] -> "per_second server_us_per_handshake":
@@ -108,16 +101,14 @@ server_cpu() {
 handshakes() {
   local t0 t1 c0 c1 n
   t0=$(date +%s.%N)
-  c0=$(server_cpu)
+  c0=$(cpu_seconds "$SRV_PID")
   n=$(taskset -c 1 openssl s_time -connect "127.0.0.1:$port" "$@" -time "$seconds" 2>/dev/null |
     sed -n 's/^\([0-9]*\) connections in [0-9.]*s;.*/\1/p' | head -1)
-  c1=$(server_cpu)
+  c1=$(cpu_seconds "$SRV_PID")
   t1=$(date +%s.%N)
   awk -v n="${n:-0}" -v a="$t0" -v b="$t1" -v c="$c0" -v d="$c1" \
     'BEGIN { printf "%d %.0f\n", n / (b - a), (n ? (d - c) * 1e6 / n : 0) }'
 }
-
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 rows=("echo 10 x 1 x 64 KiB" "echo 100 x 10 x 32 B" "echo 1000 x 1 x 32 B")
 loads=("10 1 65536" "100 10 32" "1000 1 32")
@@ -149,12 +140,12 @@ for s in "${servers[@]}"; do
   result[$s,full_cpu]=$(printf "%s\n" "${full_cpu[@]}" | median)
   result[$s,resumed]=$(printf "%s\n" "${resumed[@]}" | median)
   result[$s,resumed_cpu]=$(printf "%s\n" "${resumed_cpu[@]}" | median)
-  stop
+  stop_server
   # Memory on a fresh server: after the loads, freed memory would be reused unseen.
   start "$s"
-  result[$s,rss]=$(python3 $BENCH/idle-wss.py "$port" "$server" 1000 "$certs/ca.crt" |
+  result[$s,rss]=$(python3 $BENCH/idle-wss.py "$port" "$SRV_PID" 1000 "$certs/ca.crt" |
     sed -n 's/bytes_per_conn=//p')
-  stop
+  stop_server
 done
 
 # One row: the figure of each server, then each one's ratio to uWS (higher is better

@@ -21,6 +21,7 @@
 # is on 127.0.0.1, every run stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-common.sh
 ROOT=$PWD
 BUILD=build-bench
 BENCH=test/bench
@@ -102,7 +103,6 @@ server_cmd() {
   esac
 }
 
-SRV_PID=""
 start_server() { # SERVER KIND
   next_port
   local cmd; cmd=$(server_cmd "$1" "$2" $PORT)
@@ -116,15 +116,6 @@ start_server() { # SERVER KIND
   fi
   sleep 0.3
 }
-stop_server() {
-  [ -n "$SRV_PID" ] || return 0
-  kill "$SRV_PID" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$SRV_PID" 2>/dev/null || true
-  wait "$SRV_PID" 2>/dev/null || true
-  SRV_PID=""
-}
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 TMP=$(mktemp -d)
 trap 'stop_server; rm -rf "$TMP"' EXIT

@@ -6,9 +6,10 @@
 #   3. ThreadSanitizer (build-tsan/) on the suites where other threads call in;
 #   4. memcheck: the C tests under valgrind, and the echo, pubsub and control servers
 #      under valgrind while real clients drive them;
-#   5. the OpenSSL backend (build-openssl/, build-openssl-asan/): the suites where
-#      the backend matters (TLS, client, browser, TLS churn), plain, under ASan+UBSan
-#      and under valgrind, and the two backends against each other;
+#   5. the OpenSSL backend (build-openssl/, build-openssl-asan/, build-openssl-tsan/):
+#      the suites where the backend matters (TLS, client, browser, TLS churn), plain,
+#      under ASan+UBSan and under valgrind, the two backends against each other, and
+#      the TLS tests on I/O threads under ThreadSanitizer;
 #   6. a short fuzzing run of every libFuzzer target (clang, build-fuzz/).
 # Ends with one line "N passed, N failed" and exits non-zero on any failure.
 set -uo pipefail
@@ -113,6 +114,15 @@ else
   total_failed=$((total_failed + 1))
 fi
 unset ASAN_OPTIONS UBSAN_OPTIONS
+# The ticket keys and the client session cache are shared by the I/O threads.
+export TSAN_OPTIONS=halt_on_error=1:exitcode=66
+if setup build-openssl-tsan -Dtls=openssl -Db_sanitize=thread -Dbuildtype=debug; then
+  run build-openssl-tsan tls-resume-io2 tls-python-io2 tls-node-io2 client-adopt-io2 \
+    py-client-io2 --timeout-multiplier 3
+else
+  total_failed=$((total_failed + 1))
+fi
+unset TSAN_OPTIONS
 
 echo "== fuzzing, 12 s per target (build-fuzz/)"
 rm -f build-fuzz/meson-logs/testlog*.json

@@ -51,16 +51,8 @@ ninja -C $BUILD >/dev/null
 BUN=$ROOT/test/bench/node_modules/.bin/bun
 LOADGEN=$ROOT/$BUILD/test/bench/wsev-loadgen
 
+. scripts/bench-common.sh
 TMP=$(mktemp -d)
-SRV_PID=""
-stop_server() {
-  [ -n "$SRV_PID" ] || return 0
-  kill "$SRV_PID" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$SRV_PID" 2>/dev/null || true
-  wait "$SRV_PID" 2>/dev/null || true
-  SRV_PID=""
-}
 trap 'stop_server; rm -rf "$TMP"' EXIT
 
 # The wsev_broadcast path: the sample before topics, against today's library.
@@ -134,7 +126,6 @@ if [ $redis = 1 ]; then
       echo "rep $rep cross $s: $(field rate "$out") deliveries/s, p50 $(field p50_us "$out") us, p99 $(field p99_us "$out") us" >&2
     done
   done
-  median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "NA"}'; }
   echo "| across 2 instances via Redis | deliveries/s | p50 µs | p99 µs |"
   echo "|---|---|---|---|"
   for s in wsev wsev-c socketio; do
@@ -208,7 +199,6 @@ for rep in $(seq "$reps"); do
   done
 done
 
-median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "NA"}'; }
 echo
 echo "| workload | server | deliveries/s | p50 µs | p99 µs |"
 echo "|---|---|---|---|---|"

@@ -13,30 +13,13 @@ import resource
 import socket
 import ssl
 import sys
-import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from wsevtest import settled_rss  # noqa: E402
 
 UPGRADE = (b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
            b"Sec-WebSocket-Version: 13\r\n\r\n")
-
-
-def rss(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS for pid %d" % pid)
-
-
-def settled_rss(pid):
-    last = rss(pid)
-    for _ in range(40):
-        time.sleep(0.1)
-        now = rss(pid)
-        if now == last:
-            return now
-        last = now
-    return last
 
 
 def connect(port, ctx):

@@ -570,6 +570,27 @@ class Runner:
         return 0 if self.failed == 0 else 1
 
 
+def rss_bytes(pid):
+    """Resident memory of process pid, in bytes."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS for pid %d" % pid)
+
+
+def settled_rss(pid):
+    """VmRSS once it stops moving (the server has handled everything sent to it)."""
+    last = rss_bytes(pid)
+    for _ in range(40):
+        time.sleep(0.1)
+        now = rss_bytes(pid)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 def script_args():
     if len(sys.argv) < 2:
         sys.stderr.write("usage: %s PATH/TO/wsev-echo\n" % sys.argv[0])

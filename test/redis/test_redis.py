@@ -272,6 +272,17 @@ class Env:
         return codes
 
 
+async def federated(env, n):
+    """A Redis of the test's own and n instances federated through it, all up."""
+    redis = await Redis().start()
+    env.redis.append(redis)
+    insts = [await Instance.start(redis.url()) for _ in range(n)]
+    env.instances += insts
+    for inst in insts:
+        await inst.wait_state("up", 5)
+    return redis, insts
+
+
 async def connect_many(env, inst, n):
     conns = list(await asyncio.gather(*(connect(inst) for _ in range(n))))
     env.conns += conns
@@ -292,12 +303,7 @@ async def wait_numsub(redis, want, within=STEP):
 # ---- cases ----------------------------------------------------------------------------
 
 async def case_fanout(env):
-    redis = await Redis().start()
-    env.redis.append(redis)
-    insts = [await Instance.start(redis.url()) for _ in range(3)]
-    env.instances += insts
-    for inst in insts:
-        await inst.wait_state("up", 5)
+    redis, insts = await federated(env, 3)
     channels = [f"ch{i}" for i in range(10)]
     # 300 subscribers, 100 per instance; subscriber k listens to channel k % 10.
     subs = []
@@ -388,13 +394,10 @@ async def judge_stalls(what, insts, control):
 
 
 async def case_redis_down(env):
-    redis = await Redis().start()
-    env.redis.append(redis)
-    a, b = insts = [await Instance.start(redis.url()) for _ in range(2)]
+    redis, insts = await federated(env, 2)
+    a, b = insts
     control = await Instance.start(None)
-    env.instances += insts + [control]
-    for inst in insts:
-        await inst.wait_state("up", 5)
+    env.instances.append(control)
     topics = [f"t{i}" for i in range(5)]
     sa, pa = await connect_many(env, a, 2)
     sb, = await connect_many(env, b, 1)
@@ -459,13 +462,10 @@ async def case_redis_down(env):
             break
     assert measured, "the machine stalled every process in each of 3 attempts"
 async def case_redis_slow(env):
-    redis = await Redis().start()
-    env.redis.append(redis)
-    a, b = insts = [await Instance.start(redis.url()) for _ in range(2)]
+    redis, insts = await federated(env, 2)
+    a, b = insts
     control = await Instance.start(None)
-    env.instances += insts + [control]
-    for inst in insts:
-        await inst.wait_state("up", 5)
+    env.instances.append(control)
     sa, pa = await connect_many(env, a, 2)
     sb, = await connect_many(env, b, 1)
     await cmd(sa, "subscribe:s")
@@ -534,12 +534,8 @@ async def case_redis_frozen(env):
     """Redis stopped (SIGSTOP) with its connections open: the instances notice the
     silence (an unanswered PING) and say so, local delivery goes on; once it runs
     again (SIGCONT) they are back and deliver across instances."""
-    redis = await Redis().start()
-    env.redis.append(redis)
-    a, b = insts = [await Instance.start(redis.url()) for _ in range(2)]
-    env.instances += insts
-    for inst in insts:
-        await inst.wait_state("up", 5)
+    redis, insts = await federated(env, 2)
+    a, b = insts
     sa, pa = await connect_many(env, a, 2)
     sb, = await connect_many(env, b, 1)
     await cmd(sa, "subscribe:z")
@@ -571,11 +567,7 @@ async def case_foreign_messages(env):
     """Anyone can PUBLISH on a wsev: channel: short payloads, unknown types and text
     that is not UTF-8 are dropped; a well-formed one from another instance id is
     delivered, as text or binary."""
-    redis = await Redis().start()
-    env.redis.append(redis)
-    a = await Instance.start(redis.url())
-    env.instances.append(a)
-    await a.wait_state("up", 5)
+    redis, (a,) = await federated(env, 1)
     s, = await connect_many(env, a, 1)
     await cmd(s, "subscribe:f")
     await wait_numsub(redis, {"wsev:f": 1})

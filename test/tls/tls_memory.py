@@ -26,29 +26,9 @@ sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
 
-from wsevtest import OP_TEXT, Conn, Server  # noqa: E402
+from wsevtest import OP_TEXT, Conn, Server, settled_rss  # noqa: E402
 
 MAKE_CERT = os.path.join(HERE, "..", "..", "scripts", "make-cert.sh")
-
-
-def rss_bytes(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS for pid %d" % pid)
-
-
-def settled_rss(pid):
-    """VmRSS once it stops moving (the server has handled everything sent to it)."""
-    last = rss_bytes(pid)
-    for _ in range(40):
-        time.sleep(0.1)
-        now = rss_bytes(pid)
-        if now == last:
-            return now
-        last = now
-    return last
 
 
 class TlsConn(Conn):
