@@ -36,7 +36,7 @@
  *   there is refused without effect: WSEV_EWRONGTHREAD from a function returning int,
  *   0 or NULL from a getter, nothing from a void function.
  *
- * Sections: the context; listening; connections we open; messages; topics (and their
+ * Sections: the context; listening; compression; connections we open; messages; topics (and their
  * federation through Redis); closing; limits;
  * application control (upgrade requests, plain HTTP, origins, per-connection data);
  * other threads; errors; names of earlier versions.
@@ -191,6 +191,62 @@ WSEV_EXPORT int wsev_listen_and_serve_tls(wsev_ctx *ctx, const char *port, const
 WSEV_EXPORT int wsev_listen_and_serve_tls_addr(wsev_ctx *ctx, const char *host, const char *port,
                                                const char *cert_file, const char *key_file);
 
+/* ==== compression (permessage-deflate, RFC 7692) ===========================================
+ *
+ * Off by default. With wsev_set_deflate, a listener accepts the first permessage-deflate
+ * offer of a client it can honour (every browser offers it), and messages of at least
+ * `threshold` bytes are then compressed both ways; connections we open offer it when
+ * their wsev_client_options.deflate says so. Nothing changes for the application:
+ * messages arrive inflated (and checked as UTF-8 if text), writes are compressed on
+ * the way out. wsev_get_conn_info says what each peer agreed to.
+ *
+ * Memory modes (x86_64, zlib 1.2.13; measured by scripts/bench-deflate.sh --memory):
+ * - WSEV_DEFLATE_SHARED: no context takeover either way (our answer says
+ *   server_no_context_takeover and client_no_context_takeover), so every message
+ *   is compressed and inflated on its own with the loop's streams (one set per I/O
+ *   thread), reset after each: nothing per connection. The streams cost about
+ *   256 KiB for a compressor at window 15 / mem_level 8 (one per window size a
+ *   peer asked for) and 40 KiB for the inflater, once per loop. A broadcast is
+ *   compressed once per window size, not once per recipient.
+ * - WSEV_DEFLATE_DEDICATED: each connection keeps its context where the peer allows
+ *   (better compression of similar messages), in a compressor and an inflater of
+ *   its own, made at its first compressed message in each direction: about
+ *   2^(window_bits+2) + 2^(mem_level+9) bytes for the compressor (256 KiB at 15 and
+ *   8, 3 KiB at 9 and 1), and 7 KiB + 2^window_bits for the inflater (when the peer
+ *   allowed a smaller window: the client_max_window_bits a client offered, or the
+ *   server_max_window_bits a server answered; else 32 KiB). A peer that asks for
+ *   no context in one direction gets the shared streams in that direction.
+ *
+ * Safety: a compressed message is inflated only up to the maximum message size; a
+ * byte more fails the connection with 1009 at once (a "zip bomb" costs at most that
+ * much memory, for that moment). Data that does not inflate, or a frame with RSV1
+ * where it may not be (a continuation, a control frame, no extension agreed), fails
+ * the connection: 1007 and 1002. zlib allocates through wsev's allocator; without
+ * memory, only the connection that needed it fails (1011). Safari 15.0 to 15.3,
+ * whose permessage-deflate is broken, is never offered it (by its User-Agent).
+ */
+typedef enum {
+  WSEV_DEFLATE_OFF = 0,       /* never compress; decline every offer (the default) */
+  WSEV_DEFLATE_SHARED = 1,    /* no context takeover: no memory per connection */
+  WSEV_DEFLATE_DEDICATED = 2, /* context takeover where the peer allows it */
+} wsev_deflate_mode;
+
+typedef struct {
+  wsev_deflate_mode mode;
+  int level;        /* zlib's level, 1 (fastest) to 9 (smallest); 0: 6 */
+  int window_bits;  /* our compressor's window, 9..15 (512 B..32 KiB); dedicated mode
+                       also asks the peer for it where the peer allows; 0: 15 */
+  int mem_level;    /* zlib's memLevel for our compressors, 1..9; 0: 8 */
+  size_t threshold; /* messages shorter than this go uncompressed; 0: 128 */
+} wsev_deflate_options;
+
+/* Compression for the connections accepted from now on (NULL: off). The options are
+ * copied. Returns 0, UV_EINVAL (a value out of range), or UV_ENOTSUP (built without
+ * zlib, and options not off). */
+WSEV_EXPORT int wsev_set_deflate(wsev_ctx *ctx, const wsev_deflate_options *options);
+/* The options in effect (every default filled in), into *options (required). */
+WSEV_EXPORT int wsev_get_deflate(const wsev_ctx *ctx, wsev_deflate_options *options);
+
 /* ==== connections we open ================================================================
  *
  * wsev_add_conn dials a WebSocket server and puts the connection into the same
@@ -217,6 +273,8 @@ typedef struct {
   uint64_t connect_timeout_ms;  /* name lookup, connect, TLS and upgrade; 0: the
                                    handshake timeout (10 s by default) */
   void *data;                   /* the connection's data (wsev_get_conn_data) */
+  const wsev_deflate_options *deflate; /* offer permessage-deflate with these options
+                                          (NULL or mode off: do not) */
 } wsev_client_options;
 
 /*
@@ -267,6 +325,11 @@ WSEV_EXPORT int wsev_adopt_socket(wsev_ctx *ctx, uv_os_sock_t sock, const char *
  */
 WSEV_EXPORT int wsev_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len);
 WSEV_EXPORT int wsev_write_text(wsev_ctx *ctx, uint64_t id, const char *text, size_t len);
+/* The same by `type`, with flags: WSEV_SEND_UNCOMPRESSED sends this message
+ * uncompressed whatever was agreed (data that is compressed already). */
+#define WSEV_SEND_UNCOMPRESSED 1u
+WSEV_EXPORT int wsev_send(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
+                          wsev_msg_type type, unsigned flags);
 
 /*
  * Send one message to many connections (a publish to subscribers): framed once, and
@@ -591,6 +654,13 @@ typedef struct {
   int tls_resumed;              /* TLS: 1 if the handshake resumed an earlier session (a
                                    session ticket: listeners issue them, and a context
                                    offers a server its last session) */
+  struct {
+    int on;            /* 1 if permessage-deflate was agreed */
+    int our_window;    /* window bits we compress with (8: we never compress) */
+    int peer_window;   /* window bits the peer compresses with (8..15) */
+    int our_takeover;  /* 1: our compressor keeps its context between messages */
+    int peer_takeover; /* 1: the peer's does (then we keep an inflater per connection) */
+  } deflate;
 } wsev_conn_info;
 /* Fill *info. Returns 0, WSEV_ENOCONN, or a libuv error reading the addresses. */
 WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info);

@@ -113,6 +113,7 @@ static void opened(wsev_conn *c, uint8_t *rest, size_t n) {
     }
     memcpy(c->protocol, protocol, len + 1);
   }
+  c->deflate.agreed = *wsev__client_hs_deflate(hs->response);
   wsev__client_hs_free(hs->response);
   hs->response = NULL;
   /* Frames written while opening go first, before anything conn_accepted writes. */
@@ -261,19 +262,29 @@ static int new_client(wsev_ctx *ctx, const char *url_text, const wsev_client_opt
   struct wsev_dial *d = NULL;
   wsev_conn *c = NULL;
   uint8_t key[16];
-  char accept[29];
+  char accept[29], offer[WSEV_PMD_HEADER_MAX];
   size_t resource_len = strlen(url.resource);
+  wsev_deflate_options deflate;
+  wsev_pmd_config pmd;
 
   if ((rc = wsev__client_options_check(protocols, headers)) != 0 ||
-      (rc = wsev__client_origin_check(origin)) != 0)
+      (rc = wsev__client_origin_check(origin)) != 0 ||
+      (rc = wsev__deflate_options_normalize(o ? o->deflate : NULL, &deflate)) != 0)
     goto fail;
+  pmd = wsev__deflate_config(&deflate);
+  if (deflate.mode != WSEV_DEFLATE_OFF && pmd.mode == WSEV_PMD_OFF) {
+    rc = UV_ENOTSUP; /* built without zlib */
+    goto fail;
+  }
+  if (pmd.mode != WSEV_PMD_OFF) wsev__pmd_offer(&pmd, offer);
   if (url.tls && (rc = client_tls(ctx, o, &tls_conf)) != 0) goto fail;
   rc = UV_ENOMEM;
   wsev_rng *rng = wsev__ctx_rng(ctx);
   if (!rng || wsev__rng_bytes(rng, key, sizeof key) != 0) goto fail;
   if (url.tls && !wsev__ctx_tls_plain(ctx)) goto fail;
   if (!(d = wsev__calloc(1, sizeof *d))) goto fail;
-  rc = wsev__client_request(&url, key, origin, protocols, headers, &d->request, &d->request_len,
+  rc = wsev__client_request(&url, key, origin, protocols, headers,
+                            pmd.mode != WSEV_PMD_OFF ? offer : NULL, &d->request, &d->request_len,
                             accept);
   if (rc) goto fail;
   rc = UV_ENOMEM;
@@ -282,7 +293,8 @@ static int new_client(wsev_ctx *ctx, const char *url_text, const wsev_client_opt
   c->handshake.dial = d;
   d->conn = c;
   c->user_data = o ? o->data : NULL;
-  if (!(c->handshake.response = wsev__client_hs_new(accept, protocols, max_header)) ||
+  c->deflate.options = deflate;
+  if (!(c->handshake.response = wsev__client_hs_new(accept, protocols, &pmd, max_header)) ||
       !(c->path = wsev__malloc(resource_len + 1)) ||
       (url.tls && !(c->tls = wsev__tls_new(tls_conf, url.host, url.port))) ||
       (id ? wsev__conn_set_id(c, id) : wsev__conn_take_id(c)) != 0)

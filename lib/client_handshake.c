@@ -84,7 +84,8 @@ static void put(builder *b, const char *s) {
 }
 
 static void write_request(builder *b, const wsev_url *url, const char *key, const char *origin,
-                          const char *const *protocols, const char *extra_headers) {
+                          const char *const *protocols, const char *extra_headers,
+                          const char *extensions) {
   put(b, "GET ");
   put(b, url->resource);
   put(b, " HTTP/1.1\r\nHost: ");
@@ -105,13 +106,19 @@ static void write_request(builder *b, const wsev_url *url, const char *key, cons
     }
     put(b, "\r\n");
   }
+  if (extensions) {
+    put(b, "Sec-WebSocket-Extensions: ");
+    put(b, extensions);
+    put(b, "\r\n");
+  }
   if (extra_headers) put(b, extra_headers);
   put(b, "\r\n");
 }
 
 int wsev__client_request(const wsev_url *url, const uint8_t key16[16], const char *origin,
-                         const char *const *protocols, const char *extra_headers, char **out,
-                         size_t *len, char expected_accept[29]) {
+                         const char *const *protocols, const char *extra_headers,
+                         const char *extensions, char **out, size_t *len,
+                         char expected_accept[29]) {
   char key[25];
   *out = NULL;
   *len = 0;
@@ -123,12 +130,12 @@ int wsev__client_request(const wsev_url *url, const uint8_t key16[16], const cha
     return UV_EINVAL;
 
   builder b = {NULL, 0};
-  write_request(&b, url, key, origin, protocols, extra_headers);
+  write_request(&b, url, key, origin, protocols, extra_headers, extensions);
   b.buf = wsev__malloc(b.len + 1);
   if (!b.buf) return UV_ENOMEM;
   size_t want = b.len;
   b.len = 0;
-  write_request(&b, url, key, origin, protocols, extra_headers);
+  write_request(&b, url, key, origin, protocols, extra_headers, extensions);
   b.buf[want] = 0;
   *out = b.buf;
   *len = want;
@@ -151,6 +158,9 @@ struct wsev_client_hs {
   char *offered; /* the offered subprotocols, each NUL-terminated */
   size_t offered_len;
   const char *selected; /* into offered */
+  wsev_pmd_config deflate;   /* what we offered (mode off: nothing) */
+  wsev_pmd_agreed agreed;    /* what the server answered */
+  char *extensions;          /* every Sec-WebSocket-Extensions line, joined with "," */
 
   /* The header being read. Its name is kept lowercase up to 31 bytes, which is
    * more than any name of interest; longer ones are marked with name_len 32. */
@@ -161,7 +171,7 @@ struct wsev_client_hs {
   size_t value_len, value_cap;
 
   /* What the head said. */
-  unsigned upgrades, accepts, extensions, protocols;
+  unsigned upgrades, accepts, protocols;
   int upgrade_bad, connection_upgrade, accept_ok, protocol_bad;
   char reason[81]; /* the reason phrase, shortened, unprintable bytes as '?' */
   size_t reason_len;
@@ -270,7 +280,19 @@ static int on_header_value_complete(llhttp_t *p) {
     if (!hs->selected) hs->protocol_bad = 1;
     break;
   }
-  case H_EXTENSIONS: hs->extensions++; break;
+  case H_EXTENSIONS: {
+    size_t had = hs->extensions ? strlen(hs->extensions) : 0;
+    char *grown = wsev__realloc(hs->extensions, had + n + 2);
+    if (!grown) {
+      hs->nomem = 1;
+      return -1;
+    }
+    if (had) grown[had++] = ',';
+    memcpy(grown + had, v, n);
+    grown[had + n] = 0;
+    hs->extensions = grown;
+    break;
+  }
   }
   hs->kind = H_OTHER;
   hs->value_len = 0;
@@ -295,7 +317,7 @@ static const llhttp_settings_t settings = {
 };
 
 wsev_client_hs *wsev__client_hs_new(const char *expected_accept, const char *const *protocols,
-                                    size_t max_header) {
+                                    const wsev_pmd_config *deflate, size_t max_header) {
   wsev_client_hs *hs = wsev__calloc(1, sizeof *hs);
   if (!hs) return NULL;
   size_t n = 0;
@@ -314,6 +336,8 @@ wsev_client_hs *wsev__client_hs_new(const char *expected_accept, const char *con
     }
   }
   snprintf(hs->accept, sizeof hs->accept, "%s", expected_accept);
+  hs->deflate.mode = WSEV_PMD_OFF;
+  if (deflate) hs->deflate = *deflate;
   llhttp_init(&hs->parser, HTTP_RESPONSE, &settings);
   hs->parser.data = hs;
   hs->max_header = max_header;
@@ -325,6 +349,7 @@ void wsev__client_hs_free(wsev_client_hs *hs) {
   if (!hs) return;
   wsev__free(hs->offered);
   wsev__free(hs->value);
+  wsev__free(hs->extensions);
   wsev__free(hs);
 }
 
@@ -351,7 +376,9 @@ static int judge(wsev_client_hs *hs) {
   if (!hs->upgrades || hs->upgrade_bad) return fail(hs, "no Upgrade: websocket");
   if (!hs->connection_upgrade) return fail(hs, "no Connection: Upgrade");
   if (hs->accepts != 1 || !hs->accept_ok) return fail(hs, "bad Sec-WebSocket-Accept");
-  if (hs->extensions) return fail(hs, "unrequested extension");
+  char why[WSEV_CHS_ERROR_MAX];
+  if (wsev__pmd_check_response(hs->extensions, &hs->deflate, &hs->agreed, why, sizeof why) != 0)
+    return fail(hs, why);
   if (hs->protocols > 1) return fail(hs, "more than one Sec-WebSocket-Protocol");
   if (hs->protocol_bad) return fail(hs, "unrequested subprotocol");
   return WSEV_CHS_DONE;
@@ -393,3 +420,5 @@ const char *wsev__client_hs_protocol(const wsev_client_hs *hs) {
 }
 
 int wsev__client_hs_status(const wsev_client_hs *hs) { return hs->status; }
+
+const wsev_pmd_agreed *wsev__client_hs_deflate(const wsev_client_hs *hs) { return &hs->agreed; }

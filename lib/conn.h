@@ -16,6 +16,7 @@
 
 #include "bufpool.h"
 #include "client_handshake.h"
+#include "deflate.h"
 #include "handshake.h"
 #include "idmap.h"
 #include "reader.h"
@@ -115,6 +116,7 @@ struct wsev_conn {
   wsev_conn_deadline deadline;
   wsev_conn_handshake handshake;
   wsev_conn_ending ending;
+  wsev_deflate deflate; /* permessage-deflate: what was agreed, and its own streams */
   uint8_t state;
   uint8_t client;        /* a connection we opened: frames masked, 101 expected */
   uint8_t announced;     /* the application knows the id: conn_closed is owed */
@@ -176,20 +178,36 @@ int wsev__conn_take_id(wsev_conn *c);
 int wsev__conn_set_id(wsev_conn *c, uint64_t id);
 
 /* ---- send.c ------------------------------------------------------------------------ */
-/* Queue a message (masked for ours; held until the 101 while ours is opening). 0,
- * WSEV_ECLOSING, WSEV_EBACKPRESSURE (the connection is failing now), WSEV_EMSGSIZE or
- * UV_ENOMEM. */
-int wsev__send(wsev_conn *c, int opcode, const void *data, size_t len);
+/* Queue a message (masked for ours; held until the 101 while ours is opening;
+ * compressed if permessage-deflate was agreed, unless flags has
+ * WSEV_SEND_UNCOMPRESSED). 0, WSEV_ECLOSING, WSEV_EBACKPRESSURE (the connection is
+ * failing now), WSEV_EMSGSIZE or UV_ENOMEM. */
+int wsev__send(wsev_conn *c, int opcode, const void *data, size_t len, unsigned flags);
 /* Queue a control frame (ping, pong, close), beyond any limit. */
 void wsev__send_control(wsev_conn *c, int opcode, const void *data, size_t len);
 /* Below this size copying a broadcast's frame into each queue is cheaper than sharing
  * it (wsev_broadcast, and the I/O threads' broadcasts). */
 #define WSEV_SHARE_MIN 1024
-/* One recipient of a broadcast: `frame` (frame_len bytes, unmasked) shared when
- * `shared` is given, else copied; ours are framed from data/len each with its own
- * mask. Same returns as wsev__send. */
-int wsev__send_framed(wsev_conn *c, int opcode, const void *data, size_t len, wsev_shared *shared,
-                      const uint8_t *frame, size_t frame_len);
+/* A broadcast's message: its payload, its frame (frame_len bytes, unmasked; `shared`
+ * holds it when given, else it is copied into each queue), and its frames compressed
+ * once per window size for the recipients that compress without context. */
+typedef struct {
+  int opcode;
+  const uint8_t *data;
+  size_t len;
+  wsev_shared *shared;
+  const uint8_t *frame;
+  size_t frame_len;
+  wsev_shared *deflated[16]; /* by window bits, made for the first recipient needing it */
+  uint16_t tried;            /* by window bits: compressed (or found not to pay) */
+} wsev_bcast;
+void wsev__bcast_init(wsev_bcast *b, int opcode, const uint8_t *data, size_t len,
+                      wsev_shared *shared, const uint8_t *frame, size_t frame_len);
+/* Drop the compressed frames (the queues hold their own references). */
+void wsev__bcast_done(wsev_bcast *b);
+/* One recipient of a broadcast; ours are framed from the payload each with its own
+ * mask, and so are those compressing with context. Same returns as wsev__send. */
+int wsev__send_framed(wsev_conn *c, wsev_bcast *b);
 /* Queue raw bytes (an HTTP response). 0 or UV_ENOMEM. */
 int wsev__send_bytes(wsev_conn *c, const void *data, size_t len);
 /* Queue a close frame with `code` and a reason (NULL: none); 1005 sends an empty one. */

@@ -132,6 +132,7 @@ static void release(wsev_ctx *ctx) {
   wsev__free(ctx->origins);
   wsev__free(ctx->read_buf);
   wsev__free(ctx->tls_plain);
+  wsev__deflate_streams_free(ctx->deflate_streams);
   while (ctx->n_client_tls)
     wsev__tls_config_unref(ctx->client_tls[--ctx->n_client_tls]);
   wsev__rng_free(ctx->rng);
@@ -141,6 +142,11 @@ static void release(wsev_ctx *ctx) {
 wsev_rng *wsev__ctx_rng(wsev_ctx *ctx) {
   if (!ctx->rng) ctx->rng = wsev__rng_new();
   return ctx->rng;
+}
+
+wsev_deflate_streams *wsev__ctx_deflate_streams(wsev_ctx *ctx) {
+  if (!ctx->deflate_streams) ctx->deflate_streams = wsev__deflate_streams_new();
+  return ctx->deflate_streams;
 }
 
 uint8_t *wsev__ctx_tls_plain(wsev_ctx *ctx) {
@@ -255,6 +261,26 @@ int wsev_set_send_limits(wsev_ctx *ctx, size_t max_buffered, size_t low_water) {
   ctx->set.max_buffered = max_buffered;
   ctx->set.low_water = low_water;
   if (ctx->io) wsev__io_settings(ctx);
+  return 0;
+}
+
+int wsev_set_deflate(wsev_ctx *ctx, const wsev_deflate_options *options) {
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
+  wsev_deflate_options normal;
+  int rc = wsev__deflate_options_normalize(options, &normal);
+  if (rc) return rc;
+#ifndef WSEV_HAVE_ZLIB
+  if (normal.mode != WSEV_DEFLATE_OFF) return UV_ENOTSUP;
+#endif
+  ctx->set.deflate = normal;
+  if (ctx->io) wsev__io_settings(ctx);
+  return 0;
+}
+
+int wsev_get_deflate(const wsev_ctx *ctx, wsev_deflate_options *options) {
+  WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
+  if (!options) return UV_EINVAL;
+  *options = ctx->set.deflate;
   return 0;
 }
 

@@ -10,6 +10,7 @@
 
 #include "bufpool.h"
 #include "conn.h"
+#include "deflate.h"
 #include "idmap.h"
 #include "tls.h"
 #include "wsev.h"
@@ -60,6 +61,7 @@ typedef struct {
   uint64_t ping_timeout_ms;
   size_t max_connections;
   uint64_t defer_timeout_ms;
+  wsev_deflate_options deflate; /* normalized: every default filled in; mode 0 is off */
 } wsev_settings;
 
 struct wsev_ctx {
@@ -113,6 +115,7 @@ struct wsev_ctx {
   int n_client_tls;
   wsev_tls_sessions *client_sessions; /* I/O thread: the cache all threads share (else NULL) */
   wsev_pool pool;
+  wsev_deflate_streams *deflate_streams; /* permessage-deflate without context (first use) */
 
   /* Posts from other threads (post.c). */
   uv_mutex_t post_lock;
@@ -152,6 +155,9 @@ void wsev__handle_closed(wsev_ctx *ctx);
 void wsev__wake(wsev_ctx *ctx);
 /* The random source, created on first use (NULL without memory). */
 wsev_rng *wsev__ctx_rng(wsev_ctx *ctx);
+/* The streams for permessage-deflate without context, made on first use (NULL
+ * without memory). */
+wsev_deflate_streams *wsev__ctx_deflate_streams(wsev_ctx *ctx);
 /* The plaintext buffer for TLS connections, allocated on first use. */
 uint8_t *wsev__ctx_tls_plain(wsev_ctx *ctx);
 /* A context that takes new listeners and connections (not freed or shutting down). */
@@ -224,7 +230,8 @@ int wsev__io_open(wsev_ctx *ctx, const char *url, const wsev_client_options *opt
 int wsev__io_known(const wsev_ctx *ctx, uint64_t id);
 /* The origin policy changed: every thread gets a copy. */
 void wsev__io_origins(wsev_ctx *ctx);
-int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int text);
+int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int text,
+                   unsigned flags);
 /* What the thread last reported queued for id, plus the writes on their way to it. */
 size_t wsev__io_buffered(const wsev_ctx *ctx, uint64_t id);
 int wsev__io_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void *data,

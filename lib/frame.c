@@ -35,7 +35,7 @@ int wsev__frame_parse_header(const uint8_t *p, size_t n, wsev_frame_header *h) {
 }
 
 int wsev__frame_check(const wsev_frame_header *h, int in_fragmented_message, int must_be_masked) {
-  if (h->rsv) return WSEV_CLOSE_PROTOCOL_ERROR; /* no extension was negotiated */
+  if (h->rsv) return WSEV_CLOSE_PROTOCOL_ERROR; /* the reader clears RSV1 where it is allowed */
   if (h->masked != (must_be_masked ? 1 : 0)) return WSEV_CLOSE_PROTOCOL_ERROR;
   switch (h->opcode) {
   case WSEV_OP_CONT: return in_fragmented_message ? 0 : WSEV_CLOSE_PROTOCOL_ERROR;
@@ -53,7 +53,7 @@ int wsev__frame_check(const wsev_frame_header *h, int in_fragmented_message, int
 size_t wsev__frame_encode_header(uint8_t *out, int fin, int opcode, uint64_t payload_len,
                                  const uint8_t mask[4]) {
   size_t size = 2;
-  out[0] = (uint8_t)((fin ? 0x80 : 0) | (opcode & 0x0F));
+  out[0] = (uint8_t)((fin ? 0x80 : 0) | (opcode & (WSEV_FRAME_RSV1 | 0x0F)));
   uint8_t mask_bit = mask ? 0x80 : 0;
   if (payload_len < 126) {
     out[1] = (uint8_t)(mask_bit | payload_len);

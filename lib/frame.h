@@ -29,6 +29,10 @@ enum {
   WSEV_CLOSE_INTERNAL_ERROR = 1011,
 };
 
+/* Or'ed into the opcode given to wsev__frame_encode_header: RSV1 is set (the first
+ * frame of a compressed message, RFC 7692 section 6). */
+#define WSEV_FRAME_RSV1 0x40
+
 /* Largest header: 2 bytes + 8-byte extended length + 4-byte mask. */
 #define WSEV_FRAME_MAX_HEADER 14
 /* Control frames carry at most 125 payload bytes. */
@@ -37,7 +41,7 @@ enum {
 typedef struct {
   uint64_t payload_len;
   uint8_t fin;    /* 1 on the last frame of a message */
-  uint8_t rsv;    /* RSV1..RSV3 as bits 2..0; must be 0 (no extensions) */
+  uint8_t rsv;    /* RSV1..RSV3 as bits 2..0; 0, or RSV1 (4) with permessage-deflate */
   uint8_t opcode; /* WSEV_OP_* or an unknown value */
   uint8_t masked;
   uint8_t mask[4]; /* valid when masked */

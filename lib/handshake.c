@@ -32,6 +32,7 @@ struct wsev_hs {
   size_t protocols_len;
   size_t protocol_count;
   int bad_protocol;
+  char *extensions; /* every Sec-WebSocket-Extensions line, joined with "," */
   char key[25]; /* base64 of 16 bytes: 24 characters */
 };
 
@@ -122,6 +123,7 @@ void wsev__hs_free(wsev_hs *hs) {
   wsev__free(hs->path);
   wsev__free(hs->headers);
   wsev__free(hs->protocols);
+  wsev__free(hs->extensions);
   wsev__free(hs);
 }
 
@@ -157,6 +159,17 @@ static int add_protocol(wsev_hs *hs, const char *t, size_t len) {
   return 0;
 }
 
+/* Append a Sec-WebSocket-Extensions line to the others. 0, or -1 without memory. */
+static int add_extensions(wsev_hs *hs, const char *v) {
+  size_t had = hs->extensions ? strlen(hs->extensions) : 0, len = strlen(v);
+  char *grown = wsev__realloc(hs->extensions, had + len + 2);
+  if (!grown) return -1;
+  if (had) grown[had++] = ',';
+  memcpy(grown + had, v, len + 1);
+  hs->extensions = grown;
+  return 0;
+}
+
 /* The verdict on a complete header block. */
 static int judge(wsev_hs *hs) {
   const llhttp_t *p = &hs->parser;
@@ -187,6 +200,8 @@ static int judge(wsev_hs *hs) {
       const char *t;
       while (wsev__http_list_next(v, strlen(v), &at, &t, &len))
         if (add_protocol(hs, t, len)) return hs->bad_protocol ? 400 : 500;
+    } else if (strcmp(n, "sec-websocket-extensions") == 0) {
+      if (add_extensions(hs, v)) return 500;
     }
   }
   /* Not a WebSocket request at all: plain HTTP, answered by the caller. */
@@ -253,7 +268,10 @@ int wsev__hs_accept_key(const char *key, size_t key_len, char out[29]) {
   return 0;
 }
 
-size_t wsev__hs_response_101(const wsev_hs *hs, const char *protocol, char *buf, size_t cap) {
+const char *wsev__hs_extensions(const wsev_hs *hs) { return hs->extensions; }
+
+size_t wsev__hs_response_101(const wsev_hs *hs, const char *protocol, const char *extensions,
+                             char *buf, size_t cap) {
   char accept[29];
   if (hs->result != WSEV_HS_DONE || wsev__hs_accept_key(hs->key, 24, accept) != 0) return 0;
   int n = snprintf(buf, cap,
@@ -261,9 +279,10 @@ size_t wsev__hs_response_101(const wsev_hs *hs, const char *protocol, char *buf,
                    "Upgrade: websocket\r\n"
                    "Connection: Upgrade\r\n"
                    "Sec-WebSocket-Accept: %s\r\n"
-                   "%s%s%s\r\n",
+                   "%s%s%s%s%s%s\r\n",
                    accept, protocol ? "Sec-WebSocket-Protocol: " : "", protocol ? protocol : "",
-                   protocol ? "\r\n" : "");
+                   protocol ? "\r\n" : "", extensions ? "Sec-WebSocket-Extensions: " : "",
+                   extensions ? extensions : "", extensions ? "\r\n" : "");
   return (n > 0 && (size_t)n < cap) ? (size_t)n : 0;
 }
 

@@ -33,9 +33,12 @@ int wsev__hs_feed(wsev_hs *hs, const char *data, size_t len, size_t *consumed);
 int wsev__hs_accept_key(const char *key, size_t key_len, char out[29]);
 
 /* The 101 Switching Protocols response for a request that returned WSEV_HS_DONE,
- * selecting `protocol` (NULL: none), written into buf. Returns its length, or 0 if
- * it did not fit. */
-size_t wsev__hs_response_101(const wsev_hs *hs, const char *protocol, char *buf, size_t cap);
+ * selecting `protocol` and answering `extensions` (each NULL: none), written into buf.
+ * Returns its length, or 0 if it did not fit. */
+size_t wsev__hs_response_101(const wsev_hs *hs, const char *protocol, const char *extensions,
+                             char *buf, size_t cap);
+/* Every Sec-WebSocket-Extensions line of the request joined with ",", or NULL. */
+const char *wsev__hs_extensions(const wsev_hs *hs);
 
 /* An error response (400, 426 with Sec-WebSocket-Version: 13, 431, 503, ...)
  * that also closes the connection. Returns its length, or 0 if it did not fit. */

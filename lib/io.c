@@ -1076,6 +1076,7 @@ typedef struct {
   size_t payload, cap;
   size_t len; /* framed: as counted on its way */
   int text;
+  unsigned flags; /* wsev_send's */
 } write_args;
 
 static void refuse_on_thread(wsev_ctx *inner, void *arg) {
@@ -1092,7 +1093,7 @@ static void write_on_thread(wsev_ctx *inner, void *arg) {
   /* Events of this batch (a close) are told after it: the link stays ours meanwhile. */
   wsev_conn *c = inner ? wsev__conn_find(inner, w->id) : NULL;
   if (c) {
-    wsev__send(c, w->text ? WSEV_OP_TEXT : WSEV_OP_BINARY, w->data, w->payload);
+    wsev__send(c, w->text ? WSEV_OP_TEXT : WSEV_OP_BINARY, w->data, w->payload, w->flags);
     link_report(c, w->len);
   }
   if (w->data != (uint8_t *)(w + 1)) handoff_put(w->io, w->data, w->cap);
@@ -1145,22 +1146,27 @@ static void broadcast_on_thread(wsev_ctx *inner, void *arg) {
   if (inner) {
     const uint8_t *payload = b->frame->data + b->header;
     size_t len = b->frame->len - b->header;
+    /* Compressed, where recipients agreed to it, once per window on this thread. */
+    wsev_bcast bc;
+    wsev__bcast_init(&bc, b->opcode, payload, len, len > WSEV_SHARE_MIN ? b->frame : NULL,
+                     b->frame->data, b->frame->len);
     inner->in_api++; /* a recipient over its limit closes: its event waits for us */
     for (size_t i = 0; i < b->count; i++) {
       wsev_conn *c = wsev__conn_find(inner, b->ids[i]);
       if (c) {
-        wsev__send_framed(c, b->opcode, payload, len, len > WSEV_SHARE_MIN ? b->frame : NULL,
-                          b->frame->data, b->frame->len);
+        wsev__send_framed(c, &bc);
         link_report(c, len + wsev__frame_header_size(len, c->client)); /* as counted */
       }
     }
     inner->in_api--;
+    wsev__bcast_done(&bc);
   }
   wsev__shared_unref(b->frame);
   wsev__free(b);
 }
 
-int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int text) {
+int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int text,
+                   unsigned flags) {
   wsev_io *io = ctx->io;
   remote *r = find(io, id);
   if (!r) return WSEV_ENOCONN;
@@ -1186,6 +1192,7 @@ int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int
   w->payload = len;
   w->len = framed(r, len);
   w->text = text;
+  w->flags = flags;
   count_sent(io, r, w->len);
   if (wsev__post_internal(thread_of(io, id)->inner, write_on_thread, w) != 0) {
     if (r->link) atomic_fetch_sub(&r->link->in_transit, w->len);

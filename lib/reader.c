@@ -70,11 +70,36 @@ static wsev_read_kind control_bytes(wsev_reader *r, const uint8_t *p, size_t n,
   return control_frame(r, r->ctrl, r->ctrl_len, ev);
 }
 
-static wsev_read_kind message_done(wsev_reader *r, const uint8_t *data, size_t len,
-                                   wsev_read_event *ev) {
+/* A compressed message is complete in data[0..len) (lent, or in r->msg): inflate it
+ * into a buffer that takes r->msg's place. */
+static wsev_read_kind inflate_message(wsev_reader *r, wsev_pool *pool, uint64_t max,
+                                      const uint8_t **data, size_t *len, wsev_read_event *ev) {
+  wsev_buf out;
+  unsigned code = wsev__inflate_message(r->deflate, r->streams, pool, *data, *len, max, &out);
+  wsev__buf_release(pool, &r->msg); /* the compressed bytes, if they were reassembled */
+  if (code) {
+    ev->fail = code;
+    return WSEV_READ_FAIL;
+  }
+  r->msg = out;
+  r->lent = 1;
+  *data = out.data;
+  *len = out.len;
+  return WSEV_READ_MESSAGE;
+}
+
+static wsev_read_kind message_done(wsev_reader *r, wsev_pool *pool, uint64_t max,
+                                   const uint8_t *data, size_t len, wsev_read_event *ev) {
   int text = r->msg_opcode == WSEV_OP_TEXT;
   r->msg_opcode = 0;
-  if (text && r->utf8_state != WSEV_UTF8_ACCEPT) {
+  if (r->compressed) {
+    r->compressed = 0;
+    if (inflate_message(r, pool, max, &data, &len, ev) != WSEV_READ_MESSAGE) return WSEV_READ_FAIL;
+    if (text && !wsev__utf8_is_valid(data, len)) {
+      ev->fail = WSEV_CLOSE_INVALID_DATA;
+      return WSEV_READ_FAIL;
+    }
+  } else if (text && r->utf8_state != WSEV_UTF8_ACCEPT) {
     ev->fail = WSEV_CLOSE_INVALID_DATA; /* ended inside a code point */
     return WSEV_READ_FAIL;
   }
@@ -85,15 +110,15 @@ static wsev_read_kind message_done(wsev_reader *r, const uint8_t *data, size_t l
 }
 
 /* The next n bytes of a data frame's payload. */
-static wsev_read_kind data_bytes(wsev_reader *r, wsev_pool *pool, uint8_t *p, size_t n,
-                                 wsev_read_event *ev) {
+static wsev_read_kind data_bytes(wsev_reader *r, wsev_pool *pool, uint64_t max, uint8_t *p,
+                                 size_t n, wsev_read_event *ev) {
   int last = r->payload_left == 0 && r->frame_fin;
   if (r->payload_left == 0) r->in_frame = 0;
   if (r->discard) {
     if (last) r->msg_opcode = 0;
     return WSEV_READ_MORE;
   }
-  if (r->msg_opcode == WSEV_OP_TEXT && n) {
+  if (r->msg_opcode == WSEV_OP_TEXT && n && !r->compressed) {
     r->utf8_state = wsev__utf8_validate(r->utf8_state, p, n);
     if (r->utf8_state == WSEV_UTF8_REJECT) {
       ev->fail = WSEV_CLOSE_INVALID_DATA;
@@ -101,7 +126,7 @@ static wsev_read_kind data_bytes(wsev_reader *r, wsev_pool *pool, uint8_t *p, si
     }
   }
   if (last && r->msg.len == 0 && r->msg_size == n)
-    return message_done(r, p, n, ev); /* the whole message is in this read: no copy */
+    return message_done(r, pool, max, p, n, ev); /* the whole message is in this read: no copy */
   if (n) {
     wsev_buf *m = &r->msg;
     /* msg_size already counts the whole current frame: one buffer per frame at most,
@@ -115,16 +140,21 @@ static wsev_read_kind data_bytes(wsev_reader *r, wsev_pool *pool, uint8_t *p, si
   }
   if (!last) return WSEV_READ_MORE;
   r->lent = 1;
-  return message_done(r, r->msg.data, r->msg.len, ev);
+  return message_done(r, pool, max, r->msg.data, r->msg.len, ev);
 }
 
 /* A frame header was read: check it against the protocol and the size limit. 0 to go
  * on, or the close code to fail with. */
-static unsigned start_frame(wsev_reader *r, const wsev_frame_header *h, uint64_t max_message) {
+static unsigned start_frame(wsev_reader *r, wsev_frame_header *h, uint64_t max_message) {
+  /* RSV1 marks a compressed message, on its first frame only (RFC 7692 section 6.1). */
+  int compressed = h->rsv == 4 && r->deflate &&
+                   (h->opcode == WSEV_OP_TEXT || h->opcode == WSEV_OP_BINARY);
+  if (compressed) h->rsv = 0;
   int code = wsev__frame_check(h, r->msg_opcode != 0, !r->from_server);
   if (code) return (unsigned)code;
   if (!(h->opcode & 0x8)) {
     if (h->opcode != WSEV_OP_CONT) {
+      r->compressed = (uint8_t)compressed;
       r->msg_opcode = h->opcode;
       r->msg_size = 0;
       r->utf8_state = WSEV_UTF8_ACCEPT;
@@ -208,7 +238,7 @@ wsev_read_kind wsev__reader_next(wsev_reader *r, wsev_pool *pool, uint64_t max_m
     if (r->frame_opcode & 0x8)
       kind = control_bytes(r, chunk, take, ev);
     else
-      kind = data_bytes(r, pool, chunk, take, ev);
+      kind = data_bytes(r, pool, max_message, chunk, take, ev);
   }
   *pp = p;
   *pn = n;

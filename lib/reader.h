@@ -5,7 +5,9 @@
  * and UTF-8 (incrementally, failing at the first bad byte). No I/O and no callbacks:
  * the connection pulls events one at a time, so the reader can be fed scripted
  * bytes in any split. A message that arrives whole in one read is returned without a
- * copy; otherwise it is reassembled in a buffer from the pool. */
+ * copy; otherwise it is reassembled in a buffer from the pool. With permessage-deflate
+ * agreed, a message whose first frame has RSV1 is inflated whole once complete (into
+ * a buffer from the pool), and then checked. */
 #ifndef WSEV_READER_H
 #define WSEV_READER_H
 
@@ -13,6 +15,7 @@
 #include <stdint.h>
 
 #include "bufpool.h"
+#include "deflate.h"
 
 typedef enum {
   WSEV_READ_MORE,    /* all input used: wait for more bytes */
@@ -51,11 +54,19 @@ typedef struct {
   uint8_t from_server; /* frames come unmasked (we are the client) */
   uint8_t discard;     /* data frames are checked for structure only, not delivered */
   uint8_t lent;        /* msg or ctrl was lent with the last event: release it next */
+  uint8_t compressed;  /* the message in progress is compressed (RSV1) */
+  wsev_deflate *deflate;        /* permessage-deflate was agreed (else NULL: RSV1 fails) */
+  wsev_deflate_streams *streams; /* the context's, for a side without context */
 } wsev_reader;
 
 /* A reader for frames from a client (masked) or, with from_server, from a server
  * (unmasked). */
 void wsev__reader_init(wsev_reader *r, int from_server);
+/* permessage-deflate was agreed: RSV1 marks compressed messages from now on. */
+static inline void wsev__reader_inflate(wsev_reader *r, wsev_deflate *d, wsev_deflate_streams *s) {
+  r->deflate = d;
+  r->streams = s;
+}
 /* Give back the buffers it holds. */
 void wsev__reader_free(wsev_reader *r, wsev_pool *pool);
 
@@ -70,7 +81,9 @@ int wsev__reader_take_message(wsev_reader *r, wsev_buf *out);
 
 /* Read from *p (*n bytes, unmasked in place) until the next event or the end of the
  * input; *p and *n advance past what was used. `max_message` bounds a message (all
- * fragments together): over it, the result is a FAIL with 1009. After a FAIL the
+ * fragments together, and what a compressed one inflates to): over it, the result is a
+ * FAIL with 1009. A compressed message that does not inflate is a FAIL with 1007,
+ * and one that cannot for want of memory, 1011. After a FAIL the
  * connection is over: do not call again. */
 wsev_read_kind wsev__reader_next(wsev_reader *r, wsev_pool *pool, uint64_t max_message, uint8_t **p,
                                  size_t *n, wsev_read_event *ev);

@@ -80,58 +80,141 @@ static inline __attribute__((always_inline)) int sent(wsev_conn *c, int rc) {
   return 0;
 }
 
-int wsev__send(wsev_conn *c, int opcode, const void *data, size_t len) {
+/* permessage-deflate: the payload to send for a message of `len` bytes, compressed
+ * (*opcode gets RSV1, *data and *len the compressed bytes, lent by the context's
+ * streams until the next message) when it was agreed, the message is long enough,
+ * and compressing pays. 0 or UV_ENOMEM. */
+static int compress(wsev_conn *c, int *opcode, const void **data, size_t *len, unsigned flags) {
+  wsev_deflate *d = &c->deflate;
+  if (!d->agreed.on || *len < d->options.threshold || (flags & WSEV_SEND_UNCOMPRESSED)) return 0;
+  const uint8_t *out;
+  size_t out_len;
+  int rc = wsev__deflate_message(d, wsev__ctx_deflate_streams(c->ctx), *data, *len, &out, &out_len);
+  if (rc <= 0) return rc;
+  *opcode |= WSEV_FRAME_RSV1;
+  *data = out;
+  *len = out_len;
+  return 0;
+}
+
+int wsev__send(wsev_conn *c, int opcode, const void *data, size_t len, unsigned flags) {
   if (wsev__conn_opening(c)) {
     size_t max = send_limit(c->ctx), held = c->handshake.held.len;
     if (len > max || held > max - len) {
       wsev__client_fail(c, WSEV_EBACKPRESSURE, "send limit reached before it opened");
       return WSEV_EBACKPRESSURE;
     }
+    /* Not compressed: whether the server agrees is not known yet. */
     return queue_frame(c, &c->handshake.held, opcode, data, len);
   }
-  int rc = may_send(c, len);
+  int rc = compress(c, &opcode, &data, &len, flags);
+  if (!rc) rc = may_send(c, len);
   return rc ? rc : sent(c, queue_frame(c, &c->writer.out, opcode, data, len));
 }
 
 /* ---- the API ----------------------------------------------------------------------- */
 
 static inline __attribute__((always_inline)) int
-write_message(wsev_ctx *ctx, uint64_t id, int opcode, const void *data, size_t len) {
+write_message(wsev_ctx *ctx, uint64_t id, int opcode, const void *data, size_t len, unsigned flags) {
   WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   if (!data && len) return UV_EINVAL;
-  if (ctx->io) return wsev__io_write(ctx, id, data, len, opcode == WSEV_OP_TEXT);
+  if (ctx->io) return wsev__io_write(ctx, id, data, len, opcode == WSEV_OP_TEXT, flags);
   wsev_conn *c = wsev__conn_find(ctx, id);
   if (!c) return WSEV_ENOCONN;
   /* A write can close the connection (backpressure): its closed event must wait until
    * the caller is out of this function. */
   ctx->in_api++;
-  int rc = wsev__send(c, opcode, data, len);
+  int rc = wsev__send(c, opcode, data, len, flags);
   ctx->in_api--;
   return rc;
 }
 
 int wsev_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len) {
-  return write_message(ctx, id, WSEV_OP_BINARY, data, len);
+  return write_message(ctx, id, WSEV_OP_BINARY, data, len, 0);
 }
 
 int wsev_write_text(wsev_ctx *ctx, uint64_t id, const char *text, size_t len) {
-  return write_message(ctx, id, WSEV_OP_TEXT, text, len);
+  return write_message(ctx, id, WSEV_OP_TEXT, text, len, 0);
+}
+
+int wsev_send(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, wsev_msg_type type,
+              unsigned flags) {
+  return write_message(ctx, id, type == WSEV_TEXT ? WSEV_OP_TEXT : WSEV_OP_BINARY, data, len,
+                       flags);
+}
+
+void wsev__bcast_init(wsev_bcast *b, int opcode, const uint8_t *data, size_t len,
+                      wsev_shared *shared, const uint8_t *frame, size_t frame_len) {
+  memset(b, 0, sizeof *b);
+  b->opcode = opcode;
+  b->data = data;
+  b->len = len;
+  b->shared = shared;
+  b->frame = frame;
+  b->frame_len = frame_len;
+}
+
+void wsev__bcast_done(wsev_bcast *b) {
+  for (int i = 0; i < 16; i++)
+    if (b->deflated[i]) wsev__shared_unref(b->deflated[i]);
+}
+
+/* The broadcast's frame compressed for c, which compresses without context: made
+ * once per window size, on its first recipient. NULL when it goes plain (*rc 0) or
+ * without memory (*rc UV_ENOMEM). */
+static wsev_shared *deflated_frame(wsev_conn *c, wsev_bcast *b, int *rc) {
+  int bits = c->deflate.agreed.out_bits;
+  *rc = 0;
+  if (!(b->tried & (1u << bits))) {
+    const uint8_t *out;
+    size_t out_len;
+    *rc = wsev__deflate_message(&c->deflate, wsev__ctx_deflate_streams(c->ctx), b->data, b->len,
+                                &out, &out_len);
+    if (*rc < 0) return NULL; /* tried again for the next recipient */
+    b->tried |= (uint16_t)(1u << bits);
+    if (*rc == 1) {
+      *rc = 0;
+      wsev_shared *f = wsev__shared_new(out_len + WSEV_FRAME_MAX_HEADER);
+      if (!f) {
+        b->tried &= (uint16_t) ~(1u << bits);
+        *rc = UV_ENOMEM;
+        return NULL;
+      }
+      f->len = wsev__frame_encode_header(f->data, 1, b->opcode | WSEV_FRAME_RSV1, out_len, NULL);
+      memcpy(f->data + f->len, out, out_len);
+      f->len += out_len;
+      b->deflated[bits] = f;
+    }
+  }
+  return b->deflated[bits];
 }
 
 /* One recipient of a broadcast (wsev__send_framed): inlined into wsev_broadcast. */
-static inline int send_framed(wsev_conn *c, int opcode, const void *data, size_t len,
-                              wsev_shared *shared, const uint8_t *frame, size_t frame_len) {
-  if (c->client) return wsev__send(c, opcode, data, len);
+static inline int send_framed(wsev_conn *c, wsev_bcast *b) {
+  /* Ours mask every frame, and a compressor with context is the connection's own:
+   * framed for that recipient alone. */
+  if (c->client || (c->deflate.agreed.on && c->deflate.agreed.out_takeover))
+    return wsev__send(c, b->opcode, b->data, b->len, 0);
+  wsev_shared *shared = b->shared;
+  const uint8_t *frame = b->frame;
+  size_t frame_len = b->frame_len;
+  if (c->deflate.agreed.on && b->len >= c->deflate.options.threshold) {
+    int rc;
+    wsev_shared *deflated = deflated_frame(c, b, &rc);
+    if (rc) return rc;
+    if (deflated) {
+      shared = deflated->len > WSEV_SHARE_MIN ? deflated : NULL;
+      frame = deflated->data;
+      frame_len = deflated->len;
+    }
+  }
   int rc = may_send(c, frame_len);
   if (rc) return rc;
   if (shared) return sent(c, wsev__writer_shared(&c->writer, &c->ctx->pool, shared));
   return sent(c, wsev__writer_bytes(&c->writer, &c->ctx->pool, frame, frame_len));
 }
 
-int wsev__send_framed(wsev_conn *c, int opcode, const void *data, size_t len, wsev_shared *shared,
-                      const uint8_t *frame, size_t frame_len) {
-  return send_framed(c, opcode, data, len, shared, frame, frame_len);
-}
+int wsev__send_framed(wsev_conn *c, wsev_bcast *b) { return send_framed(c, b); }
 
 int wsev_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void *data, size_t len,
                    wsev_msg_type type) {
@@ -152,13 +235,16 @@ int wsev_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void 
   if (len) memcpy(frame + frame_len, data, len);
   frame_len += len;
   if (shared) shared->len = frame_len;
+  wsev_bcast b;
+  wsev__bcast_init(&b, opcode, data, len, shared, frame, frame_len);
   int queued = 0;
   ctx->in_api++;
   for (size_t i = 0; i < count; i++) {
     wsev_conn *c = wsev__conn_find(ctx, ids[i]);
-    if (c && send_framed(c, opcode, data, len, shared, frame, frame_len) == 0) queued++;
+    if (c && send_framed(c, &b) == 0) queued++;
   }
   ctx->in_api--;
+  wsev__bcast_done(&b);
   if (shared) wsev__shared_unref(shared); /* ours; the queues hold their own */
   return queued;
 }

@@ -138,11 +138,37 @@ static const char *offered(const wsev_hs *req, const char *protocol) {
   return NULL;
 }
 
+/* Safari 15.0 to 15.3 offer permessage-deflate and then get it wrong (messages after
+ * the first fail to inflate on either side), whatever the answer: never accepted. */
+static int deflate_broken(const wsev_hs *req) {
+  const char *agent = wsev__hs_header(req, "user-agent");
+  const char *v = agent ? strstr(agent, "Version/15.") : NULL;
+  if (!v || strstr(agent, "Chrome/") || !strstr(agent, "Safari/")) return 0;
+  v += strlen("Version/15.");
+  return *v >= '0' && *v <= '3' && !(v[1] >= '0' && v[1] <= '9');
+}
+
+/* permessage-deflate: the context's answer to the client's offers, if any (into
+ * `answer`, or "" for none; c->deflate set). -1 for a Sec-WebSocket-Extensions header
+ * that breaks the grammar. */
+static int negotiate_deflate(wsev_conn *c, char answer[WSEV_PMD_HEADER_MAX]) {
+  const wsev_deflate_options *options = &c->ctx->set.deflate;
+  wsev_pmd_config config = wsev__deflate_config(options);
+  if (config.mode != WSEV_PMD_OFF && deflate_broken(c->handshake.request)) config.mode = WSEV_PMD_OFF;
+  int rc = wsev__pmd_accept(wsev__hs_extensions(c->handshake.request), &config,
+                            &c->deflate.agreed, answer);
+  if (rc > 0) c->deflate.options = *options;
+  return rc;
+}
+
 /* Send the 101 and open the WebSocket; `rest` are frames that came behind the request. */
 static void accept_upgrade(wsev_conn *c, const char *protocol, uint8_t *rest, size_t n) {
   wsev_hs *req = c->handshake.request;
-  char response[512];
-  size_t len = wsev__hs_response_101(req, protocol, response, sizeof response);
+  char response[512 + WSEV_PMD_HEADER_MAX], extensions[WSEV_PMD_HEADER_MAX];
+  size_t len = negotiate_deflate(c, extensions) < 0
+                   ? 0
+                   : wsev__hs_response_101(req, protocol, extensions[0] ? extensions : NULL,
+                                           response, sizeof response);
   if (!len || !(c->path = copy_string(wsev__hs_path(req))) ||
       (protocol && !(c->protocol = copy_string(protocol))) ||
       wsev__send_bytes(c, response, len) != 0) {
@@ -175,6 +201,11 @@ static void upgrade_request(wsev_conn *c, uint8_t *rest, size_t n) {
   wsev_ctx *ctx = c->ctx;
   if (!origin_allowed(c)) {
     wsev__server_reject(c, 403);
+    return;
+  }
+  char extensions[WSEV_PMD_HEADER_MAX];
+  if (negotiate_deflate(c, extensions) < 0) { /* answered again on acceptance */
+    wsev__server_reject(c, 400);
     return;
   }
   /* The id is handed out now, so that a deferred answer can name it. */

@@ -11,6 +11,8 @@
  *   --ping-interval MS         --ping-timeout MS
  *   --handshake-timeout MS     --close-timeout MS       --shutdown-timeout MS
  *   --io-threads N (default: $WSEV_IO_THREADS, else 0: all on the main loop)
+ *   --deflate[=shared|dedicated] and its tuning (sample/deflate_options.h; default:
+ *   $WSEV_DEFLATE, else off): accept permessage-deflate offers
  * SIGINT/SIGTERM shut down gracefully (1001 to every client, bounded by
  * --shutdown-timeout, default 2000 ms); a second signal stops at once. */
 #include <signal.h>
@@ -18,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <wsev.h>
+
+#include "deflate_options.h"
 
 static uint64_t shutdown_timeout_ms = 2000;
 
@@ -47,9 +51,14 @@ enum { N_OPTIONS = sizeof option_names / sizeof option_names[0] };
 int main(int argc, char **argv) {
   const char *port = NULL, *tls_port = NULL, *cert = NULL, *key = NULL;
   unsigned long long value[N_OPTIONS] = {0};
-  int given[N_OPTIONS] = {0}, ok = 1;
+  int given[N_OPTIONS] = {0}, ok = 1, deflate_given = 0, used;
+  wsev_deflate_options deflate = {0};
   for (int i = 1; i < argc && ok; i++) {
     int k = 0;
+    if ((used = deflate_option(argc, argv, &i, &deflate, &deflate_given)) != 0) {
+      ok = used > 0;
+      continue;
+    }
     while (k < N_OPTIONS && strcmp(argv[i], option_names[k]) != 0)
       k++;
     if (k < N_OPTIONS && i + 1 < argc) {
@@ -66,12 +75,13 @@ int main(int argc, char **argv) {
     else
       ok = 0;
   }
+  if (deflate_from_env(&deflate, deflate_given) != 0) ok = 0;
   if (!ok || !port || (tls_port && (!cert || !key))) {
     fprintf(stderr,
             "usage: %s PORT [--max-message-size BYTES] [--max-buffered BYTES]\n"
             "  [--max-connections N] [--ping-interval MS] [--ping-timeout MS]\n"
             "  [--handshake-timeout MS] [--close-timeout MS] [--shutdown-timeout MS]\n"
-            "  [--tls-port N --cert FILE --key FILE]\n",
+            "  [--tls-port N --cert FILE --key FILE]\n" DEFLATE_USAGE,
             argv[0]);
     return 2;
   }
@@ -97,6 +107,11 @@ int main(int argc, char **argv) {
   if (given[5]) wsev_set_handshake_timeout(ctx, value[5]);
   if (given[6]) wsev_set_close_timeout(ctx, value[6]);
   if (given[7]) shutdown_timeout_ms = value[7];
+  if ((rc = wsev_set_deflate(ctx, &deflate)) != 0) {
+    fprintf(stderr, "wsev-echo: deflate options: %s\n", wsev_strerror(rc));
+    wsev_ctx_free(ctx);
+    return 2;
+  }
   /* The tests run every suite with WSEV_IO_THREADS=2 as well; --io-threads wins. */
   const char *env_threads = getenv("WSEV_IO_THREADS");
   unsigned long long io_threads = given[8]      ? value[8]

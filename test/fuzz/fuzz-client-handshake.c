@@ -45,7 +45,7 @@ typedef struct {
 static void run(const char *resp, size_t len, const char *const *offered, size_t max_header,
                 fuzz_rng *rng, int bytewise, outcome *o) {
   memset(o, 0, sizeof *o);
-  wsev_client_hs *hs = wsev__client_hs_new(ACCEPT, offered, max_header);
+  wsev_client_hs *hs = wsev__client_hs_new(ACCEPT, offered, NULL, max_header);
   if (!hs) abort();
   FUZZ_CHECK(wsev__client_hs_status(hs) == 0 && wsev__client_hs_error(hs)[0] == 0);
   size_t off = 0;

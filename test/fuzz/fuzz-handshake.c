@@ -102,7 +102,7 @@ static void check_request(const wsev_hs *hs, const char *req, outcome *o) {
 }
 
 static void check_101(const wsev_hs *hs, outcome *o) {
-  o->resp_len = wsev__hs_response_101(hs, NULL, o->resp, sizeof o->resp);
+  o->resp_len = wsev__hs_response_101(hs, NULL, NULL, o->resp, sizeof o->resp);
   FUZZ_CHECK(o->resp_len > 0 && o->resp_len < sizeof o->resp);
   FUZZ_CHECK(strlen(o->resp) == o->resp_len);
   static const char head[] = "HTTP/1.1 101 Switching Protocols\r\n";
@@ -120,16 +120,16 @@ static void check_101(const wsev_hs *hs, outcome *o) {
   /* Exactly the right size fits; one byte less is refused without overflow. */
   char *exact = malloc(o->resp_len + 1);
   if (!exact) abort();
-  FUZZ_CHECK(wsev__hs_response_101(hs, NULL, exact, o->resp_len + 1) == o->resp_len);
+  FUZZ_CHECK(wsev__hs_response_101(hs, NULL, NULL, exact, o->resp_len + 1) == o->resp_len);
   FUZZ_CHECK(memcmp(exact, o->resp, o->resp_len + 1) == 0);
-  FUZZ_CHECK(wsev__hs_response_101(hs, NULL, exact, o->resp_len) == 0);
+  FUZZ_CHECK(wsev__hs_response_101(hs, NULL, NULL, exact, o->resp_len) == 0);
   free(exact);
 
   /* Selecting the first offered subprotocol adds it as a header. */
   const char *proto = wsev__hs_protocol(hs, 0);
   if (proto && strlen(proto) < 200) {
     char with[512], line[256];
-    size_t n = wsev__hs_response_101(hs, proto, with, sizeof with);
+    size_t n = wsev__hs_response_101(hs, proto, NULL, with, sizeof with);
     FUZZ_CHECK(n > o->resp_len && ends_with(with, n, "\r\n\r\n"));
     snprintf(line, sizeof line, "\r\nSec-WebSocket-Protocol: %s\r\n", proto);
     FUZZ_CHECK(strstr(with, line) != NULL);
@@ -196,7 +196,7 @@ static void run(size_t max_header, const char *req, size_t len, fuzz_rng *rng, i
     check_101(hs, o);
   } else {
     char buf[512];
-    FUZZ_CHECK(wsev__hs_response_101(hs, NULL, buf, sizeof buf) == 0);
+    FUZZ_CHECK(wsev__hs_response_101(hs, NULL, NULL, buf, sizeof buf) == 0);
     if (result != WSEV_HS_MORE && result != WSEV_HS_HTTP) check_error_response(result);
   }
   wsev__hs_free(hs);

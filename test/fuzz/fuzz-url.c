@@ -140,12 +140,12 @@ static void check_request(const wsev_url *u, const char *req, size_t len, const 
   size_t cap = 256 + (selected ? strlen(selected) : 0);
   char *resp = malloc(cap);
   if (!resp) abort();
-  size_t n = wsev__hs_response_101(server, selected, resp, cap);
+  size_t n = wsev__hs_response_101(server, selected, NULL, resp, cap);
   FUZZ_CHECK(n > 0);
   wsev__hs_free(server);
 
   for (int split = 0; split < 2; split++) {
-    wsev_client_hs *hs = wsev__client_hs_new(accept, protocols, 8192);
+    wsev_client_hs *hs = wsev__client_hs_new(accept, protocols, NULL, 8192);
     if (!hs) abort();
     size_t k = split ? n / 2 : n;
     FUZZ_CHECK(wsev__client_hs_feed(hs, resp, k, &used) ==
@@ -196,7 +196,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FUZZ_CHECK(ok == 0 || ok == UV_EINVAL);
   char *req = NULL, accept[29];
   size_t len = 0;
-  rc = wsev__client_request(&u, KEY16, NULL, offered, headers, &req, &len, accept);
+  rc = wsev__client_request(&u, KEY16, NULL, offered, headers, NULL, &req, &len, accept);
   FUZZ_CHECK(rc == ok);
   if (rc == 0) {
     FUZZ_CHECK(strcmp(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") == 0);

@@ -53,7 +53,7 @@ static void test_request(void) {
   TEST_CASE("request with every option");
   wsev_url u = parse("ws://Server.Example.com/chat?x=1");
   CHECK_EQ_INT(wsev__client_request(&u, SAMPLE_KEY16, "http://example.com", CHAT,
-                                    "X-Custom: a b\r\nCookie: c=d\r\n", &req, &len, accept),
+                                    "X-Custom: a b\r\nCookie: c=d\r\n", NULL, &req, &len, accept),
                0);
   static const char want[] = "GET /chat?x=1 HTTP/1.1\r\n"
                              "Host: server.example.com\r\n"
@@ -75,7 +75,7 @@ static void test_request(void) {
   TEST_CASE("minimal request");
   u = parse("wss://h:8443?q");
   const char *const none[] = {NULL};
-  CHECK_EQ_INT(wsev__client_request(&u, SAMPLE_KEY16, NULL, none, "", &req, &len, accept), 0);
+  CHECK_EQ_INT(wsev__client_request(&u, SAMPLE_KEY16, NULL, none, "", NULL, &req, &len, accept), 0);
   static const char want2[] = "GET /?q HTTP/1.1\r\n"
                               "Host: h:8443\r\n"
                               "Upgrade: websocket\r\n"
@@ -92,7 +92,7 @@ static void test_request(void) {
   TEST_CASE("IPv6 host, default port, one protocol");
   u = parse("ws://[2001:db8::1]:80/");
   const char *const one[] = {"v1.json", NULL};
-  CHECK_EQ_INT(wsev__client_request(&u, SAMPLE_KEY16, NULL, one, NULL, &req, &len, accept), 0);
+  CHECK_EQ_INT(wsev__client_request(&u, SAMPLE_KEY16, NULL, one, NULL, NULL, &req, &len, accept), 0);
   static const char start[] = "GET / HTTP/1.1\r\nHost: [2001:db8::1]\r\n";
   CHECK(strncmp(req, start, sizeof start - 1) == 0);
   CHECK(strstr(req, "\r\nSec-WebSocket-Protocol: v1.json\r\n\r\n") != NULL);
@@ -104,7 +104,7 @@ static void test_request(void) {
    * hashlib and base64. */
   static const uint8_t zero[16] = {0};
   u = parse("ws://h");
-  CHECK_EQ_INT(wsev__client_request(&u, zero, NULL, NULL, NULL, &req, &len, accept), 0);
+  CHECK_EQ_INT(wsev__client_request(&u, zero, NULL, NULL, NULL, NULL, &req, &len, accept), 0);
   CHECK(strstr(req, "\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n") != NULL);
   CHECK_EQ_STR(accept, "ICX+Yqv66kxgM0FcWaLWlFLwTAI=");
   wsev__free(req);
@@ -192,7 +192,7 @@ static void test_options(void) {
     CHECK_EQ_INTF(wsev__client_options_check(NULL, good_headers[i]), 0, "%s", good_headers[i]);
     req = NULL;
     CHECK_EQ_INTF(
-        wsev__client_request(&u, SAMPLE_KEY16, NULL, NULL, good_headers[i], &req, &len, accept), 0,
+        wsev__client_request(&u, SAMPLE_KEY16, NULL, NULL, good_headers[i], NULL, &req, &len, accept), 0,
         "%s", good_headers[i]);
     /* The lines go in as they are, right before the blank line. */
     char tail[256];
@@ -216,7 +216,7 @@ static void test_options(void) {
     req = (char *)1;
     len = 1;
     CHECK_EQ_INTF(
-        wsev__client_request(&u, SAMPLE_KEY16, NULL, NULL, bad_headers[i], &req, &len, accept),
+        wsev__client_request(&u, SAMPLE_KEY16, NULL, NULL, bad_headers[i], NULL, &req, &len, accept),
         UV_EINVAL, "\"%s\"", bad_headers[i]);
     CHECK(req == NULL && len == 0);
   }
@@ -224,7 +224,7 @@ static void test_options(void) {
     CHECK_EQ_INTF(wsev__client_options_check(bad_protocols[i], NULL), UV_EINVAL, "#%zu", i);
     req = (char *)1;
     CHECK_EQ_INTF(
-        wsev__client_request(&u, SAMPLE_KEY16, NULL, bad_protocols[i], NULL, &req, &len, accept),
+        wsev__client_request(&u, SAMPLE_KEY16, NULL, bad_protocols[i], NULL, NULL, &req, &len, accept),
         UV_EINVAL, "#%zu", i);
     CHECK(req == NULL);
   }
@@ -233,7 +233,7 @@ static void test_options(void) {
     CHECK_EQ_INTF(wsev__client_origin_check(bad_origins[i]), UV_EINVAL, "#%zu", i);
     req = (char *)1;
     CHECK_EQ_INTF(
-        wsev__client_request(&u, SAMPLE_KEY16, bad_origins[i], NULL, NULL, &req, &len, accept),
+        wsev__client_request(&u, SAMPLE_KEY16, bad_origins[i], NULL, NULL, NULL, &req, &len, accept),
         UV_EINVAL, "#%zu", i);
     CHECK(req == NULL);
   }
@@ -256,7 +256,7 @@ static outcome feed_cuts(const char *resp, size_t n, const char *const *protocol
                          const size_t *cuts) {
   outcome o;
   memset(&o, 0, sizeof o);
-  wsev_client_hs *hs = wsev__client_hs_new(SAMPLE_ACCEPT, protocols, max);
+  wsev_client_hs *hs = wsev__client_hs_new(SAMPLE_ACCEPT, protocols, NULL, max);
   if (!hs) exit(2);
   CHECK_EQ_INT(wsev__client_hs_status(hs), 0);
   CHECK_EQ_STR(wsev__client_hs_error(hs), "");
@@ -376,7 +376,7 @@ static void test_accepted(void) {
   {
     char buf[512];
     size_t n = with_frame(buf, sizeof buf, HEAD_101);
-    wsev_client_hs *hs = wsev__client_hs_new(SAMPLE_ACCEPT, NULL, MAX_HDR);
+    wsev_client_hs *hs = wsev__client_hs_new(SAMPLE_ACCEPT, NULL, NULL, MAX_HDR);
     size_t used = 0;
     CHECK_EQ_INT(wsev__client_hs_feed(hs, buf, n, &used), WSEV_CHS_DONE);
     CHECK_EQ_UINT(used, n - FRAME_LEN);
@@ -557,7 +557,7 @@ static void test_incomplete(void) {
     CHECK_EQ_INTF(o.result, WSEV_CHS_MORE, "%zu bytes", i);
   }
   /* The status is known once the status line is in. */
-  wsev_client_hs *hs = wsev__client_hs_new(SAMPLE_ACCEPT, NULL, MAX_HDR);
+  wsev_client_hs *hs = wsev__client_hs_new(SAMPLE_ACCEPT, NULL, NULL, MAX_HDR);
   size_t used;
   CHECK_EQ_INT(wsev__client_hs_feed(hs, "HTTP/1.1 404 Nope\r\nX:", 21, &used), WSEV_CHS_MORE);
   CHECK_EQ_INT(wsev__client_hs_status(hs), 404);
@@ -618,7 +618,7 @@ static void test_round_trip(void) {
   char *req, accept[29], resp[1024];
   size_t len, used;
   CHECK_EQ_INT(
-      wsev__client_request(&u, SAMPLE_KEY16, "http://o", CHAT, "X-Y: z\r\n", &req, &len, accept),
+      wsev__client_request(&u, SAMPLE_KEY16, "http://o", CHAT, "X-Y: z\r\n", NULL, &req, &len, accept),
       0);
   wsev_hs *server = wsev__hs_new(MAX_HDR);
   CHECK_EQ_INT(wsev__hs_feed(server, req, len, &used), WSEV_HS_DONE);
@@ -628,10 +628,10 @@ static void test_round_trip(void) {
   CHECK_EQ_STR(wsev__hs_header(server, "origin"), "http://o");
   CHECK_EQ_STR(wsev__hs_header(server, "x-y"), "z");
   CHECK_EQ_UINT(wsev__hs_protocol_count(server), 2);
-  size_t n = wsev__hs_response_101(server, wsev__hs_protocol(server, 1), resp, sizeof resp);
+  size_t n = wsev__hs_response_101(server, wsev__hs_protocol(server, 1), NULL, resp, sizeof resp);
   CHECK(n > 0);
   memcpy(resp + n, FRAME, FRAME_LEN);
-  wsev_client_hs *hs = wsev__client_hs_new(accept, CHAT, MAX_HDR);
+  wsev_client_hs *hs = wsev__client_hs_new(accept, CHAT, NULL, MAX_HDR);
   CHECK_EQ_INT(wsev__client_hs_feed(hs, resp, n + FRAME_LEN, &used), WSEV_CHS_DONE);
   CHECK_EQ_UINT(used, n);
   CHECK_EQ_STR(wsev__client_hs_protocol(hs), "superchat");
@@ -658,14 +658,14 @@ static void test_nomem(void) {
     calls = 0;
     char *req = NULL, accept[29];
     size_t len, used;
-    int rc = wsev__client_request(&u, SAMPLE_KEY16, NULL, CHAT, NULL, &req, &len, accept);
+    int rc = wsev__client_request(&u, SAMPLE_KEY16, NULL, CHAT, NULL, NULL, &req, &len, accept);
     if (rc != 0) {
       CHECK_EQ_INTF(rc, UV_ENOMEM, "allocation %ld", fail_at);
       CHECK(req == NULL);
       continue;
     }
     wsev__free(req);
-    wsev_client_hs *hs = wsev__client_hs_new(accept, CHAT, MAX_HDR);
+    wsev_client_hs *hs = wsev__client_hs_new(accept, CHAT, NULL, MAX_HDR);
     if (!hs) continue;
     rc = wsev__client_hs_feed(hs, resp, sizeof resp - 1, &used);
     if (rc == WSEV_CHS_DONE) {

@@ -103,7 +103,7 @@ static const char *find_mem(const char *h, size_t hn, const char *needle) {
 static void check_101(const wsev_hs *hs, const char *accept, const char *what) {
   char buf[2048];
   memset(buf, 0, sizeof buf);
-  size_t n = wsev__hs_response_101(hs, NULL, buf, sizeof buf);
+  size_t n = wsev__hs_response_101(hs, NULL, NULL, buf, sizeof buf);
   CHECKF(n > 0 && n < sizeof buf, "%s: response_101 returned %zu", what, n);
   if (n == 0 || n >= sizeof buf) return;
   CHECKF(n >= 12 && memcmp(buf, "HTTP/1.1 101", 12) == 0, "%s: status line [%.*s]", what,
@@ -126,7 +126,7 @@ static void check_101(const wsev_hs *hs, const char *accept, const char *what) {
          "%s: no Sec-WebSocket-Extensions in the response", what);
   /* a 256-byte buffer is documented to be enough */
   char small[256];
-  size_t n2 = wsev__hs_response_101(hs, NULL, small, sizeof small);
+  size_t n2 = wsev__hs_response_101(hs, NULL, NULL, small, sizeof small);
   CHECKF(n2 == n && memcmp(small, buf, n) == 0, "%s: response in 256 bytes: %zu vs %zu", what, n2,
          n);
 }
@@ -732,10 +732,10 @@ static void test_request_details(void) {
   CHECK(wsev__hs_keep_alive(hs));
   CHECK(!wsev__hs_has_body(hs));
   char buf[512];
-  size_t n = wsev__hs_response_101(hs, "chat.v1", buf, sizeof buf);
+  size_t n = wsev__hs_response_101(hs, "chat.v1", NULL, buf, sizeof buf);
   CHECK(n > 0 && strstr(buf, "\r\nSec-WebSocket-Protocol: chat.v1\r\n") != NULL);
   CHECK(n > 4 && memcmp(buf + n - 4, "\r\n\r\n", 4) == 0);
-  n = wsev__hs_response_101(hs, NULL, buf, sizeof buf);
+  n = wsev__hs_response_101(hs, NULL, NULL, buf, sizeof buf);
   CHECK(n > 0 && strstr(buf, "Sec-WebSocket-Protocol") == NULL);
   wsev__hs_free(hs);
 
