@@ -113,7 +113,13 @@ static void opened(wsev_conn *c, uint8_t *rest, size_t n) {
     }
     memcpy(c->protocol, protocol, len + 1);
   }
-  c->deflate.agreed = *wsev__client_hs_deflate(hs->response);
+  if (c->deflate) { /* we offered it: did the server agree? */
+    c->deflate->agreed = *wsev__client_hs_deflate(hs->response);
+    if (!c->deflate->agreed.on) {
+      wsev__deflate_free(c->deflate);
+      c->deflate = NULL;
+    }
+  }
   wsev__client_hs_free(hs->response);
   hs->response = NULL;
   /* Frames written while opening go first, before anything conn_accepted writes. */
@@ -293,8 +299,9 @@ static int new_client(wsev_ctx *ctx, const char *url_text, const wsev_client_opt
   c->handshake.dial = d;
   d->conn = c;
   c->user_data = o ? o->data : NULL;
-  c->deflate.options = deflate;
-  if (!(c->handshake.response = wsev__client_hs_new(accept, protocols, &pmd, max_header)) ||
+  if ((pmd.mode != WSEV_PMD_OFF &&
+       !(c->deflate = wsev__deflate_new(&deflate, wsev__ctx_deflate_streams(ctx)))) ||
+      !(c->handshake.response = wsev__client_hs_new(accept, protocols, &pmd, max_header)) ||
       !(c->path = wsev__malloc(resource_len + 1)) ||
       (url.tls && !(c->tls = wsev__tls_new(tls_conf, url.host, url.port))) ||
       (id ? wsev__conn_set_id(c, id) : wsev__conn_take_id(c)) != 0)

@@ -80,7 +80,7 @@ void wsev__conn_release(wsev_conn *c) {
   wsev__tls_free(c->tls);
   wsev__writer_free(&c->writer, &ctx->pool);
   wsev__reader_free(&c->reader, &ctx->pool);
-  wsev__deflate_free(&c->deflate);
+  wsev__deflate_free(c->deflate);
   wsev__free(c->path);
   wsev__free(c->protocol);
   wsev__free(c->ending.reason);
@@ -265,8 +265,7 @@ static void frames_input(wsev_conn *c, uint8_t *p, size_t n) {
 void wsev__conn_open(wsev_conn *c, uint8_t *rest, size_t n) {
   wsev_ctx *ctx = c->ctx;
   wsev__reader_init(&c->reader, c->client);
-  if (c->deflate.agreed.on)
-    wsev__reader_inflate(&c->reader, &c->deflate, wsev__ctx_deflate_streams(ctx));
+  if (c->deflate) wsev__reader_inflate(&c->reader, c->deflate);
   c->state = WSEV_CONN_OPEN;
   c->announced = 1;
   c->deadline.last_rx = uv_now(ctx->loop);
@@ -489,8 +488,8 @@ int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info) {
     info->tls_cipher = wsev__tls_cipher(c->tls);
     info->tls_resumed = wsev__tls_resumed(c->tls);
   }
-  const wsev_pmd_agreed *pmd = &c->deflate.agreed;
-  if (pmd->on) {
+  const wsev_pmd_agreed *pmd = c->deflate ? &c->deflate->agreed : NULL;
+  if (pmd && pmd->on) {
     info->deflate.on = 1;
     info->deflate.our_window = pmd->out_bits;
     info->deflate.peer_window = pmd->in_bits;

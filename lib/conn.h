@@ -116,7 +116,7 @@ struct wsev_conn {
   wsev_conn_deadline deadline;
   wsev_conn_handshake handshake;
   wsev_conn_ending ending;
-  wsev_deflate deflate; /* permessage-deflate: what was agreed, and its own streams */
+  wsev_deflate *deflate; /* permessage-deflate offered (ours) or agreed, else NULL */
   uint8_t state;
   uint8_t client;        /* a connection we opened: frames masked, 101 expected */
   uint8_t announced;     /* the application knows the id: conn_closed is owed */

@@ -113,22 +113,32 @@ void wsev__deflate_streams_free(wsev_deflate_streams *s) {
   wsev__free(s);
 }
 
+wsev_deflate *wsev__deflate_new(const wsev_deflate_options *options, wsev_deflate_streams *streams) {
+  wsev_deflate *d = streams ? wsev__calloc(1, sizeof *d) : NULL;
+  if (d) {
+    d->options = *options;
+    d->streams = streams;
+  }
+  return d;
+}
+
 void wsev__deflate_free(wsev_deflate *d) {
+  if (!d) return;
   free_deflater(d->own_out);
   free_inflater(d->own_in);
-  d->own_out = d->own_in = NULL;
+  wsev__free(d);
 }
 
 /* The compressor for a message of d: its own, or the context's for its window (made
  * again if the options changed since). */
-static z_stream *compressor(wsev_deflate *d, wsev_deflate_streams *s) {
+static z_stream *compressor(wsev_deflate *d) {
+  wsev_deflate_streams *s = d->streams;
   const wsev_deflate_options *o = &d->options;
   int bits = d->agreed.out_bits;
   if (d->agreed.out_takeover) {
     if (!d->own_out) d->own_out = new_deflater(bits, o->level, o->mem_level);
     return d->own_out;
   }
-  if (!s) return NULL;
   if (s->out[bits] && (s->out_level[bits] != o->level || s->out_mem_level[bits] != o->mem_level)) {
     free_deflater(s->out[bits]);
     s->out[bits] = NULL;
@@ -150,11 +160,12 @@ static int grow_scratch(wsev_deflate_streams *s, size_t need) {
   return 0;
 }
 
-int wsev__deflate_message(wsev_deflate *d, wsev_deflate_streams *s, const uint8_t *data,
-                          size_t len, const uint8_t **out, size_t *out_len) {
+int wsev__deflate_message(wsev_deflate *d, const uint8_t *data, size_t len, const uint8_t **out,
+                          size_t *out_len) {
+  wsev_deflate_streams *s = d->streams;
   if (d->agreed.out_bits < 9 || len > (1u << 30)) return 0; /* zlib counts in 32 bits */
-  z_stream *z = compressor(d, s);
-  if (!z || !s) return UV_ENOMEM; /* the output goes into s's buffer */
+  z_stream *z = compressor(d);
+  if (!z) return UV_ENOMEM;
   /* deflateBound is for a finished stream; a sync flush adds at most an empty stored
    * block and a few bits, and the loop grows the buffer if that is ever short. */
   size_t produced = 0;
@@ -224,12 +235,11 @@ static unsigned inflate_into(z_stream *z, wsev_pool *pool, const uint8_t *in, si
   }
 }
 
-unsigned wsev__inflate_message(wsev_deflate *d, wsev_deflate_streams *s, wsev_pool *pool,
-                               const uint8_t *in, size_t len, uint64_t max, wsev_buf *out) {
+unsigned wsev__inflate_message(wsev_deflate *d, wsev_pool *pool, const uint8_t *in, size_t len,
+                               uint64_t max, wsev_buf *out) {
   static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
   memset(out, 0, sizeof *out);
-  if (!d->agreed.in_takeover && !s) return 1011;
-  z_stream **zp = d->agreed.in_takeover ? &d->own_in : &s->in;
+  z_stream **zp = d->agreed.in_takeover ? &d->own_in : &d->streams->in;
   if (!*zp && !(*zp = new_inflater(d->agreed.in_takeover ? d->agreed.in_bits : 15))) return 1011;
   z_stream *z = *zp;
   /* One byte more than the maximum is allowed into the buffer: that byte proves the
@@ -253,17 +263,21 @@ struct wsev_deflate_streams {
 
 wsev_deflate_streams *wsev__deflate_streams_new(void) { return NULL; }
 void wsev__deflate_streams_free(wsev_deflate_streams *s) { (void)s; }
+wsev_deflate *wsev__deflate_new(const wsev_deflate_options *options, wsev_deflate_streams *streams) {
+  (void)options, (void)streams;
+  return NULL;
+}
 void wsev__deflate_free(wsev_deflate *d) { (void)d; }
 
-int wsev__deflate_message(wsev_deflate *d, wsev_deflate_streams *s, const uint8_t *data,
-                          size_t len, const uint8_t **out, size_t *out_len) {
-  (void)d, (void)s, (void)data, (void)len, (void)out, (void)out_len;
+int wsev__deflate_message(wsev_deflate *d, const uint8_t *data, size_t len, const uint8_t **out,
+                          size_t *out_len) {
+  (void)d, (void)data, (void)len, (void)out, (void)out_len;
   return 0;
 }
 
-unsigned wsev__inflate_message(wsev_deflate *d, wsev_deflate_streams *s, wsev_pool *pool,
-                               const uint8_t *in, size_t len, uint64_t max, wsev_buf *out) {
-  (void)d, (void)s, (void)pool, (void)in, (void)len, (void)max;
+unsigned wsev__inflate_message(wsev_deflate *d, wsev_pool *pool, const uint8_t *in, size_t len,
+                               uint64_t max, wsev_buf *out) {
+  (void)d, (void)pool, (void)in, (void)len, (void)max;
   memset(out, 0, sizeof *out);
   return 1011;
 }

@@ -24,12 +24,14 @@
 /* The context's streams (and its buffer for compressed output). */
 typedef struct wsev_deflate_streams wsev_deflate_streams;
 
-/* A connection's part: what was agreed, and its own streams if it needs them. */
+/* A connection's part, allocated once the extension is offered (ours) or agreed (a
+ * client's): what was agreed, and its own streams if it needs them. */
 typedef struct {
   wsev_pmd_agreed agreed;
-  wsev_deflate_options options; /* level, memory level and threshold for this connection */
-  struct z_stream_s *own_out; /* our compressor, when we keep the context */
-  struct z_stream_s *own_in;  /* our inflater, when the peer keeps it */
+  wsev_deflate_options options;  /* level, memory level and threshold for this connection */
+  wsev_deflate_streams *streams; /* the context's, for a side without context */
+  struct z_stream_s *own_out;    /* our compressor, when we keep the context */
+  struct z_stream_s *own_in;     /* our inflater, when the peer keeps it */
 } wsev_deflate;
 
 /* Options with every zero replaced by its default, or *out cleared (mode off) for NULL.
@@ -38,26 +40,27 @@ int wsev__deflate_options_normalize(const wsev_deflate_options *in, wsev_deflate
 /* The negotiation's view of the options. */
 wsev_pmd_config wsev__deflate_config(const wsev_deflate_options *options);
 
+/* A connection's part (agreed: none yet), or NULL without memory. */
+wsev_deflate *wsev__deflate_new(const wsev_deflate_options *options, wsev_deflate_streams *streams);
+/* Free it and its own streams (NULL is fine). */
+void wsev__deflate_free(wsev_deflate *d);
+
 /* NULL without memory. */
 wsev_deflate_streams *wsev__deflate_streams_new(void);
 void wsev__deflate_streams_free(wsev_deflate_streams *s);
 
 /* Compress a message for a connection: 1 with *out and *out_len (valid until the next
- * call with the same streams), 0 when it is to go uncompressed (we may not compress:
- * our window is 8; or, without context, it would not shrink), UV_ENOMEM. Streams
- * made now take d's level and memory level; `s` NULL (no memory for it) is UV_ENOMEM
- * when they are needed. */
-int wsev__deflate_message(wsev_deflate *d, wsev_deflate_streams *s, const uint8_t *data,
-                          size_t len, const uint8_t **out, size_t *out_len);
+ * call with the same context's streams), 0 when it is to go uncompressed (we may not
+ * compress: our window is 8; or, without context, it would not shrink), UV_ENOMEM.
+ * Streams made now take d's level and memory level. */
+int wsev__deflate_message(wsev_deflate *d, const uint8_t *data, size_t len, const uint8_t **out,
+                          size_t *out_len);
 
-/* Inflate a compressed message into *out (a buffer from the pool; `s` as above). 0; or the close
+/* Inflate a compressed message into *out (a buffer from the pool). 0; or the close
  * code to fail the connection with, *out empty: 1009 as soon as it would inflate to
  * more than `max` bytes (inflating stops there), 1007 for data that is not deflate
  * (or uses a window larger than agreed), 1011 without memory. */
-unsigned wsev__inflate_message(wsev_deflate *d, wsev_deflate_streams *s, wsev_pool *pool,
-                               const uint8_t *in, size_t len, uint64_t max, wsev_buf *out);
-
-/* Give back a connection's own streams. */
-void wsev__deflate_free(wsev_deflate *d);
+unsigned wsev__inflate_message(wsev_deflate *d, wsev_pool *pool, const uint8_t *in, size_t len,
+                               uint64_t max, wsev_buf *out);
 
 #endif

@@ -248,11 +248,13 @@ int wsev__pmd_check_response(const char *response, const wsev_pmd_config *config
   if (!response) return 0;
   ext_element e;
   size_t i = 0;
-  int rc = 0;
-  const char *bad = NULL;
+  int rc = 0, elements = 0;
+  /* The header at all, even empty, answers an offer we did not make. */
+  const char *bad = config->mode == WSEV_PMD_OFF ? "unrequested extension" : NULL;
   while (!bad && (rc = next_element(response, &i, &e)) == 1) {
+    elements++;
     pmd_params o;
-    if (config->mode == WSEV_PMD_OFF || !named(e.name, e.name_len, "permessage-deflate"))
+    if (!named(e.name, e.name_len, "permessage-deflate"))
       bad = "unrequested extension";
     else if (agreed->on)
       bad = "permessage-deflate accepted twice";
@@ -269,7 +271,7 @@ int wsev__pmd_check_response(const char *response, const wsev_pmd_config *config
       agreed->out_bits = (uint8_t)(o.client_bits ? min_int(o.client_bits, w) : w);
     }
   }
-  if (!bad && rc < 0) bad = "malformed Sec-WebSocket-Extensions";
+  if (!bad && (rc < 0 || !elements)) bad = "malformed Sec-WebSocket-Extensions";
   if (!bad) return 0;
   snprintf(why, why_cap, "%s%s", bad,
            strstr(bad, "parameter") ? " in the permessage-deflate response" : "");

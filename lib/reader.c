@@ -75,7 +75,7 @@ static wsev_read_kind control_bytes(wsev_reader *r, const uint8_t *p, size_t n,
 static wsev_read_kind inflate_message(wsev_reader *r, wsev_pool *pool, uint64_t max,
                                       const uint8_t **data, size_t *len, wsev_read_event *ev) {
   wsev_buf out;
-  unsigned code = wsev__inflate_message(r->deflate, r->streams, pool, *data, *len, max, &out);
+  unsigned code = wsev__inflate_message(r->deflate, pool, *data, *len, max, &out);
   wsev__buf_release(pool, &r->msg); /* the compressed bytes, if they were reassembled */
   if (code) {
     ev->fail = code;

@@ -55,18 +55,14 @@ typedef struct {
   uint8_t discard;     /* data frames are checked for structure only, not delivered */
   uint8_t lent;        /* msg or ctrl was lent with the last event: release it next */
   uint8_t compressed;  /* the message in progress is compressed (RSV1) */
-  wsev_deflate *deflate;        /* permessage-deflate was agreed (else NULL: RSV1 fails) */
-  wsev_deflate_streams *streams; /* the context's, for a side without context */
+  wsev_deflate *deflate; /* permessage-deflate was agreed (else NULL: RSV1 fails) */
 } wsev_reader;
 
 /* A reader for frames from a client (masked) or, with from_server, from a server
  * (unmasked). */
 void wsev__reader_init(wsev_reader *r, int from_server);
 /* permessage-deflate was agreed: RSV1 marks compressed messages from now on. */
-static inline void wsev__reader_inflate(wsev_reader *r, wsev_deflate *d, wsev_deflate_streams *s) {
-  r->deflate = d;
-  r->streams = s;
-}
+static inline void wsev__reader_inflate(wsev_reader *r, wsev_deflate *d) { r->deflate = d; }
 /* Give back the buffers it holds. */
 void wsev__reader_free(wsev_reader *r, wsev_pool *pool);
 

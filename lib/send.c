@@ -85,11 +85,11 @@ static inline __attribute__((always_inline)) int sent(wsev_conn *c, int rc) {
  * streams until the next message) when it was agreed, the message is long enough,
  * and compressing pays. 0 or UV_ENOMEM. */
 static int compress(wsev_conn *c, int *opcode, const void **data, size_t *len, unsigned flags) {
-  wsev_deflate *d = &c->deflate;
-  if (!d->agreed.on || *len < d->options.threshold || (flags & WSEV_SEND_UNCOMPRESSED)) return 0;
+  wsev_deflate *d = c->deflate;
+  if (!d || *len < d->options.threshold || (flags & WSEV_SEND_UNCOMPRESSED)) return 0;
   const uint8_t *out;
   size_t out_len;
-  int rc = wsev__deflate_message(d, wsev__ctx_deflate_streams(c->ctx), *data, *len, &out, &out_len);
+  int rc = wsev__deflate_message(d, *data, *len, &out, &out_len);
   if (rc <= 0) return rc;
   *opcode |= WSEV_FRAME_RSV1;
   *data = out;
@@ -163,13 +163,12 @@ void wsev__bcast_done(wsev_bcast *b) {
  * once per window size, on its first recipient. NULL when it goes plain (*rc 0) or
  * without memory (*rc UV_ENOMEM). */
 static wsev_shared *deflated_frame(wsev_conn *c, wsev_bcast *b, int *rc) {
-  int bits = c->deflate.agreed.out_bits;
+  int bits = c->deflate->agreed.out_bits;
   *rc = 0;
   if (!(b->tried & (1u << bits))) {
     const uint8_t *out;
     size_t out_len;
-    *rc = wsev__deflate_message(&c->deflate, wsev__ctx_deflate_streams(c->ctx), b->data, b->len,
-                                &out, &out_len);
+    *rc = wsev__deflate_message(c->deflate, b->data, b->len, &out, &out_len);
     if (*rc < 0) return NULL; /* tried again for the next recipient */
     b->tried |= (uint16_t)(1u << bits);
     if (*rc == 1) {
@@ -193,12 +192,12 @@ static wsev_shared *deflated_frame(wsev_conn *c, wsev_bcast *b, int *rc) {
 static inline int send_framed(wsev_conn *c, wsev_bcast *b) {
   /* Ours mask every frame, and a compressor with context is the connection's own:
    * framed for that recipient alone. */
-  if (c->client || (c->deflate.agreed.on && c->deflate.agreed.out_takeover))
+  if (c->client || (c->deflate && c->deflate->agreed.out_takeover))
     return wsev__send(c, b->opcode, b->data, b->len, 0);
   wsev_shared *shared = b->shared;
   const uint8_t *frame = b->frame;
   size_t frame_len = b->frame_len;
-  if (c->deflate.agreed.on && b->len >= c->deflate.options.threshold) {
+  if (c->deflate && b->len >= c->deflate->options.threshold) {
     int rc;
     wsev_shared *deflated = deflated_frame(c, b, &rc);
     if (rc) return rc;

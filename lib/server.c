@@ -149,15 +149,21 @@ static int deflate_broken(const wsev_hs *req) {
 }
 
 /* permessage-deflate: the context's answer to the client's offers, if any (into
- * `answer`, or "" for none; c->deflate set). -1 for a Sec-WebSocket-Extensions header
- * that breaks the grammar. */
-static int negotiate_deflate(wsev_conn *c, char answer[WSEV_PMD_HEADER_MAX]) {
+ * `answer`, or "" for none). With `agree`, c->deflate is set for an accepted offer
+ * (without memory for it, every offer is declined). -1 for a Sec-WebSocket-Extensions
+ * header that breaks the grammar. */
+static int negotiate_deflate(wsev_conn *c, char answer[WSEV_PMD_HEADER_MAX], int agree) {
   const wsev_deflate_options *options = &c->ctx->set.deflate;
   wsev_pmd_config config = wsev__deflate_config(options);
   if (config.mode != WSEV_PMD_OFF && deflate_broken(c->handshake.request)) config.mode = WSEV_PMD_OFF;
-  int rc = wsev__pmd_accept(wsev__hs_extensions(c->handshake.request), &config,
-                            &c->deflate.agreed, answer);
-  if (rc > 0) c->deflate.options = *options;
+  wsev_pmd_agreed agreed;
+  int rc = wsev__pmd_accept(wsev__hs_extensions(c->handshake.request), &config, &agreed, answer);
+  if (rc > 0 && agree) {
+    if ((c->deflate = wsev__deflate_new(options, wsev__ctx_deflate_streams(c->ctx))))
+      c->deflate->agreed = agreed;
+    else
+      answer[0] = 0;
+  }
   return rc;
 }
 
@@ -165,7 +171,7 @@ static int negotiate_deflate(wsev_conn *c, char answer[WSEV_PMD_HEADER_MAX]) {
 static void accept_upgrade(wsev_conn *c, const char *protocol, uint8_t *rest, size_t n) {
   wsev_hs *req = c->handshake.request;
   char response[512 + WSEV_PMD_HEADER_MAX], extensions[WSEV_PMD_HEADER_MAX];
-  size_t len = negotiate_deflate(c, extensions) < 0
+  size_t len = negotiate_deflate(c, extensions, 1) < 0
                    ? 0
                    : wsev__hs_response_101(req, protocol, extensions[0] ? extensions : NULL,
                                            response, sizeof response);
@@ -204,7 +210,7 @@ static void upgrade_request(wsev_conn *c, uint8_t *rest, size_t n) {
     return;
   }
   char extensions[WSEV_PMD_HEADER_MAX];
-  if (negotiate_deflate(c, extensions) < 0) { /* answered again on acceptance */
+  if (negotiate_deflate(c, extensions, 0) < 0) { /* answered again on acceptance */
     wsev__server_reject(c, 400);
     return;
   }

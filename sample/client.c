@@ -11,6 +11,9 @@
  *     --connect-timeout MS    limit for lookup, connect, TLS and upgrade (default 10 s)
  *     --max-message-size N    fail incoming messages over N bytes with 1009
  *     --binary                send binary messages instead of text
+ *     --deflate[=shared|dedicated] and --deflate-level/-window/-mem-level/-threshold N
+ *                             offer permessage-deflate (sample/deflate_options.h;
+ *                             default: $WSEV_DEFLATE, else not)
  *
  * Every line read from stdin (without its newline) is sent as one message; lines
  * typed before the connection is open are queued by the library. Every message
@@ -18,6 +21,8 @@
  * connection is closed with 1000 and the program exits once the close completes.
  * Status lines go to stderr:
  *   wsev-client: connected[ (protocol P)]
+ *   wsev-client: deflate our_window=N peer_window=N our_takeover=0|1 peer_takeover=0|1
+ *                                                when permessage-deflate was agreed
  *   wsev-client: closed CODE[ REASON]            the WebSocket closed
  *   wsev-client: failed: ERRNAME: REASON         it could not be opened
  * Exit status: 0 after a close with code 1000 (by either side), 1 otherwise, 2 for
@@ -29,6 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <wsev.h>
+
+#include "deflate_options.h"
 
 /* Reading stdin pauses while more than this waits to be sent, and resumes on
  * conn_drained, so that a large input does not run into the send limit. */
@@ -245,6 +252,10 @@ static void on_accepted(wsev_ctx *ctx, uint64_t id) {
     fprintf(stderr, "wsev-client: connected (protocol %s)\n", info.protocol);
   else
     fprintf(stderr, "wsev-client: connected\n");
+  if (wsev_get_conn_info(ctx, id, &info) == 0 && info.deflate.on)
+    fprintf(stderr, "wsev-client: deflate our_window=%d peer_window=%d our_takeover=%d "
+            "peer_takeover=%d\n", info.deflate.our_window, info.deflate.peer_window,
+            info.deflate.our_takeover, info.deflate.peer_takeover);
   if (c->close_requested) start_close(c);
   /* Reading paused while the queue filled before the 101; conn_drained resumes it
    * once the queue has drained, unless it is already below the mark. */
@@ -339,13 +350,16 @@ int main(int argc, char **argv) {
   char *headers = NULL;
   size_t headers_len = 0;
   uint64_t max_message_size = 0;
-  int status = 2;
+  int status = 2, deflate_given = 0, used;
+  wsev_deflate_options deflate = {0};
   if (!protocols) return 1;
 
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (strcmp(a, "--insecure") == 0) {
+    if ((used = deflate_option(argc, argv, &i, &deflate, &deflate_given)) != 0) {
+      if (used < 0) goto bad_usage;
+    } else if (strcmp(a, "--insecure") == 0) {
       opts.insecure = 1;
     } else if (strcmp(a, "--binary") == 0) {
       c.binary = 1;
@@ -376,7 +390,8 @@ int main(int argc, char **argv) {
       url = a;
     }
   }
-  if (!url) goto bad_usage;
+  if (!url || deflate_from_env(&deflate, deflate_given) != 0) goto bad_usage;
+  if (deflate.mode != WSEV_DEFLATE_OFF) opts.deflate = &deflate;
   if (n_protocols) opts.protocols = protocols;
   opts.headers = headers;
 

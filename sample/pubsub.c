@@ -28,11 +28,16 @@
  *
  * Usage: wsev-pubsub [--port N] [--tls-port N] [--cert F] [--key F] [--no-tls]
  *                    [--quiet] [--max-buffered BYTES] [--io-threads N] [--redis URL]
+ *                    [--deflate=shared|dedicated|off] [--deflate-level N] ...
  * Serves ws on --port (9000) and, like the original, wss on --tls-port (9001) with
  * localhost.crt / localhost.key from the current directory (or --cert / --key); if
- * those files are absent it says how to make them and serves ws only.
+ * those files are absent it says how to make them and serves ws only. Messages are
+ * compressed (permessage-deflate, shared mode: no memory per connection) for every
+ * client that offers it, as browsers do; --deflate=off turns that off.
  */
 #include <wsev.h>
+
+#include "deflate_options.h"
 
 #include <inttypes.h>
 #include <signal.h>
@@ -278,6 +283,8 @@ static void usage(FILE *out) {
                "  --redis URL  share channels with other instances through Redis:\n"
                "             redis://[:password@]host[:port][/db]\n"
                "  --measure-lag  measure the loop's longest stall (GET /stats; on with --redis)\n"
+               "  --deflate=MODE permessage-deflate: shared (default), dedicated or off;\n"
+               "                 --deflate-level/-window/-mem-level/-threshold N tune it\n"
                "GET / answers a page to try it from a browser.\n");
 }
 
@@ -289,9 +296,16 @@ int main(int argc, char **argv) {
   /* The tests run every suite with WSEV_IO_THREADS=2 as well; --io-threads wins. */
   const char *env_threads = getenv("WSEV_IO_THREADS");
   unsigned io_threads = env_threads ? (unsigned)strtoul(env_threads, NULL, 10) : 0;
+  wsev_deflate_options deflate = {.mode = WSEV_DEFLATE_SHARED};
+  int deflate_given = 0, used;
 
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
+    if ((used = deflate_option(argc, argv, &i, &deflate, &deflate_given)) != 0) {
+      if (used < 0) {
+        usage(stderr);
+        return 2;
+      }
+    } else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
       port = argv[++i];
     } else if (strncmp(argv[i], "--port=", 7) == 0) {
       port = argv[i] + 7;
@@ -340,6 +354,12 @@ int main(int argc, char **argv) {
     return 1;
   }
 
+  if (deflate_from_env(&deflate, deflate_given) != 0 ||
+      (err = wsev_set_deflate(ctx, &deflate)) != 0) {
+    fprintf(stderr, "wsev-pubsub: bad deflate options\n");
+    wsev_ctx_free(ctx);
+    return 2;
+  }
   if ((err = wsev_set_io_threads(ctx, io_threads)) != 0) {
     fprintf(stderr, "wsev-pubsub: cannot start %u I/O threads: %s\n", io_threads,
             wsev_strerror(err));
