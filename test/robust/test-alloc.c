@@ -11,6 +11,11 @@
  *                                   dial, TLS both ways, the 101, an echo, a close
  *                                   (also conn_closed exactly once for its id);
  *                                   certificates from scripts/make-cert.sh.
+ *                                   With WSEV_DEFLATE=shared|dedicated both ends
+ *                                   agree on permessage-deflate and the echo is
+ *                                   compressed both ways (zlib's allocations fail
+ *                                   too), and the run without failures must have
+ *                                   agreed on it.
  * (mbedTLS allocates its own buffers with calloc, out of our allocator's reach.) */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -240,12 +245,18 @@ static int run(long fail_n, int all_after, int *problems) {
 
 static char cert_dir[] = "/tmp/wsev-alloc-XXXXXX";
 static uint64_t our_id;
-static int our_closed, our_opened, our_echoed, our_clean;
+static int our_closed, our_opened, our_echoed, our_clean, our_deflated;
+static wsev_deflate_options deflate; /* from WSEV_DEFLATE; mode off without it */
+/* The message of ours: long and repetitive, so that it is compressed either way. */
+static char hello[600];
 
 static void c_on_accepted(wsev_ctx *ctx, uint64_t id) {
   if (id == our_id) {
+    wsev_conn_info info;
     our_opened = 1;
-    wsev_write_text(ctx, id, "hello", 5);
+    our_deflated = wsev_get_conn_info(ctx, id, &info) == 0 && info.deflate.on;
+    /* A write that fails costs that message only: the application closes. */
+    if (wsev_write_text(ctx, id, hello, strlen(hello)) != 0) wsev_close(ctx, id);
   } else {
     accepted++;
   }
@@ -262,10 +273,10 @@ static void c_on_closed(wsev_ctx *ctx, uint64_t id) {
 static void c_on_message(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
                          wsev_msg_type type) {
   if (id != our_id) {
-    wsev_write_text(ctx, id, data, len); /* the server's end echoes */
+    if (wsev_write_text(ctx, id, data, len) != 0) wsev_close(ctx, id); /* the server's end echoes */
     return;
   }
-  our_echoed = type == WSEV_TEXT && len == 5 && memcmp(data, "hello", 5) == 0;
+  our_echoed = type == WSEV_TEXT && len == strlen(hello) && memcmp(data, hello, len) == 0;
   wsev_close(ctx, id);
 }
 
@@ -280,7 +291,7 @@ static int run_client(long fail_n, int all_after, int *problems) {
   allocations = 0;
   fail_at = fail_n;
   fail_all_after = all_after;
-  accepted = closed = our_closed = our_opened = our_echoed = our_clean = 0;
+  accepted = closed = our_closed = our_opened = our_echoed = our_clean = our_deflated = 0;
   our_id = 0;
   wsev_handler h = {
       .conn_accepted = c_on_accepted, .conn_closed = c_on_closed, .message_received = c_on_message};
@@ -289,7 +300,11 @@ static int run_client(long fail_n, int all_after, int *problems) {
   if (test_ctx_new(&ctx, &loop, &h, NULL) == 0) {
     int tls_port = wsev_listen_and_serve_tls_addr(ctx, "127.0.0.1", "0", crt, key);
     snprintf(url, sizeof url, "wss://localhost:%d/", tls_port > 0 ? tls_port : 1);
-    wsev_client_options options = {.ca_file = ca, .connect_timeout_ms = 3000};
+    wsev_client_options options = {.ca_file = ca, .connect_timeout_ms = 3000, .deflate = &deflate};
+    wsev_set_deflate(ctx, &deflate); /* the listener's end; fails only without memory */
+    /* A close whose frame could not be queued (every allocation failing) ends at the
+     * close timeout: within the 4 s this run waits. */
+    wsev_set_close_timeout(ctx, 1000);
     added = wsev_add_conn(ctx, url, &options, &our_id) == 0;
     /* Until our connection is over, or 4 s (its timeout is 3 s). */
     uint64_t deadline = uv_now(&loop) + 4000;
@@ -304,6 +319,10 @@ static int run_client(long fail_n, int all_after, int *problems) {
     }
   }
   const char *how = all_after ? "+" : "";
+  if (!fail_n && deflate.mode && !our_deflated) {
+    fprintf(stderr, "permessage-deflate was not agreed\n");
+    (*problems)++;
+  }
   if (added && our_closed != 1) {
     fprintf(stderr, "n=%ld%s: conn_closed %d times for our connection\n", fail_n, how, our_closed);
     (*problems)++;
@@ -346,6 +365,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s [--client PATH/TO/make-cert.sh]\n", argv[0]);
     return 2;
   }
+  const char *mode = getenv("WSEV_DEFLATE");
+  if (mode && *mode) {
+    deflate.mode = strcmp(mode, "dedicated") == 0 ? WSEV_DEFLATE_DEDICATED : WSEV_DEFLATE_SHARED;
+    deflate.threshold = 1;
+  }
+  for (size_t i = 0; i + 1 < sizeof hello; i++)
+    hello[i] = "hello, "[i % 7];
   wsev_replace_allocator(t_malloc, t_realloc, t_calloc, t_free);
   int steps = one_run(0, 0, &problems);
   long total = allocations;
