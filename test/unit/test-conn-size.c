@@ -15,6 +15,7 @@ int main(void) {
                  sizeof(wsev_conn_deadline) + sizeof(wsev_conn_handshake) +
                  sizeof(wsev_conn_ending);
   printf("  links, ids, flags:             %zu\n", sizeof(wsev_conn) - parts);
+  printf("and with permessage-deflate agreed, wsev_deflate: %zu\n", sizeof(wsev_deflate));
   CHECK(sizeof(wsev_conn) <= 640); /* 632 on x86_64 with libuv 1.44 */
   return TEST_REPORT();
 }
