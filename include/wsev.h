@@ -317,7 +317,8 @@ WSEV_EXPORT int wsev_adopt_socket(wsev_ctx *ctx, uv_os_sock_t sock, const char *
  * Send a binary (wsev_write) or text (wsev_write_text) message. The bytes are copied
  * and queued; all messages queued for a connection during one loop iteration go out
  * together at the end of it, in order, in one system call where the kernel takes
- * them. Text must be valid UTF-8 (not checked: it is the application's). Returns 0,
+ * them; with permessage-deflate agreed, compressed first (see "compression"). Text
+ * must be valid UTF-8 (not checked: it is the application's). Returns 0,
  * WSEV_ENOCONN (unknown or closed id), WSEV_ECLOSING (a close was started),
  * WSEV_EBACKPRESSURE (see wsev_set_send_limits: the connection is now closing, or for
  * one of ours not open yet, abandoned), WSEV_EMSGSIZE (len too large to frame), or
@@ -335,8 +336,10 @@ WSEV_EXPORT int wsev_send(wsev_ctx *ctx, uint64_t id, const void *data, size_t l
  * Send one message to many connections (a publish to subscribers): framed once, and
  * above 1 KiB the framed bytes are shared by every recipient's queue (counted
  * references) instead of copied. Unknown or closing ids are skipped; a recipient over
- * its send limit is closed with 1008 as with wsev_write. Returns how many recipients
- * the message was queued for, or UV_EINVAL / UV_ENOMEM (then nobody got it).
+ * its send limit is closed with 1008 as with wsev_write. With permessage-deflate, the
+ * message is compressed once per window size for the recipients that compress without
+ * context (shared too), and for each of the others on its own. Returns how many
+ * recipients the message was queued for, or UV_EINVAL / UV_ENOMEM (then nobody got it).
  */
 WSEV_EXPORT int wsev_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void *data,
                                size_t len, wsev_msg_type type);

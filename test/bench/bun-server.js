@@ -5,13 +5,18 @@
 //   bun bun-server.js PORT pubsub   the wsev-pubsub protocol on native topics:
 //                                   subscribe:CH -> ws.subscribe(CH), "OK";
 //                                   publish:CH:BODY -> "OK", server.publish(CH, BODY)
-const port = Number(process.argv[2] || 9000);
-const mode = process.argv[3] || "echo";
+//   --deflate (anywhere)            perMessageDeflate: true, and echoes and published
+//                                   bodies ask for compression (send's second argument,
+//                                   publish's third)
+const args = process.argv.slice(2).filter((a) => a !== "--deflate");
+const deflate = args.length < process.argv.length - 2;
+const port = Number(args[0] || 9000);
+const mode = args[1] || "echo";
 const decoder = new TextDecoder();
 
 const echo = {
   message(ws, message) {
-    ws.send(message); // string stays text, Buffer stays binary
+    ws.send(message, deflate); // string stays text, Buffer stays binary
   },
 };
 
@@ -30,14 +35,14 @@ const pubsub = {
       }
       ws.send("OK");
       const body = binary ? message.subarray(Buffer.byteLength(text.slice(0, colon + 1))) : text.slice(colon + 1);
-      server.publish(text.slice(8, colon), body);
+      server.publish(text.slice(8, colon), body, deflate);
     } else {
       ws.send("Invalid message");
     }
   },
 };
 
-const [cert, key] = process.argv.slice(4);
+const [cert, key] = args.slice(2);
 const server = Bun.serve({
   port,
   hostname: "127.0.0.1",
@@ -48,11 +53,11 @@ const server = Bun.serve({
   },
   websocket: {
     ...(mode === "pubsub" ? pubsub : echo),
-    perMessageDeflate: false,
+    perMessageDeflate: deflate,
     idleTimeout: 960,
     maxPayloadLength: 16 * 1024 * 1024,
     backpressureLimit: 64 * 1024 * 1024,
   },
 });
-console.log(`bun ${Bun.version} (${mode}) listening ${cert ? "for TLS " : ""}on port ${server.port}`);
+console.log(`bun ${Bun.version} (${mode}${deflate ? ", deflate" : ""}) listening ${cert ? "for TLS " : ""}on port ${server.port}`);
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => { server.stop(true); process.exit(0); });

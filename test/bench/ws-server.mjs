@@ -3,16 +3,25 @@
 //   node ws-server.mjs PORT echo CERT KEY   the same over wss (Node's https, OpenSSL)
 //   node ws-server.mjs PORT pubsub   the wsev-pubsub protocol: subscribe:CH -> "OK";
 //                                    publish:CH:BODY -> "OK" + BODY to every subscriber
+//   --deflate (anywhere)             accept permessage-deflate with ws's defaults (context
+//                                    takeover, window 15, level 6), except the threshold:
+//                                    128 B as wsev's, so 1 KiB messages are compressed
 import { readFileSync } from "node:fs";
 import { createServer } from "node:https";
 import { WebSocketServer } from "ws";
 
-const port = Number(process.argv[2] || 9000);
-const mode = process.argv[3] || "echo";
+const args = process.argv.slice(2).filter((a) => a !== "--deflate");
+const deflate = args.length < process.argv.length - 2;
+const port = Number(args[0] || 9000);
+const mode = args[1] || "echo";
 const channels = new Map(); // name -> Set of sockets
 
-const [cert, key] = process.argv.slice(4);
-const options = { perMessageDeflate: false, clientTracking: false, maxPayload: 16 * 1024 * 1024 };
+const [cert, key] = args.slice(2);
+const options = {
+  perMessageDeflate: deflate ? { threshold: 128 } : false,
+  clientTracking: false,
+  maxPayload: 16 * 1024 * 1024,
+};
 let https = null;
 let wss;
 if (cert && key) {
@@ -54,8 +63,8 @@ wss.on("connection", (ws) => {
 });
 if (https) {
   https.listen(port, "127.0.0.1", () =>
-    console.log(`ws (${mode}) listening for TLS on port ${https.address().port}`));
+    console.log(`ws (${mode}${deflate ? ", deflate" : ""}) listening for TLS on port ${https.address().port}`));
 } else {
-  wss.on("listening", () => console.log(`ws (${mode}) listening on port ${wss.address().port}`));
+  wss.on("listening", () => console.log(`ws (${mode}${deflate ? ", deflate" : ""}) listening on port ${wss.address().port}`));
 }
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => process.exit(0));
