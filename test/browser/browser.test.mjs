@@ -1,56 +1,32 @@
 // wsev-echo and wsev-pubsub with headless Chromium as the WebSocket peer.
 // usage: node test/browser/browser.test.mjs /path/to/wsev-echo /path/to/wsev-pubsub
 //
-// Chromium is Debian's /usr/bin/chromium (apt package "chromium"); it is driven through
-// the npm package playwright-core, pinned in package.json/package-lock.json beside this
-// file (`npm ci --prefix test/browser`). Both are installed by `scripts/deps.sh --test`.
-// Without them this test fails with that hint; it is never skipped silently.
+// Chromium is Debian's /usr/bin/chromium driven through the npm package playwright-core
+// (chromium.mjs: without them this test fails with the install hint, never skipped).
 //
 // Pages are served by a tiny node http server on 127.0.0.1 (so they have a real
 // origin), and every WebSocket operation runs inside the page through page.evaluate.
 // Every wait has a timeout: in the page, around each page.evaluate, per case, and for
 // the whole run. Prints PASS/FAIL per case and a final "N passed, N failed".
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { CHROMIUM, launchChromium, loadChromium } from './chromium.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
 const STEP_MS = 10_000; // any single wait
 const CASE_MS = 40_000; // a whole case
 const RUN_MS = 150_000; // the whole run (meson's timeout is 180 s)
 const QUIET_MS = 300; // how long to wait to be sure nothing more arrives
-const HINT = 'Install the test dependencies with:  scripts/deps.sh --test\n'
-  + '  (that is: apt-get install -y chromium; npm ci --prefix test/browser)';
 
 const [echoExe, pubsubExe] = process.argv.slice(2);
 if (!echoExe || !pubsubExe) {
   console.error('usage: node browser.test.mjs /path/to/wsev-echo /path/to/wsev-pubsub');
   process.exit(2);
 }
-
-function fatal(msg) {
-  console.log(`FAIL ${msg}`);
-  console.log('0 passed, 1 failed');
-  process.exit(1);
-}
-
-if (!existsSync(CHROMIUM)) {
-  fatal(`${CHROMIUM} is missing (Debian package "chromium").\n${HINT}`);
-}
-let chromium;
-try {
-  ({ chromium } = await import('playwright-core'));
-} catch (err) {
-  fatal(`cannot load the npm package "playwright-core" from test/browser/node_modules `
-    + `(${err.code || err.message}).\n${HINT}`);
-}
+const chromium = await loadChromium();
 
 const t0 = Date.now();
 let lastWait = ''; // what the latest wait was for, to tell where a case got stuck
@@ -311,15 +287,6 @@ function makeCert() {
   return hash.toString('base64');
 }
 
-async function launch(spki) {
-  return withTimeout(chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [...CHROMIUM_ARGS, `--ignore-certificate-errors-spki-list=${spki}`],
-    timeout: 30_000,
-  }), 40_000, 'launching Chromium');
-}
-
 // A fresh page (in its own browser context) at our test page.
 async function newPage(b = browser, path = '') {
   const ctx = await withTimeout(b.newContext(), STEP_MS, 'new browser context');
@@ -563,9 +530,8 @@ const cases = [
     // Chromium sends a 1001 close when a page navigates or closes (and even when only
     // its browser process is killed); only a browser whose processes all die drops the
     // TCP connections with no close frame at all.
-    const otherServer = await withTimeout(chromium.launchServer({
-      executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000,
-    }), 40_000, 'launching a second Chromium');
+    const otherServer = await launchChromium(withTimeout,
+      { server: true, what: 'launching a second Chromium' });
     const proc = otherServer.process();
     let other;
     let a;
@@ -674,7 +640,8 @@ try {
     '--cert', join(certDir, 'localhost.crt'), '--key', join(certDir, 'localhost.key')]);
   pubsub = await Server.start('wsev-pubsub', pubsubExe, ['--port', '0', '--no-tls', '--quiet']);
   await startHttp();
-  browser = await launch(spki);
+  browser = await launchChromium(withTimeout,
+    { extraArgs: [`--ignore-certificate-errors-spki-list=${spki}`] });
   console.log(`# ${browser.version()} at ${CHROMIUM}; wsev-echo on ${echo.port} (wss `
     + `${echo.tlsPort}), wsev-pubsub on ${pubsub.port}, pages from ${base}`);
 } catch (err) {

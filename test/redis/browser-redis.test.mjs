@@ -7,21 +7,19 @@
 // usage: node test/redis/browser-redis.test.mjs /path/to/wsev-pubsub OUTDIR
 //
 // Chromium is Debian's /usr/bin/chromium, driven by playwright-core from
-// test/browser/node_modules (npm ci --prefix test/browser); redis-server and redis-cli
+// test/browser/node_modules (../browser/chromium.mjs); redis-server and redis-cli
 // are Debian's redis-server. scripts/deps.sh --test installs them all. Prints PASS/FAIL
 // and "N passed, N failed".
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { fatal, launchChromium, loadChromium } from '../browser/chromium.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
 const STEP_MS = 10_000;
 const RUN_MS = 100_000;
-const HINT = 'Install the test dependencies with:  scripts/deps.sh --test';
 
 const [pubsubExe, outDir] = process.argv.slice(2);
 if (!pubsubExe || !outDir) {
@@ -29,24 +27,12 @@ if (!pubsubExe || !outDir) {
   process.exit(2);
 }
 
-function fatal(msg) {
-  console.log(`FAIL ${msg}`);
-  console.log('0 passed, 1 failed');
-  process.exit(1);
-}
-
-if (!existsSync(CHROMIUM)) fatal(`${CHROMIUM} is missing (Debian package "chromium").\n${HINT}`);
-let chromium;
-try {
-  const require = createRequire(new URL('../browser/package.json', import.meta.url));
-  ({ chromium } = require('playwright-core'));
-} catch (err) {
-  fatal(`cannot load playwright-core from test/browser/node_modules (${err.code || err.message}).\n${HINT}`);
-}
+await loadChromium();
 try {
   execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
 } catch {
-  fatal(`redis-server is missing (Debian package "redis-server").\n${HINT}`);
+  fatal('redis-server is missing (Debian package "redis-server").\n'
+    + 'Install the test dependencies with:  scripts/deps.sh --test');
 }
 
 function withTimeout(promise, ms, what) {
@@ -141,13 +127,7 @@ try {
   redis = await startRedis(dir);
   instances.push(await startInstance(redis.port), await startInstance(redis.port));
   await Promise.all(instances.map(waitUp));
-  browser = await withTimeout(chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    timeout: 30_000,
-  }), 40_000, 'launching Chromium');
+  browser = await launchChromium(withTimeout);
   const pages = [];
   for (const inst of instances) {
     const ctx = await browser.newContext({ viewport: { width: 800, height: 600 } });
