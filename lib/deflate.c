@@ -239,6 +239,9 @@ unsigned wsev__inflate_message(wsev_deflate *d, wsev_pool *pool, const uint8_t *
                                uint64_t max, wsev_buf *out) {
   static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
   memset(out, 0, sizeof *out);
+  /* No bytes at all is not deflate data, but it can only mean an empty message; the
+   * stream is left as it was (the tail alone would leave it inside a block). */
+  if (!len) return 0;
   z_stream **zp = d->agreed.in_takeover ? &d->own_in : &d->streams->in;
   if (!*zp && !(*zp = new_inflater(d->agreed.in_takeover ? d->agreed.in_bits : 15))) return 1011;
   z_stream *z = *zp;

@@ -354,8 +354,11 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  if (deflate_from_env(&deflate, deflate_given) != 0 ||
-      (err = wsev_set_deflate(ctx, &deflate)) != 0) {
+  err = deflate_from_env(&deflate, deflate_given);
+  if (!err) err = wsev_set_deflate(ctx, &deflate);
+  if (err == UV_ENOTSUP && !deflate_given && !getenv("WSEV_DEFLATE"))
+    err = 0; /* built without zlib: compression by default only where there is one */
+  if (err) {
     fprintf(stderr, "wsev-pubsub: bad deflate options\n");
     wsev_ctx_free(ctx);
     return 2;

@@ -10,7 +10,8 @@
 #      the suites where the backend matters (TLS, client, browser, TLS churn), plain,
 #      under ASan+UBSan and under valgrind, the two backends against each other, and
 #      the TLS tests on I/O threads under ThreadSanitizer;
-#   6. a short fuzzing run of every libFuzzer target (clang, build-fuzz/).
+#   6. a build without zlib (build-nodeflate/): permessage-deflate is never agreed;
+#   7. a short fuzzing run of every libFuzzer target (clang, build-fuzz/).
 # Ends with one line "N passed, N failed" and exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -123,6 +124,13 @@ else
   total_failed=$((total_failed + 1))
 fi
 unset TSAN_OPTIONS
+
+echo "== without zlib (build-nodeflate/): permessage-deflate never offered or accepted"
+if setup build-nodeflate -Ddeflate=disabled; then
+  run build-nodeflate --suite unit no-deflate py-websockets node-echo py-client
+else
+  total_failed=$((total_failed + 1))
+fi
 
 echo "== fuzzing, 12 s per target (build-fuzz/)"
 rm -f build-fuzz/meson-logs/testlog*.json
