@@ -163,7 +163,9 @@ static int grow_scratch(wsev_deflate_streams *s, size_t need) {
 int wsev__deflate_message(wsev_deflate *d, const uint8_t *data, size_t len, const uint8_t **out,
                           size_t *out_len) {
   wsev_deflate_streams *s = d->streams;
-  if (d->agreed.out_bits < 9 || len > (1u << 30)) return 0; /* zlib counts in 32 bits */
+  /* An empty message goes as it is (a second flush without input writes nothing); one
+   * over 1 GiB too, since zlib counts in 32 bits. Either way the context is untouched. */
+  if (d->agreed.out_bits < 9 || !len || len > (1u << 30)) return 0;
   z_stream *z = compressor(d);
   if (!z) return UV_ENOMEM;
   /* deflateBound is for a finished stream; a sync flush adds at most an empty stored

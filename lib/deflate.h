@@ -56,10 +56,12 @@ void wsev__deflate_streams_free(wsev_deflate_streams *s);
 int wsev__deflate_message(wsev_deflate *d, const uint8_t *data, size_t len, const uint8_t **out,
                           size_t *out_len);
 
-/* Inflate a compressed message into *out (a buffer from the pool). 0; or the close
- * code to fail the connection with, *out empty: 1009 as soon as it would inflate to
- * more than `max` bytes (inflating stops there), 1007 for data that is not deflate
- * (or uses a window larger than agreed), 1011 without memory. */
+/* Inflate a compressed message into *out (a buffer from the pool, grown as it fills:
+ * at the moment it is copied, old and new together are at most about 2.5 times
+ * `max`). 0; or the close code to fail the connection with, *out empty: 1009 as soon
+ * as it would inflate to more than `max` bytes (inflating stops there), 1007 for data
+ * that is not deflate (or refers back into an earlier message further than the
+ * window agreed), 1011 without memory. */
 unsigned wsev__inflate_message(wsev_deflate *d, wsev_pool *pool, const uint8_t *in, size_t len,
                                uint64_t max, wsev_buf *out);
 
