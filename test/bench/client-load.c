@@ -20,7 +20,8 @@
  *            repeats within a 32 KiB window; every echo is compared with what was sent.
  * --deflate  offer permessage-deflate (threshold 1: every message compressed), shared
  *            (no context takeover either way) or dedicated (takeover both ways, window
- *            15: what a browser offers, so a server that keeps its context benefits).
+ *            15, level 6: what a browser offers and does, so a server that keeps its
+ *            context benefits).
  * --stats    appends client_cpu=S (this process's CPU over the window), bad=N (echoes
  *            that differed from what was sent), to_server=B and from_server=B: the
  *            bytes all connections' sockets sent and received over the window (the
