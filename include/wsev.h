@@ -200,7 +200,7 @@ WSEV_EXPORT int wsev_listen_and_serve_tls_addr(wsev_ctx *ctx, const char *host, 
  * messages arrive inflated (and checked as UTF-8 if text), writes are compressed on
  * the way out. wsev_get_conn_info says what each peer agreed to.
  *
- * Memory modes (x86_64, zlib 1.2.13; measured by scripts/bench-deflate.sh --memory):
+ * Memory modes (x86_64, zlib 1.2.13; measured by scripts/bench-deflate.sh --memory-only):
  * - WSEV_DEFLATE_SHARED: no context takeover either way (our answer says
  *   server_no_context_takeover and client_no_context_takeover), so every message
  *   is compressed and inflated on its own with the loop's streams (one set per I/O
