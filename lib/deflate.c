@@ -41,10 +41,17 @@ wsev_pmd_config wsev__deflate_config(const wsev_deflate_options *options) {
 
 #ifdef WSEV_HAVE_ZLIB
 #include <zlib.h>
+#ifdef WSEV_HAVE_LIBDEFLATE
+#include <libdeflate.h>
+#endif
 
 struct wsev_deflate_streams {
   z_stream *out[16]; /* by window bits (9..15): compressors without context */
   int out_level[16], out_mem_level[16];
+#ifdef WSEV_HAVE_LIBDEFLATE
+  struct libdeflate_compressor *whole; /* a message without context, in one call */
+  int whole_level;
+#endif
   z_stream *in; /* the inflater without context (any window up to 15) */
   uint8_t *scratch; /* compressed output */
   size_t scratch_cap;
@@ -109,6 +116,9 @@ void wsev__deflate_streams_free(wsev_deflate_streams *s) {
   for (int i = 0; i < 16; i++)
     free_deflater(s->out[i]);
   free_inflater(s->in);
+#ifdef WSEV_HAVE_LIBDEFLATE
+  if (s->whole) libdeflate_free_compressor(s->whole);
+#endif
   wsev__free(s->scratch);
   wsev__free(s);
 }
@@ -160,12 +170,48 @@ static int grow_scratch(wsev_deflate_streams *s, size_t need) {
   return 0;
 }
 
+#ifdef WSEV_HAVE_LIBDEFLATE
+/* A message without context with libdeflate, which compresses a whole buffer in one
+ * call (a fifth faster than zlib here, at the same level and size). Its stream ends
+ * with a final block; a 0x00 after it turns the 00 00 ff ff the receiver appends into
+ * an empty stored block, as RFC 7692 section 7.2.3.3's example does. Its window is
+ * always 32 KiB: used where the agreed window is that, or the message no larger than
+ * the window (no distance in it can reach further). Returns as wsev__deflate_message. libdeflate 1.14 allocates its
+ * compressor (one per loop) with malloc, not through wsev's allocator. */
+static int deflate_whole(wsev_deflate *d, const uint8_t *data, size_t len, const uint8_t **out,
+                         size_t *out_len) {
+  wsev_deflate_streams *s = d->streams;
+  if (s->whole && s->whole_level != d->options.level) {
+    libdeflate_free_compressor(s->whole);
+    s->whole = NULL;
+  }
+  if (!s->whole) {
+    s->whole = libdeflate_alloc_compressor(d->options.level);
+    s->whole_level = d->options.level;
+  }
+  if (!s->whole ||
+      grow_scratch(s, libdeflate_deflate_compress_bound(s->whole, len) + 1) != 0)
+    return UV_ENOMEM;
+  size_t n = libdeflate_deflate_compress(s->whole, data, len, s->scratch, s->scratch_cap - 1);
+  if (!n) return UV_ENOMEM; /* cannot happen within the bound */
+  s->scratch[n++] = 0x00;
+  if (n >= len) return 0; /* it would not shrink: it goes as it is */
+  *out = s->scratch;
+  *out_len = n;
+  return 1;
+}
+#endif
+
 int wsev__deflate_message(wsev_deflate *d, const uint8_t *data, size_t len, const uint8_t **out,
                           size_t *out_len) {
   wsev_deflate_streams *s = d->streams;
   /* An empty message goes as it is (a second flush without input writes nothing); one
    * over 1 GiB too, since zlib counts in 32 bits. Either way the context is untouched. */
   if (d->agreed.out_bits < 9 || !len || len > (1u << 30)) return 0;
+#ifdef WSEV_HAVE_LIBDEFLATE
+  if (!d->agreed.out_takeover && (d->agreed.out_bits == 15 || len <= (size_t)1 << d->agreed.out_bits))
+    return deflate_whole(d, data, len, out, out_len);
+#endif
   z_stream *z = compressor(d);
   if (!z) return UV_ENOMEM;
   /* deflateBound is for a finished stream; a sync flush adds at most an empty stored

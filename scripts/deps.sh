@@ -15,9 +15,9 @@ fi
 # openssl makes the pubsub sample's self-signed pair; ca-certificates is the bundle
 # wss clients verify servers with; libhiredis-dev federates topics through Redis;
 # libssl-dev is the second TLS backend (meson -Dtls=openssl); zlib1g-dev is
-# permessage-deflate.
+# permessage-deflate (libdeflate-dev makes its shared mode faster).
 packages=(gcc pkg-config meson ninja-build libuv1-dev libmbedtls-dev libssl-dev node-llhttp
-  openssl ca-certificates libhiredis-dev zlib1g-dev "$@")
+  openssl ca-certificates libhiredis-dev zlib1g-dev libdeflate-dev "$@")
 if [ $test = 1 ]; then
   # redis-server (with redis-cli) for test/redis, which starts its own on a free port.
   packages+=(python3 python3-websockets valgrind util-linux chromium redis-server)
