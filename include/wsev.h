@@ -200,14 +200,18 @@ WSEV_EXPORT int wsev_listen_and_serve_tls_addr(wsev_ctx *ctx, const char *host, 
  * messages arrive inflated (and checked as UTF-8 if text), writes are compressed on
  * the way out. wsev_get_conn_info says what each peer agreed to.
  *
- * Memory modes (x86_64, zlib 1.2.13; measured by scripts/bench-deflate.sh --memory-only):
+ * Memory modes (x86_64, zlib 1.2.13, libdeflate 1.14; per connection measured by
+ * scripts/bench-deflate.sh --memory-only):
  * - WSEV_DEFLATE_SHARED: no context takeover either way (our answer says
  *   server_no_context_takeover and client_no_context_takeover), so every message
  *   is compressed and inflated on its own with the loop's streams (one set per I/O
- *   thread), reset after each: nothing per connection. The streams cost about
- *   256 KiB for a compressor at window 15 / mem_level 8 (one per window size a
- *   peer asked for) and 40 KiB for the inflater, once per loop. A broadcast is
- *   compressed once per window size, not once per recipient.
+ *   thread), reset after each: nothing per connection but a 56-byte record. Once
+ *   per loop: the compressor (where the build has libdeflate, its one-call
+ *   compressor, about 660 KiB at level 6 and 200 KiB at level 1, allocated by
+ *   libdeflate with malloc; with zlib alone, or for a message larger than a window
+ *   a peer limited, a zlib compressor per window size, about 256 KiB at window 15 /
+ *   mem_level 8), and the inflater (about 40 KiB). A broadcast is compressed once
+ *   per window size, not once per recipient.
  * - WSEV_DEFLATE_DEDICATED: each connection keeps its context where the peer allows
  *   (better compression of similar messages), in a compressor and an inflater of
  *   its own, made at its first compressed message in each direction: about

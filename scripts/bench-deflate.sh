@@ -35,16 +35,9 @@ while [ $# -gt 0 ]; do
 done
 
 BENCH=test/bench
-if [ $install = 1 ]; then
-  scripts/deps.sh python3 util-linux procps
-  command -v node >/dev/null 2>&1 || scripts/deps.sh nodejs npm
-  if [ ! -x $BENCH/node_modules/.bin/bun ] || [ ! -d $BENCH/node_modules/ws ]; then
-    npm ci --prefix $BENCH --no-audit --no-fund
-  fi
-fi
+[ $install = 0 ] || bench_install python3 util-linux procps
 BUILD=build-bench-deflate
-[ -f $BUILD/build.ninja ] || meson setup $BUILD --buildtype=release >/dev/null
-ninja -C $BUILD sample/wsev-echo test/bench/wsev-client-load >/dev/null
+release_build $BUILD sample/wsev-echo test/bench/wsev-client-load
 ECHO=$ROOT/$BUILD/sample/wsev-echo
 LOAD=$ROOT/$BUILD/test/bench/wsev-client-load
 BUN=$ROOT/$BENCH/node_modules/.bin/bun
@@ -75,19 +68,7 @@ command_of() {
 }
 
 # start NAME: the server on CPU 0; sets SRV_PID and $port.
-start() {
-  : >"$work/out" # before the server starts: no stale port from the last one
-  # shellcheck disable=SC2046
-  taskset -c 0 $(command_of "$1") >"$work/out" 2>&1 &
-  SRV_PID=$!
-  port=""
-  for _ in $(seq 100); do
-    port=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$work/out")
-    [ -n "$port" ] && break
-    sleep 0.1
-  done
-  [ -n "$port" ] || { echo "$1 did not start: $(cat "$work/out")" >&2; exit 1; }
-}
+start() { start_pinned "$work/out" "listening on port" "$1" "$(command_of "$1")"; }
 
 # echo_load CONNS IN_FLIGHT -> "rate from_B/msg to_B/msg server_us/msg generator_%"; a
 # run whose echoes were not all right or whose connections did not all open is told

@@ -31,8 +31,7 @@ while [ $# -gt 0 ]; do
 done
 
 BUILD=build-bench
-[ -f $BUILD/build.ninja ] || meson setup $BUILD --buildtype=release >/dev/null
-ninja -C $BUILD sample/wsev-echo test/bench/wsev-client-load >/dev/null
+release_build $BUILD sample/wsev-echo test/bench/wsev-client-load
 work=$(mktemp -d)
 server=""
 trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT

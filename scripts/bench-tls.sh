@@ -29,19 +29,9 @@ while [ $# -gt 0 ]; do
 done
 
 BENCH=test/bench
-if [ $install = 1 ]; then
-  scripts/deps.sh python3 util-linux procps
-  command -v node >/dev/null 2>&1 || scripts/deps.sh nodejs npm
-  if [ ! -x $BENCH/node_modules/.bin/bun ] || [ ! -d $BENCH/node_modules/ws ]; then
-    npm ci --prefix $BENCH --no-audit --no-fund
-  fi
-fi
-for b in build-bench build-bench-openssl; do
-  opts=(--buildtype=release)
-  [ $b = build-bench-openssl ] && opts+=(-Dtls=openssl)
-  [ -f $b/build.ninja ] || meson setup $b "${opts[@]}" >/dev/null
-  ninja -C $b sample/wsev-echo test/bench/wsev-client-load >/dev/null
-done
+[ $install = 0 ] || bench_install python3 util-linux procps
+release_build build-bench sample/wsev-echo test/bench/wsev-client-load
+release_build build-bench-openssl -Dtls=openssl sample/wsev-echo test/bench/wsev-client-load
 LOAD=$ROOT/build-bench-openssl/test/bench/wsev-client-load
 BUN=$ROOT/$BENCH/node_modules/.bin/bun
 
@@ -69,19 +59,7 @@ command_of() {
 }
 
 # start NAME: the server on CPU 0; sets SRV_PID and $port (its wss port).
-start() {
-  : >"$certs/out"
-  # shellcheck disable=SC2046
-  taskset -c 0 $(command_of "$1") >"$certs/out" 2>&1 &
-  SRV_PID=$!
-  port=""
-  for _ in $(seq 100); do
-    port=$(sed -n 's/.*listening for TLS on port \([0-9]*\).*/\1/p' "$certs/out")
-    [ -n "$port" ] && break
-    sleep 0.1
-  done
-  [ -n "$port" ] || { echo "$1 did not start: $(cat "$certs/out")" >&2; exit 1; }
-}
+start() { start_pinned "$certs/out" "listening for TLS on port" "$1" "$(command_of "$1")"; }
 
 # echo CONNS IN_FLIGHT SIZE -> "rate server_us_per_msg" (the server's CPU over the
 # measurement window only, not the warm-up's handshakes).

@@ -55,21 +55,10 @@ done
 if [ $quick = 1 ]; then DUR=2; WARM=0.5; IDLE_HOLD=2; else DUR=5; WARM=1; IDLE_HOLD=3; fi
 
 # --- setup: only what is missing ------------------------------------------------------
-if [ $install = 1 ]; then
-  pkgs=(libwebsockets-dev gnuplot-nox valgrind iproute2 util-linux procps)
-  command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
-  command -v npm >/dev/null 2>&1 || pkgs+=(npm)
-  scripts/deps.sh "${pkgs[@]}"
-  if [ ! -x $BENCH/node_modules/.bin/bun ] || [ ! -d $BENCH/node_modules/ws ]; then
-    npm ci --prefix $BENCH --no-audit --no-fund
-  fi
-fi
+[ $install = 0 ] || bench_install libwebsockets-dev gnuplot-nox valgrind iproute2 util-linux procps
 
 # --- build ----------------------------------------------------------------------------
-if [ ! -f $BUILD/build.ninja ]; then
-  meson setup $BUILD --buildtype=release >/dev/null
-fi
-ninja -C $BUILD >/dev/null
+release_build $BUILD
 LOADGEN=$ROOT/$BUILD/test/bench/wsev-loadgen
 BUN=$ROOT/$BENCH/node_modules/.bin/bun
 LWS=$ROOT/$BUILD/test/bench/lws-bench-server

@@ -12,16 +12,18 @@ VmRSS, each reading taken once it stops moving. A few connections opened, used a
 closed first warm up what all of them share (a shared compressor is made at the first
 compressed message).
 """
+import importlib
 import os
 import random
-import resource
 import socket
 import struct
 import sys
 import zlib
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-from wsevtest import settled_rss  # noqa: E402
+# The upgrade and the measurement are idle-wss.py's (its name has a dash: no import
+# statement can name it).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+idle_wss = importlib.import_module("idle-wss")
 
 UPGRADE = (b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -69,15 +71,7 @@ def connect(port, payload):
     """A connection that sent `payload` compressed and got it back compressed; returns
     it and the server's Sec-WebSocket-Extensions answer."""
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
-    s.sendall(UPGRADE)
-    head = b""
-    while b"\r\n\r\n" not in head:
-        data = s.recv(4096)
-        if not data:
-            raise RuntimeError("the server closed during the upgrade")
-        head += data
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise RuntimeError("upgrade refused: %r" % head[:80])
+    head = idle_wss.upgrade(s, UPGRADE)
     answer = ""
     for line in head.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
         name, _, value = line.decode("latin-1").partition(":")
@@ -117,18 +111,16 @@ def main():
         return 2
     port, pid, count = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     size = int(sys.argv[4]) if len(sys.argv) == 5 else 1024
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < count + 100:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 100), hard))
     rng = random.Random(7692)
-    for _ in range(20):
-        connect(port, message(rng, size))[0].close()
-    base = settled_rss(pid)
-    conns = [connect(port, message(rng, size)) for _ in range(count)]
-    grown = settled_rss(pid) - base
-    print("bytes_per_conn=%d extension=%s" % (grown / count, conns[0][1].replace(" ", "")))
-    for c, _ in conns:
-        c.close()
+    answers = []
+
+    def opened():
+        s, answer = connect(port, message(rng, size))
+        answers.append(answer)
+        return s
+
+    per_conn = idle_wss.idle_cost(pid, count, opened)
+    print("bytes_per_conn=%d extension=%s" % (per_conn, answers[-1].replace(" ", "")))
     return 0
 
 

@@ -9,14 +9,12 @@ in that directory). Run from anywhere:
 
     python3 test/fuzz/gen-corpus-inflate.py
 """
-import os
 import random
-import shutil
 import struct
 import zlib
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-MASK = b"\x37\xfa\x21\x3d"
+from corpuslib import MASK, frame, write_corpus
+
 TAIL = b"\x00\x00\xff\xff"
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 RSV1, RSV2, RSV3 = 4, 2, 1
@@ -28,21 +26,6 @@ def params(server=False, takeover=False, roundtrip=False, take=False, no_pmd=Fal
     b1 = (in_bits - 8) | level << 3
     b5 = (mem_level - 1) % 9 | strategy << 4
     return bytes([b0, b1]) + struct.pack(">H", max_size) + bytes([seed, b5])
-
-
-def frame(op, payload=b"", fin=True, mask=MASK, rsv=0):
-    n = len(payload)
-    b0 = (0x80 if fin else 0) | (rsv << 4) | op
-    mbit = 0x80 if mask is not None else 0
-    if n < 126:
-        hdr = bytes([b0, mbit | n])
-    elif n <= 0xFFFF:
-        hdr = bytes([b0, mbit | 126]) + struct.pack(">H", n)
-    else:
-        hdr = bytes([b0, mbit | 127]) + struct.pack(">Q", n)
-    if mask is None:
-        return hdr + payload
-    return hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 class Compressor:
@@ -225,13 +208,8 @@ def roundtrip_seeds():
 
 
 def main():
-    out = os.path.join(HERE, "corpus", "inflate")
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
     seeds = {**frames_seeds(), **roundtrip_seeds()}
-    for name, data in sorted(seeds.items()):
-        with open(os.path.join(out, name), "wb") as f:
-            f.write(data)
+    write_corpus("inflate", seeds)
     print("corpus/inflate: %d seeds, %d bytes" % (len(seeds), sum(map(len, seeds.values()))))
 
 

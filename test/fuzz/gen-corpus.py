@@ -6,13 +6,11 @@ it owns, i.e. every file in those directories). Run from anywhere:
 
     python3 test/fuzz/gen-corpus.py
 """
-import os
-import shutil
 import struct
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from corpuslib import frame, write_corpus
+
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
-MASK = b"\x37\xfa\x21\x3d"
 
 
 def request(path=b"/chat", host=b"Host: server.example.com\r\n", upgrade=b"Upgrade: websocket\r\n",
@@ -21,24 +19,6 @@ def request(path=b"/chat", host=b"Host: server.example.com\r\n", upgrade=b"Upgra
             extra=b"", eol=b"\r\n"):
     head = method + b" " + path + b" " + proto + b"\r\n" + host + upgrade + connection + key + version + extra
     return (head + b"\r\n").replace(b"\r\n", eol)
-
-
-def frame(op, payload=b"", fin=True, mask=MASK, rsv=0, length=None, form=None):
-    """One frame; length overrides the stated length, form forces 7/16/64-bit."""
-    n = len(payload) if length is None else length
-    b0 = (0x80 if fin else 0) | (rsv << 4) | op
-    mbit = 0x80 if mask is not None else 0
-    if form is None:
-        form = 7 if n < 126 else 16 if n <= 0xFFFF else 64
-    if form == 7:
-        hdr = bytes([b0, mbit | n])
-    elif form == 16:
-        hdr = bytes([b0, mbit | 126]) + struct.pack(">H", n)
-    else:
-        hdr = bytes([b0, mbit | 127]) + struct.pack(">Q", n)
-    if mask is None:
-        return hdr + payload
-    return hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def close(code=None, reason=b"", **kw):
@@ -231,12 +211,7 @@ def server_seeds():
 def main():
     for target, seeds in (("utf8", utf8_seeds()), ("frame", frame_seeds()),
                           ("handshake", handshake_seeds()), ("server", server_seeds())):
-        d = os.path.join(HERE, "corpus", target)
-        shutil.rmtree(d, ignore_errors=True)
-        os.makedirs(d)
-        for name, data in sorted(seeds.items()):
-            with open(os.path.join(d, name), "wb") as f:
-                f.write(data)
+        write_corpus(target, seeds)
         print(f"{target}: {len(seeds)} seeds, {sum(map(len, seeds.values()))} bytes")
 
 
