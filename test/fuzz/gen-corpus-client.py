@@ -7,10 +7,9 @@ directories is its own). Run from anywhere:
 
     python3 test/fuzz/gen-corpus-client.py
 """
-import os
-import shutil
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from corpuslib import write_corpus
+
 ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 section 1.3's example key
 FRAME = b"\x81\x05Hello"
 
@@ -123,12 +122,7 @@ def client_handshake_seeds():
 
 def main():
     for target, seeds in (("url", url_seeds()), ("client-handshake", client_handshake_seeds())):
-        d = os.path.join(HERE, "corpus", target)
-        shutil.rmtree(d, ignore_errors=True)
-        os.makedirs(d)
-        for name, data in sorted(seeds.items()):
-            with open(os.path.join(d, name), "wb") as f:
-                f.write(data)
+        write_corpus(target, seeds)
         print(f"{target}: {len(seeds)} seeds, {sum(map(len, seeds.values()))} bytes")
 
 
