@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # permessage-deflate side by side, in one run: wsev-echo without compression (the
-# baseline), with --deflate=shared, --deflate=dedicated and dedicated on a budget
-# (--deflate-window 10 --deflate-mem-level 4), Node's ws (perMessageDeflate with its
+# baseline), with --deflate=shared, --deflate=dedicated, dedicated at level 9 (fewest
+# bytes) and dedicated on a budget (--deflate-window 10 --deflate-mem-level 4), Node's ws (perMessageDeflate with its
 # defaults, threshold 128 B) and uWebSockets in Bun (perMessageDeflate: true), each an
 # echo server pinned to CPU 0, a fresh process for every run.
 #   - echo of 1 KiB JSON text messages (different ones, from wsev-client-load --text on
@@ -45,12 +45,13 @@ BUN=$ROOT/$BENCH/node_modules/.bin/bun
 work=$(mktemp -d)
 trap 'stop_server; rm -rf "$work"' EXIT
 
-servers=(off shared dedicated budget ws uws)
+servers=(off shared dedicated dense budget ws uws)
 label() {
   case $1 in
     off) echo "wsev, no deflate" ;;
     shared) echo "wsev shared" ;;
     dedicated) echo "wsev dedicated" ;;
+    dense) echo "wsev dedicated, level 9" ;;
     budget) echo "wsev dedicated, window 10, mem 4" ;;
     ws) echo "Node ws $(node -p 'require("'"$ROOT/$BENCH"'/node_modules/ws/package.json").version')" ;;
     uws) echo "uWS (Bun $("$BUN" --version))" ;;
@@ -61,6 +62,7 @@ command_of() {
     off) echo "$ECHO 0" ;;
     shared) echo "$ECHO 0 --deflate=shared" ;;
     dedicated) echo "$ECHO 0 --deflate=dedicated" ;;
+    dense) echo "$ECHO 0 --deflate=dedicated --deflate-level 9" ;;
     budget) echo "$ECHO 0 --deflate=dedicated --deflate-window 10 --deflate-mem-level 4" ;;
     ws) echo "node $ROOT/$BENCH/ws-server.mjs 0 echo --deflate" ;;
     uws) echo "$BUN $ROOT/$BENCH/bun-server.js 0 echo --deflate" ;;
@@ -148,8 +150,8 @@ for s in "${servers[@]}"; do
     for f in "${figures[@]}"; do M[$s,$i,$f]=$(med "${runs[$s,$i,$f]:-}"); done
   done
 done
-pairs=("shared uws" "shared ws" "dedicated uws" "dedicated ws" "budget uws" "budget ws")
-short() { case $1 in uws) echo uWS ;; ws) echo ws ;; *) echo "wsev $1" ;; esac; }
+pairs=("shared uws" "shared ws" "dedicated uws" "dedicated ws" "dense ws" "budget uws" "budget ws")
+short() { case $1 in uws) echo uWS ;; ws) echo ws ;; dense) echo "wsev dedicated level 9" ;; *) echo "wsev $1" ;; esac; }
 
 echo
 if [ $memory_only = 0 ]; then
