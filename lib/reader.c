@@ -70,12 +70,31 @@ static wsev_read_kind control_bytes(wsev_reader *r, const uint8_t *p, size_t n,
   return control_frame(r, r->ctrl, r->ctrl_len, ev);
 }
 
-/* A compressed message is complete in data[0..len) (lent, or in r->msg): inflate it
- * into a buffer that takes r->msg's place. */
-static wsev_read_kind inflate_message(wsev_reader *r, wsev_pool *pool, uint64_t max,
-                                      const uint8_t **data, size_t *len, wsev_read_event *ev) {
+static wsev_read_kind message_done(wsev_reader *r, const uint8_t *data, size_t len,
+                                   wsev_read_event *ev) {
+  int text = r->msg_opcode == WSEV_OP_TEXT;
+  r->msg_opcode = 0;
+  if (text && r->utf8_state != WSEV_UTF8_ACCEPT) {
+    ev->fail = WSEV_CLOSE_INVALID_DATA; /* ended inside a code point */
+    return WSEV_READ_FAIL;
+  }
+  ev->data = data;
+  ev->len = len;
+  ev->text = text;
+  return WSEV_READ_MESSAGE;
+}
+
+/* A compressed message is complete in data[0..len) (lent, or in r->msg): inflated
+ * into a buffer that takes r->msg's place, then checked as UTF-8 if text. Out of
+ * line: the plain path pays one test for it. */
+static __attribute__((noinline)) wsev_read_kind
+compressed_message_done(wsev_reader *r, wsev_pool *pool, uint64_t max, const uint8_t *data,
+                        size_t len, wsev_read_event *ev) {
+  int text = r->msg_opcode == WSEV_OP_TEXT;
   wsev_buf out;
-  unsigned code = wsev__inflate_message(r->deflate, pool, *data, *len, max, &out);
+  r->msg_opcode = 0;
+  r->compressed = 0;
+  unsigned code = wsev__inflate_message(r->deflate, pool, data, len, max, &out);
   wsev__buf_release(pool, &r->msg); /* the compressed bytes, if they were reassembled */
   if (code) {
     ev->fail = code;
@@ -83,28 +102,12 @@ static wsev_read_kind inflate_message(wsev_reader *r, wsev_pool *pool, uint64_t 
   }
   r->msg = out;
   r->lent = 1;
-  *data = out.data;
-  *len = out.len;
-  return WSEV_READ_MESSAGE;
-}
-
-static wsev_read_kind message_done(wsev_reader *r, wsev_pool *pool, uint64_t max,
-                                   const uint8_t *data, size_t len, wsev_read_event *ev) {
-  int text = r->msg_opcode == WSEV_OP_TEXT;
-  r->msg_opcode = 0;
-  if (r->compressed) {
-    r->compressed = 0;
-    if (inflate_message(r, pool, max, &data, &len, ev) != WSEV_READ_MESSAGE) return WSEV_READ_FAIL;
-    if (text && !wsev__utf8_is_valid(data, len)) {
-      ev->fail = WSEV_CLOSE_INVALID_DATA;
-      return WSEV_READ_FAIL;
-    }
-  } else if (text && r->utf8_state != WSEV_UTF8_ACCEPT) {
-    ev->fail = WSEV_CLOSE_INVALID_DATA; /* ended inside a code point */
+  if (text && !wsev__utf8_is_valid(out.data, out.len)) {
+    ev->fail = WSEV_CLOSE_INVALID_DATA;
     return WSEV_READ_FAIL;
   }
-  ev->data = data;
-  ev->len = len;
+  ev->data = out.data;
+  ev->len = out.len;
   ev->text = text;
   return WSEV_READ_MESSAGE;
 }
@@ -125,8 +128,10 @@ static wsev_read_kind data_bytes(wsev_reader *r, wsev_pool *pool, uint64_t max, 
       return WSEV_READ_FAIL;
     }
   }
-  if (last && r->msg.len == 0 && r->msg_size == n)
-    return message_done(r, pool, max, p, n, ev); /* the whole message is in this read: no copy */
+  if (last && r->msg.len == 0 && r->msg_size == n) { /* the whole message is in this read */
+    if (__builtin_expect(r->compressed, 0)) return compressed_message_done(r, pool, max, p, n, ev);
+    return message_done(r, p, n, ev); /* no copy */
+  }
   if (n) {
     wsev_buf *m = &r->msg;
     /* msg_size already counts the whole current frame: one buffer per frame at most,
@@ -140,16 +145,22 @@ static wsev_read_kind data_bytes(wsev_reader *r, wsev_pool *pool, uint64_t max, 
   }
   if (!last) return WSEV_READ_MORE;
   r->lent = 1;
-  return message_done(r, pool, max, r->msg.data, r->msg.len, ev);
+  if (__builtin_expect(r->compressed, 0))
+    return compressed_message_done(r, pool, max, r->msg.data, r->msg.len, ev);
+  return message_done(r, r->msg.data, r->msg.len, ev);
 }
 
 /* A frame header was read: check it against the protocol and the size limit. 0 to go
  * on, or the close code to fail with. */
 static unsigned start_frame(wsev_reader *r, wsev_frame_header *h, uint64_t max_message) {
-  /* RSV1 marks a compressed message, on its first frame only (RFC 7692 section 6.1). */
-  int compressed = h->rsv == 4 && r->deflate &&
-                   (h->opcode == WSEV_OP_TEXT || h->opcode == WSEV_OP_BINARY);
-  if (compressed) h->rsv = 0;
+  /* RSV1 marks a compressed message, on its first frame only (RFC 7692 section 6.1);
+   * any other reserved bit is left for wsev__frame_check to refuse. */
+  int compressed = 0;
+  if (__builtin_expect(h->rsv != 0, 0)) {
+    compressed = h->rsv == 4 && r->deflate &&
+                 (h->opcode == WSEV_OP_TEXT || h->opcode == WSEV_OP_BINARY);
+    if (compressed) h->rsv = 0;
+  }
   int code = wsev__frame_check(h, r->msg_opcode != 0, !r->from_server);
   if (code) return (unsigned)code;
   if (!(h->opcode & 0x8)) {

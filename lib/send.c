@@ -84,9 +84,10 @@ static inline __attribute__((always_inline)) int sent(wsev_conn *c, int rc) {
  * (*opcode gets RSV1, *data and *len the compressed bytes, lent by the context's
  * streams until the next message) when it was agreed, the message is long enough,
  * and compressing pays. 0 or UV_ENOMEM. */
-static int compress(wsev_conn *c, int *opcode, const void **data, size_t *len, unsigned flags) {
+static __attribute__((noinline)) int compress(wsev_conn *c, int *opcode, const void **data,
+                                              size_t *len, unsigned flags) {
   wsev_deflate *d = c->deflate;
-  if (!d || *len < d->options.threshold || (flags & WSEV_SEND_UNCOMPRESSED)) return 0;
+  if (*len < d->options.threshold || (flags & WSEV_SEND_UNCOMPRESSED)) return 0;
   const uint8_t *out;
   size_t out_len;
   int rc = wsev__deflate_message(d, *data, *len, &out, &out_len);
@@ -107,7 +108,8 @@ int wsev__send(wsev_conn *c, int opcode, const void *data, size_t len, unsigned 
     /* Not compressed: whether the server agrees is not known yet. */
     return queue_frame(c, &c->handshake.held, opcode, data, len);
   }
-  int rc = compress(c, &opcode, &data, &len, flags);
+  /* Out of the plain path's way: it costs one test when nothing was agreed. */
+  int rc = __builtin_expect(c->deflate != NULL, 0) ? compress(c, &opcode, &data, &len, flags) : 0;
   if (!rc) rc = may_send(c, len);
   return rc ? rc : sent(c, queue_frame(c, &c->writer.out, opcode, data, len));
 }
@@ -188,32 +190,41 @@ static wsev_shared *deflated_frame(wsev_conn *c, wsev_bcast *b, int *rc) {
   return b->deflated[bits];
 }
 
-/* One recipient of a broadcast (wsev__send_framed): inlined into wsev_broadcast. */
-static inline int send_framed(wsev_conn *c, wsev_bcast *b) {
-  /* Ours mask every frame, and a compressor with context is the connection's own:
-   * framed for that recipient alone. */
-  if (c->client || (c->deflate && c->deflate->agreed.out_takeover))
-    return wsev__send(c, b->opcode, b->data, b->len, 0);
-  wsev_shared *shared = b->shared;
-  const uint8_t *frame = b->frame;
-  size_t frame_len = b->frame_len;
-  if (c->deflate && b->len >= c->deflate->options.threshold) {
-    int rc;
-    wsev_shared *deflated = deflated_frame(c, b, &rc);
-    if (rc) return rc;
-    if (deflated) {
-      shared = deflated->len > WSEV_SHARE_MIN ? deflated : NULL;
-      frame = deflated->data;
-      frame_len = deflated->len;
-    }
-  }
+/* Queue a frame for a recipient of a broadcast: shared, or copied into its queue. */
+static inline int queue_framed(wsev_conn *c, wsev_shared *shared, const uint8_t *frame,
+                               size_t frame_len) {
   int rc = may_send(c, frame_len);
   if (rc) return rc;
   if (shared) return sent(c, wsev__writer_shared(&c->writer, &c->ctx->pool, shared));
   return sent(c, wsev__writer_bytes(&c->writer, &c->ctx->pool, frame, frame_len));
 }
 
-int wsev__send_framed(wsev_conn *c, wsev_bcast *b) { return send_framed(c, b); }
+/* A recipient that is ours (every frame masked), or that compresses: out of the plain
+ * path's way. One with a compressor keeping context gets its own compression. */
+static __attribute__((noinline)) int send_framed_otherwise(wsev_conn *c, wsev_bcast *b) {
+  if (c->client || c->deflate->agreed.out_takeover || b->len < c->deflate->options.threshold)
+    return c->client || c->deflate->agreed.out_takeover
+               ? wsev__send(c, b->opcode, b->data, b->len, 0)
+               : queue_framed(c, b->shared, b->frame, b->frame_len);
+  int rc;
+  wsev_shared *deflated = deflated_frame(c, b, &rc);
+  if (rc) return rc;
+  if (!deflated) return queue_framed(c, b->shared, b->frame, b->frame_len);
+  return queue_framed(c, deflated->len > WSEV_SHARE_MIN ? deflated : NULL, deflated->data,
+                      deflated->len);
+}
+
+/* One recipient of a broadcast (wsev__send_framed): inlined into wsev_broadcast, with
+ * b's plain frame passed in registers (b's address escapes to the calls). */
+static inline int send_framed(wsev_conn *c, wsev_bcast *b, wsev_shared *shared,
+                              const uint8_t *frame, size_t frame_len) {
+  if (__builtin_expect(c->client || c->deflate, 0)) return send_framed_otherwise(c, b);
+  return queue_framed(c, shared, frame, frame_len);
+}
+
+int wsev__send_framed(wsev_conn *c, wsev_bcast *b) {
+  return send_framed(c, b, b->shared, b->frame, b->frame_len);
+}
 
 int wsev_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void *data, size_t len,
                    wsev_msg_type type) {
@@ -240,7 +251,7 @@ int wsev_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const void 
   ctx->in_api++;
   for (size_t i = 0; i < count; i++) {
     wsev_conn *c = wsev__conn_find(ctx, ids[i]);
-    if (c && send_framed(c, &b) == 0) queued++;
+    if (c && send_framed(c, &b, shared, frame, frame_len) == 0) queued++;
   }
   ctx->in_api--;
   wsev__bcast_done(&b);
