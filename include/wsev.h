@@ -224,9 +224,10 @@ WSEV_EXPORT int wsev_listen_and_serve_tls_addr(wsev_ctx *ctx, const char *host, 
  * Safety: a compressed message is inflated only up to the maximum message size; a
  * byte more fails the connection with 1009 at once (a "zip bomb" costs no more than
  * a message of the maximum size would: its buffer, grown as it fills, at most about
- * 2.5 times the maximum while it is copied, for that moment). Data that does not inflate, or a frame with RSV1
- * where it may not be (a continuation, a control frame, no extension agreed), fails
- * the connection: 1007 and 1002. zlib allocates through wsev's allocator; without
+ * 2.5 times the maximum while it is copied, for that moment). Data that does not
+ * inflate, or a frame with RSV1 where it may not be (a continuation, a control frame,
+ * no extension agreed), fails the connection: 1007 and 1002. zlib allocates through
+ * wsev's allocator (libdeflate's compressor, one per loop, uses malloc); without
  * memory, only the connection that needed it fails (1011). Safari 15.0 to 15.3,
  * whose permessage-deflate is broken, is never offered it (by its User-Agent).
  */

@@ -157,10 +157,10 @@ struct wsev_client_hs {
   char accept[29];
   char *offered; /* the offered subprotocols, each NUL-terminated */
   size_t offered_len;
-  const char *selected; /* into offered */
-  wsev_pmd_config deflate;   /* what we offered (mode off: nothing) */
-  wsev_pmd_agreed agreed;    /* what the server answered */
-  char *extensions;          /* every Sec-WebSocket-Extensions line, joined with "," */
+  const char *selected;    /* into offered */
+  wsev_pmd_config deflate; /* what we offered (mode off: nothing) */
+  wsev_pmd_agreed agreed;  /* what the server answered */
+  char *extensions;        /* every Sec-WebSocket-Extensions line, joined with "," */
 
   /* The header being read. Its name is kept lowercase up to 31 bytes, which is
    * more than any name of interest; longer ones are marked with name_len 32. */

@@ -52,7 +52,7 @@ struct wsev_deflate_streams {
   struct libdeflate_compressor *whole; /* a message without context, in one call */
   int whole_level;
 #endif
-  z_stream *in; /* the inflater without context (any window up to 15) */
+  z_stream *in;     /* the inflater without context (any window up to 15) */
   uint8_t *scratch; /* compressed output */
   size_t scratch_cap;
 };
@@ -123,7 +123,8 @@ void wsev__deflate_streams_free(wsev_deflate_streams *s) {
   wsev__free(s);
 }
 
-wsev_deflate *wsev__deflate_new(const wsev_deflate_options *options, wsev_deflate_streams *streams) {
+wsev_deflate *wsev__deflate_new(const wsev_deflate_options *options,
+                                wsev_deflate_streams *streams) {
   wsev_deflate *d = streams ? wsev__calloc(1, sizeof *d) : NULL;
   if (d) {
     d->options = *options;
@@ -176,8 +177,9 @@ static int grow_scratch(wsev_deflate_streams *s, size_t need) {
  * with a final block; a 0x00 after it turns the 00 00 ff ff the receiver appends into
  * an empty stored block, as RFC 7692 section 7.2.3.3's example does. Its window is
  * always 32 KiB: used where the agreed window is that, or the message no larger than
- * the window (no distance in it can reach further). Returns as wsev__deflate_message. libdeflate 1.14 allocates its
- * compressor (one per loop) with malloc, not through wsev's allocator. */
+ * the window (no distance in it can reach further). Returns as wsev__deflate_message.
+ * libdeflate 1.14 allocates its compressor (one per loop) with malloc, not through wsev's
+ * allocator. */
 static int deflate_whole(wsev_deflate *d, const uint8_t *data, size_t len, const uint8_t **out,
                          size_t *out_len) {
   wsev_deflate_streams *s = d->streams;
@@ -189,8 +191,7 @@ static int deflate_whole(wsev_deflate *d, const uint8_t *data, size_t len, const
     s->whole = libdeflate_alloc_compressor(d->options.level);
     s->whole_level = d->options.level;
   }
-  if (!s->whole ||
-      grow_scratch(s, libdeflate_deflate_compress_bound(s->whole, len) + 1) != 0)
+  if (!s->whole || grow_scratch(s, libdeflate_deflate_compress_bound(s->whole, len) + 1) != 0)
     return UV_ENOMEM;
   size_t n = libdeflate_deflate_compress(s->whole, data, len, s->scratch, s->scratch_cap - 1);
   if (!n) return UV_ENOMEM; /* cannot happen within the bound */
@@ -209,7 +210,8 @@ int wsev__deflate_message(wsev_deflate *d, const uint8_t *data, size_t len, cons
    * over 1 GiB too, since zlib counts in 32 bits. Either way the context is untouched. */
   if (d->agreed.out_bits < 9 || !len || len > (1u << 30)) return 0;
 #ifdef WSEV_HAVE_LIBDEFLATE
-  if (!d->agreed.out_takeover && (d->agreed.out_bits == 15 || len <= (size_t)1 << d->agreed.out_bits))
+  if (!d->agreed.out_takeover &&
+      (d->agreed.out_bits == 15 || len <= (size_t)1 << d->agreed.out_bits))
     return deflate_whole(d, data, len, out, out_len);
 #endif
   z_stream *z = compressor(d);
@@ -314,7 +316,8 @@ struct wsev_deflate_streams {
 
 wsev_deflate_streams *wsev__deflate_streams_new(void) { return NULL; }
 void wsev__deflate_streams_free(wsev_deflate_streams *s) { (void)s; }
-wsev_deflate *wsev__deflate_new(const wsev_deflate_options *options, wsev_deflate_streams *streams) {
+wsev_deflate *wsev__deflate_new(const wsev_deflate_options *options,
+                                wsev_deflate_streams *streams) {
   (void)options, (void)streams;
   return NULL;
 }

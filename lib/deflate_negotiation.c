@@ -131,8 +131,8 @@ static int window_bits(const ext_param *p) {
 /* The four parameters of one permessage-deflate element; 0 for absent. */
 typedef struct {
   int server_no_takeover, client_no_takeover;
-  int server_bits;  /* server_max_window_bits' value */
-  int client_bits;  /* client_max_window_bits': its value, or 16 when it has none */
+  int server_bits; /* server_max_window_bits' value */
+  int client_bits; /* client_max_window_bits': its value, or 16 when it has none */
 } pmd_params;
 
 /* Read the parameters; -1 for one that is unknown, repeated, or has a bad value.
@@ -190,8 +190,9 @@ static int answer_offer(const pmd_params *o, const wsev_pmd_config *config, wsev
   a->in_takeover = !(o->client_no_takeover || shared);
   /* We may ask for a smaller client window only if the client said it can use one. */
   int ask_client = o->client_bits && !shared && w < 15;
-  a->in_bits = (uint8_t)(ask_client ? min_int(w, o->client_bits)
-                                    : o->client_bits && o->client_bits < 16 ? o->client_bits : 15);
+  a->in_bits = (uint8_t)(ask_client                              ? min_int(w, o->client_bits)
+                         : o->client_bits && o->client_bits < 16 ? o->client_bits
+                                                                 : 15);
   int n = snprintf(out, WSEV_PMD_HEADER_MAX, "permessage-deflate%s%s",
                    a->out_takeover ? "" : "; server_no_context_takeover",
                    a->in_takeover ? "" : "; client_no_context_takeover");

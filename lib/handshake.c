@@ -33,7 +33,7 @@ struct wsev_hs {
   size_t protocol_count;
   int bad_protocol;
   char *extensions; /* every Sec-WebSocket-Extensions line, joined with "," */
-  char key[25]; /* base64 of 16 bytes: 24 characters */
+  char key[25];     /* base64 of 16 bytes: 24 characters */
 };
 
 /* 1 if the comma-separated list `v` holds `token` (case-insensitive). */

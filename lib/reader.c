@@ -157,8 +157,8 @@ static unsigned start_frame(wsev_reader *r, wsev_frame_header *h, uint64_t max_m
    * any other reserved bit is left for wsev__frame_check to refuse. */
   int compressed = 0;
   if (__builtin_expect(h->rsv != 0, 0)) {
-    compressed = h->rsv == 4 && r->deflate &&
-                 (h->opcode == WSEV_OP_TEXT || h->opcode == WSEV_OP_BINARY);
+    compressed =
+        h->rsv == 4 && r->deflate && (h->opcode == WSEV_OP_TEXT || h->opcode == WSEV_OP_BINARY);
     if (compressed) h->rsv = 0;
   }
   int code = wsev__frame_check(h, r->msg_opcode != 0, !r->from_server);

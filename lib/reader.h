@@ -50,11 +50,11 @@ typedef struct {
   uint8_t in_frame;     /* the header was read; payload_left bytes follow */
   uint8_t frame_opcode; /* of the current frame */
   uint8_t frame_fin;
-  uint8_t msg_opcode;  /* WSEV_OP_TEXT/BINARY while a message is in progress, else 0 */
-  uint8_t from_server; /* frames come unmasked (we are the client) */
-  uint8_t discard;     /* data frames are checked for structure only, not delivered */
-  uint8_t lent;        /* msg or ctrl was lent with the last event: release it next */
-  uint8_t compressed;  /* the message in progress is compressed (RSV1) */
+  uint8_t msg_opcode;    /* WSEV_OP_TEXT/BINARY while a message is in progress, else 0 */
+  uint8_t from_server;   /* frames come unmasked (we are the client) */
+  uint8_t discard;       /* data frames are checked for structure only, not delivered */
+  uint8_t lent;          /* msg or ctrl was lent with the last event: release it next */
+  uint8_t compressed;    /* the message in progress is compressed (RSV1) */
   wsev_deflate *deflate; /* permessage-deflate was agreed (else NULL: RSV1 fails) */
 } wsev_reader;
 

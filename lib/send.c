@@ -116,8 +116,9 @@ int wsev__send(wsev_conn *c, int opcode, const void *data, size_t len, unsigned 
 
 /* ---- the API ----------------------------------------------------------------------- */
 
-static inline __attribute__((always_inline)) int
-write_message(wsev_ctx *ctx, uint64_t id, int opcode, const void *data, size_t len, unsigned flags) {
+static inline __attribute__((always_inline)) int write_message(wsev_ctx *ctx, uint64_t id,
+                                                               int opcode, const void *data,
+                                                               size_t len, unsigned flags) {
   WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   if (!data && len) return UV_EINVAL;
   if (ctx->io) return wsev__io_write(ctx, id, data, len, opcode == WSEV_OP_TEXT, flags);

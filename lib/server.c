@@ -155,7 +155,8 @@ static int deflate_broken(const wsev_hs *req) {
 static int negotiate_deflate(wsev_conn *c, char answer[WSEV_PMD_HEADER_MAX], int agree) {
   const wsev_deflate_options *options = &c->ctx->set.deflate;
   wsev_pmd_config config = wsev__deflate_config(options);
-  if (config.mode != WSEV_PMD_OFF && deflate_broken(c->handshake.request)) config.mode = WSEV_PMD_OFF;
+  if (config.mode != WSEV_PMD_OFF && deflate_broken(c->handshake.request))
+    config.mode = WSEV_PMD_OFF;
   wsev_pmd_agreed agreed;
   int rc = wsev__pmd_accept(wsev__hs_extensions(c->handshake.request), &config, &agreed, answer);
   if (rc > 0 && agree) {

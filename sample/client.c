@@ -253,9 +253,11 @@ static void on_accepted(wsev_ctx *ctx, uint64_t id) {
   else
     fprintf(stderr, "wsev-client: connected\n");
   if (wsev_get_conn_info(ctx, id, &info) == 0 && info.deflate.on)
-    fprintf(stderr, "wsev-client: deflate our_window=%d peer_window=%d our_takeover=%d "
-            "peer_takeover=%d\n", info.deflate.our_window, info.deflate.peer_window,
-            info.deflate.our_takeover, info.deflate.peer_takeover);
+    fprintf(stderr,
+            "wsev-client: deflate our_window=%d peer_window=%d our_takeover=%d "
+            "peer_takeover=%d\n",
+            info.deflate.our_window, info.deflate.peer_window, info.deflate.our_takeover,
+            info.deflate.peer_takeover);
   if (c->close_requested) start_close(c);
   /* Reading paused while the queue filled before the 101; conn_drained resumes it
    * once the queue has drained, unless it is already below the mark. */

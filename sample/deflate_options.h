@@ -41,8 +41,8 @@ static int deflate_option(int argc, char **argv, int *i, wsev_deflate_options *o
     *given = 1;
     return deflate_mode(a + 10, &o->mode) == 0 ? 1 : -1;
   }
-  static const char *const names[] = {"--deflate-level", "--deflate-window",
-                                      "--deflate-mem-level", "--deflate-threshold"};
+  static const char *const names[] = {"--deflate-level", "--deflate-window", "--deflate-mem-level",
+                                      "--deflate-threshold"};
   for (int k = 0; k < 4; k++) {
     if (strcmp(a, names[k])) continue;
     if (*i + 1 >= argc) return -1;
