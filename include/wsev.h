@@ -698,7 +698,8 @@ WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_i
  *   also enforces the limit on its own queue;
  * - a write that cannot be handed to its thread for want of memory returns UV_ENOMEM
  *   and fails the connection with 1011 (its peer would get the later messages without
- *   this one); wsev_close without memory for the hand-off still closes, without the
+ *   this one), and so does a write or a broadcast's frame that its thread has no
+ *   memory to queue (or to compress) after wsev_write returned 0; wsev_close without memory for the hand-off still closes, without the
  *   reason;
  * - the context's loop keeps running until wsev_shutdown has closed every connection
  *   on every thread (or until wsev_stop), even without listeners;

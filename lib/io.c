@@ -1093,8 +1093,11 @@ static void write_on_thread(wsev_ctx *inner, void *arg) {
   /* Events of this batch (a close) are told after it: the link stays ours meanwhile. */
   wsev_conn *c = inner ? wsev__conn_find(inner, w->id) : NULL;
   if (c) {
-    wsev__send(c, w->text ? WSEV_OP_TEXT : WSEV_OP_BINARY, w->data, w->payload, w->flags);
+    int rc = wsev__send(c, w->text ? WSEV_OP_TEXT : WSEV_OP_BINARY, w->data, w->payload, w->flags);
     link_report(c, w->len);
+    /* The application was told it went: one it cannot queue (no memory to frame or
+     * compress it) fails the connection, as a write lost on its way does. */
+    if (rc == UV_ENOMEM) wsev_close_with(inner, w->id, 1011, "out of memory");
   }
   if (w->data != (uint8_t *)(w + 1)) handoff_put(w->io, w->data, w->cap);
   wsev__free(w);
@@ -1154,8 +1157,9 @@ static void broadcast_on_thread(wsev_ctx *inner, void *arg) {
     for (size_t i = 0; i < b->count; i++) {
       wsev_conn *c = wsev__conn_find(inner, b->ids[i]);
       if (c) {
-        wsev__send_framed(c, &bc);
+        int rc = wsev__send_framed(c, &bc);
         link_report(c, len + wsev__frame_header_size(len, c->client)); /* as counted */
+        if (rc == UV_ENOMEM) wsev_close_with(inner, b->ids[i], 1011, "out of memory");
       }
     }
     inner->in_api--;
