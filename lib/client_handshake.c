@@ -280,19 +280,12 @@ static int on_header_value_complete(llhttp_t *p) {
     if (!hs->selected) hs->protocol_bad = 1;
     break;
   }
-  case H_EXTENSIONS: {
-    size_t had = hs->extensions ? strlen(hs->extensions) : 0;
-    char *grown = wsev__realloc(hs->extensions, had + n + 2);
-    if (!grown) {
+  case H_EXTENSIONS:
+    if (wsev__http_list_append(&hs->extensions, v, n)) {
       hs->nomem = 1;
       return -1;
     }
-    if (had) grown[had++] = ',';
-    memcpy(grown + had, v, n);
-    grown[had + n] = 0;
-    hs->extensions = grown;
     break;
-  }
   }
   hs->kind = H_OTHER;
   hs->value_len = 0;

@@ -159,17 +159,6 @@ static int add_protocol(wsev_hs *hs, const char *t, size_t len) {
   return 0;
 }
 
-/* Append a Sec-WebSocket-Extensions line to the others. 0, or -1 without memory. */
-static int add_extensions(wsev_hs *hs, const char *v) {
-  size_t had = hs->extensions ? strlen(hs->extensions) : 0, len = strlen(v);
-  char *grown = wsev__realloc(hs->extensions, had + len + 2);
-  if (!grown) return -1;
-  if (had) grown[had++] = ',';
-  memcpy(grown + had, v, len + 1);
-  hs->extensions = grown;
-  return 0;
-}
-
 /* The verdict on a complete header block. */
 static int judge(wsev_hs *hs) {
   const llhttp_t *p = &hs->parser;
@@ -201,7 +190,7 @@ static int judge(wsev_hs *hs) {
       while (wsev__http_list_next(v, strlen(v), &at, &t, &len))
         if (add_protocol(hs, t, len)) return hs->bad_protocol ? 400 : 500;
     } else if (strcmp(n, "sec-websocket-extensions") == 0) {
-      if (add_extensions(hs, v)) return 500;
+      if (wsev__http_list_append(&hs->extensions, v, strlen(v))) return 500;
     }
   }
   /* Not a WebSocket request at all: plain HTTP, answered by the caller. */

@@ -3,6 +3,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "alloc.h"
+
 int wsev__http_is_tchar(unsigned char c) {
   return c > 0x20 && c < 0x7F && !strchr("\"(),/:;<=>?@[\\]{}", c);
 }
@@ -40,5 +42,16 @@ int wsev__http_list_has(const char *v, size_t n, const char *token) {
   const char *item;
   while (wsev__http_list_next(v, n, &pos, &item, &len))
     if (len == want && strncasecmp(item, token, len) == 0) return 1;
+  return 0;
+}
+
+int wsev__http_list_append(char **list, const char *v, size_t n) {
+  size_t had = *list ? strlen(*list) : 0;
+  char *grown = wsev__realloc(*list, had + n + 2);
+  if (!grown) return -1;
+  if (had) grown[had++] = ',';
+  memcpy(grown + had, v, n);
+  grown[had + n] = 0;
+  *list = grown;
   return 0;
 }

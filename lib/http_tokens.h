@@ -14,5 +14,9 @@ int wsev__http_is_token(const char *t, size_t len);
 int wsev__http_list_next(const char *v, size_t n, size_t *pos, const char **item, size_t *len);
 /* 1 if the list v[0..n) holds `token` (case-insensitive). */
 int wsev__http_list_has(const char *v, size_t n, const char *token);
+/* Append a header line's value v[0..n) to *list (NULL: none yet), joined with ","
+ * as RFC 7230 joins repeated lines of a list header. 0, or -1 without memory (*list
+ * is then unchanged). */
+int wsev__http_list_append(char **list, const char *v, size_t n);
 
 #endif

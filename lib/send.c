@@ -203,12 +203,11 @@ static inline int queue_framed(wsev_conn *c, wsev_shared *shared, const uint8_t 
 /* A recipient that is ours (every frame masked), or that compresses: out of the plain
  * path's way. One with a compressor keeping context gets its own compression. */
 static __attribute__((noinline)) int send_framed_otherwise(wsev_conn *c, wsev_bcast *b) {
-  if (c->client || c->deflate->agreed.out_takeover || b->len < c->deflate->options.threshold)
-    return c->client || c->deflate->agreed.out_takeover
-               ? wsev__send(c, b->opcode, b->data, b->len, 0)
-               : queue_framed(c, b->shared, b->frame, b->frame_len);
-  int rc;
-  wsev_shared *deflated = deflated_frame(c, b, &rc);
+  if (c->client || c->deflate->agreed.out_takeover)
+    return wsev__send(c, b->opcode, b->data, b->len, 0);
+  int rc = 0;
+  wsev_shared *deflated =
+      b->len >= c->deflate->options.threshold ? deflated_frame(c, b, &rc) : NULL;
   if (rc) return rc;
   if (!deflated) return queue_framed(c, b->shared, b->frame, b->frame_len);
   return queue_framed(c, deflated->len > WSEV_SHARE_MIN ? deflated : NULL, deflated->data,
