@@ -191,6 +191,72 @@ WSEV_EXPORT int wsev_listen_and_serve_tls(wsev_ctx *ctx, const char *port, const
 WSEV_EXPORT int wsev_listen_and_serve_tls_addr(wsev_ctx *ctx, const char *host, const char *port,
                                                const char *cert_file, const char *key_file);
 
+/*
+ * The general form, for everything above and for deployments: a Unix domain socket,
+ * several certificates chosen by SNI, and the client address a reverse proxy reports.
+ */
+typedef struct {
+  const char *cert_file; /* PEM chain: the certificate first, then any intermediates */
+  const char *key_file;  /* its PEM private key */
+} wsev_tls_cert;
+
+/* What a listener believes of the peer that connects to it (a reverse proxy). Trust
+ * nothing (0) unless only that proxy can reach the listener: anyone else could claim
+ * any address. What is believed goes into wsev_conn_info.client_addr. */
+/* Every connection starts with a PROXY protocol header, version 1 or 2 (HAProxy's
+ * send-proxy / send-proxy-v2), before TLS or HTTP. A connection without a valid one
+ * is closed without an answer; a LOCAL header (the proxy's own health check) or an
+ * UNKNOWN one keeps the socket's peer as the client. */
+#define WSEV_TRUST_PROXY_PROTOCOL 1u
+/* The upgrade request's Forwarded header (RFC 7239) names the client: the `for` of its
+ * last element, the one the proxy in front of us appended (earlier ones come from
+ * further away and are not believed). A missing, "unknown" or obfuscated value keeps
+ * the socket's peer (or the PROXY header's address). */
+#define WSEV_TRUST_FORWARDED 2u
+/* The same with X-Forwarded-For's last entry (nginx's $proxy_add_x_forwarded_for,
+ * HAProxy's option forwardfor). Trust only the header your proxy sets: a client may
+ * send the other one itself. With both trusted, a Forwarded header wins. */
+#define WSEV_TRUST_X_FORWARDED_FOR 4u
+
+typedef struct {
+  const char *host;            /* an IPv4 or IPv6 literal to bind; NULL: every interface */
+  const char *port;            /* "9000"; "0" picks a free port (TCP only) */
+  const char *unix_path;       /* listen on this Unix domain socket instead (host and port
+                                  unused): at most 107 bytes. A socket file left there
+                                  by a process that is gone is replaced; a live one gives
+                                  UV_EADDRINUSE, any other file UV_EEXIST. The file is
+                                  removed when the listener closes (wsev_shutdown,
+                                  wsev_ctx_free) if it is still ours. */
+  unsigned unix_mode;          /* permission bits for the socket file (e.g. 0660 for a
+                                  proxy in the same group); 0: as the umask leaves them */
+  const wsev_tls_cert *certs;  /* wss: the certificates; certs[0] is the default, the
+                                  others are chosen by the client's SNI against their
+                                  names (subjectAltName DNS names, or the CN without
+                                  them; "*.example.com" matches one label) */
+  size_t cert_count;           /* 0: plain ws */
+  unsigned trust;              /* WSEV_TRUST_* flags; 0 (the default) trusts nothing */
+} wsev_listen_options;
+
+/*
+ * Listen as `options` say. Returns a listener id (> 0) for wsev_set_listener_certs and
+ * puts the bound TCP port (0 for a Unix socket) in *bound_port (optional); or the
+ * errors of the functions above (WSEV_ETLSCERT, WSEV_ETLSKEY, WSEV_ETLSKEYMISMATCH
+ * name the first pair that failed to load), UV_EINVAL (no port and no path, a path too
+ * long, unknown trust bits), UV_EADDRINUSE, UV_EEXIST. With I/O threads each thread
+ * accepts on the same Unix socket (the kernel wakes one).
+ */
+WSEV_EXPORT int wsev_listen(wsev_ctx *ctx, const wsev_listen_options *options, int *bound_port);
+
+/*
+ * Replace a TLS listener's certificates (renewed ones, names added) without a restart:
+ * every file is read and checked now; new handshakes use the new set, open
+ * connections go on with theirs, and session tickets issued before still resume. A
+ * set that does not load is refused with the same errors as wsev_listen, and the old
+ * one stays. Returns 0, UV_ENOENT (no such listener, or not a TLS one), UV_EINVAL.
+ */
+WSEV_EXPORT int wsev_set_listener_certs(wsev_ctx *ctx, int listener, const wsev_tls_cert *certs,
+                                        size_t count);
+
 /* ==== compression (permessage-deflate, RFC 7692) ===========================================
  *
  * Off by default. With wsev_set_deflate, a listener accepts the first permessage-deflate
@@ -261,14 +327,50 @@ WSEV_EXPORT int wsev_get_deflate(const wsev_ctx *ctx, wsev_deflate_options *opti
  * case, exactly once: after a normal close, or when the connection could not be opened.
  * Inside that conn_closed, wsev_get_close_info tells why (its `error`: a DNS error such
  * as UV_EAI_NONAME, a connect error such as UV_ECONNREFUSED, UV_ETIMEDOUT, WSEV_ETLS,
- * WSEV_ETLSVERIFY, WSEV_EHANDSHAKE, or UV_ECANCELED for wsev_close or wsev_shutdown
- * before it opened; details in `reason`). Messages written before the connection is
+ * WSEV_ETLSVERIFY, WSEV_EHANDSHAKE, WSEV_EPROXY or WSEV_EPROXYAUTH (below), or
+ * UV_ECANCELED for wsev_close or wsev_shutdown before it opened; details in `reason`).
+ * Messages written before the connection is
  * open are queued and sent once it opens (wsev_broadcast too); beyond the send limit
  * the write returns WSEV_EBACKPRESSURE and the connection is abandoned (conn_closed
  * with that error). Frames we send are masked with fresh random keys; the server's
  * frames are checked as strictly as a client's (masked ones fail the connection with
  * 1002). For an IP literal the certificate must name that address (iPAddress
  * subjectAltName), and no SNI is sent.
+ *
+ * Names with several addresses (Happy Eyeballs, RFC 8305 sections 4 and 5): the
+ * addresses are tried in the resolver's order (RFC 6724's, IPv6 first where it is
+ * routable) with the two families interleaved; while an attempt has not connected
+ * after happy_eyeballs_delay_ms the next one starts alongside it, and a failed attempt
+ * starts the next at once. The first to connect is used and the others are closed;
+ * when every one fails, the reason names the last error. A name with one address is
+ * dialled directly.
+ *
+ * Unix domain sockets: "ws+unix:/path/to.sock:/request?query" (Node ws's form; also
+ * "ws+unix:///path/to.sock"), or "wss+unix:..." over TLS, dials that socket. The
+ * socket path runs to the first ':' (so it cannot contain one; at most 107 bytes, no
+ * '?' or '#', taken as it is without percent-decoding, relative to the working
+ * directory unless it starts with '/'); the request path after the ':' defaults to
+ * "/". The Host header is "localhost". For wss+unix the server is taken to be named
+ * "localhost": that is the SNI sent and the name its certificate must have (unless
+ * `insecure`). wsev_get_conn_info's `peer` is AF_UNIX with the socket's path.
+ *
+ * HTTP proxies (`proxy`): the proxy's name is resolved and dialled as above, a
+ * "CONNECT host:port HTTP/1.1" for the URL's host and port is sent (with
+ * "Proxy-Authorization: Basic" when the proxy URL has credentials: they cross the
+ * network to the proxy in clear text), and a 2xx answer opens the tunnel; TLS (SNI
+ * and verification against the URL's host, as without a proxy) and the upgrade go
+ * through it, and bytes the proxy sent behind its answer are the server's. The
+ * answer's head is bounded by the maximum header size (wsev_set_max_header_size).
+ * connect_timeout_ms covers the tunnel too. Failures, in the close info:
+ * - WSEV_EPROXYAUTH: the proxy answered 407 (no credentials, or wrong ones), or 401
+ *   (tinyproxy's answer to wrong ones);
+ * - WSEV_EPROXY: any other status ("proxy refused the tunnel: 403 Forbidden"), the
+ *   proxy closed the connection or failed it before answering, or its answer was not
+ *   HTTP/1.x or was too long (the reason says which);
+ * - the proxy could not be resolved or reached: the error as without a proxy
+ *   (UV_ECONNREFUSED, ...), with a reason naming the proxy ("cannot connect to proxy
+ *   HOST port N: ...").
+ * A ws+unix or wss+unix URL never goes through the proxy.
  */
 typedef struct {
   const char *origin;           /* the Origin header to send, or NULL for none */
@@ -281,22 +383,37 @@ typedef struct {
   void *data;                   /* the connection's data (wsev_get_conn_data) */
   const wsev_deflate_options *deflate; /* offer permessage-deflate with these options
                                           (NULL or mode off: do not) */
+  const char *proxy;            /* an HTTP proxy to tunnel through with CONNECT, for ws and
+                                   wss alike, or NULL: "http://[user[:password]@]host
+                                   [:port][/]" (host as in the URL; port default 80, the
+                                   http scheme's, so give the proxy's own, e.g. 3128;
+                                   user and password percent-decoded, "%40" for '@';
+                                   no https:// proxies). The library reads no
+                                   environment: http_proxy, https_proxy and no_proxy
+                                   are the application's to honour (wsev-client does) */
+  uint64_t happy_eyeballs_delay_ms; /* a name with several addresses: start the next
+                                       attempt after this long without waiting for the
+                                       last to fail (RFC 8305); 0: 250 ms; UINT64_MAX:
+                                       no racing, each address only after the last
+                                       failed */
 } wsev_client_options;
 
 /*
  * Open a connection to `url`: "ws://" or "wss://", then a host name, an IPv4 literal
  * or a bracketed IPv6 literal ("[::1]"), an optional ":port" (default 80 / 443), and
- * an optional path and query ("/chat?room=1"; no fragment). Names are resolved without
- * blocking the loop and each address is tried in turn. options is optional; it and
+ * an optional path and query ("/chat?room=1"; no fragment); or a Unix socket's
+ * "ws+unix:" / "wss+unix:" URL (above). Names are resolved without blocking the loop
+ * and their addresses raced as above. options is optional; it and
  * every string it points to are only read during this call (the strings are copied or
  * used at once), and `data` is stored as the connection's data. For wss, the server's
  * certificate is verified against options->ca_file or the system's CA bundle and must
  * be for the URL's host (sent as SNI), unless options->insecure. The context remembers
  * the last TLS session with each of the last 8 servers (per ca_file/insecure setting)
  * and offers it to resume, which skips the key exchange (wsev_conn_info.tls_resumed).
- * Returns 0 and the new connection's id in *id, or WSEV_EBADURL, WSEV_ETLSCA (ca_file
- * cannot be loaded), UV_EINVAL (a subprotocol that is not a token, malformed extra
- * headers, a context shutting down), UV_ENOMEM.
+ * Returns 0 and the new connection's id in *id, or WSEV_EBADURL (the URL, or the
+ * proxy's URL, does not parse), WSEV_ETLSCA (ca_file cannot be loaded), UV_EINVAL (a
+ * subprotocol that is not a token, malformed extra headers, a context shutting down),
+ * UV_ENOMEM.
  */
 WSEV_EXPORT int wsev_add_conn(wsev_ctx *ctx, const char *url, const wsev_client_options *options,
                               uint64_t *id);
@@ -310,6 +427,8 @@ WSEV_EXPORT int wsev_add_conn(wsev_ctx *ctx, const char *url, const wsev_client_
  * - url given: a client-side connection, like wsev_add_conn but without the name
  *   lookup and the connect: the URL's host, port and path go into the request (and
  *   SNI and the certificate check for wss). *id (optional) is set as by wsev_add_conn.
+ *   With options->proxy the socket is taken to be connected to that proxy: the
+ *   CONNECT is sent on it first. A Unix socket may be handed over too.
  * Returns 0, WSEV_EBADURL, WSEV_ETLSCA, UV_EINVAL, UV_ENOMEM or a libuv error from
  * opening the socket. (A libuv handle is handed over by duplicating its fd and
  * closing the handle.)
@@ -650,8 +769,16 @@ WSEV_EXPORT void *wsev_get_conn_data(const wsev_ctx *ctx, uint64_t id);
 
 /* About an open connection. Strings are valid until its conn_closed returns. */
 typedef struct {
-  struct sockaddr_storage peer; /* the peer's address */
-  int local_port;               /* the port it connected to */
+  struct sockaddr_storage peer; /* the peer's address; over a Unix socket AF_UNIX with
+                                   the socket's path (the listener's, or the one we
+                                   dialled) */
+  struct sockaddr_storage client_addr; /* who the client is: the address a trusted proxy
+                                          reported (wsev_listen_options.trust), else
+                                          `peer` */
+  int forwarded;                /* 1 if client_addr came from a proxy's report */
+  int peer_pid, peer_uid, peer_gid; /* Unix sockets: the peer process's credentials
+                                       when it connected (SO_PEERCRED); else -1 */
+  int local_port;               /* the port it connected to (0 over a Unix socket) */
   int tls;                      /* 1 over TLS */
   int client;                   /* 1 for a connection we opened, 0 for an accepted one */
   const char *path;             /* the request target of the upgrade */
@@ -758,7 +885,9 @@ WSEV_EXPORT int wsev_post_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t c
   XX(ETLS, -30012, "TLS handshake failed")                                                         \
   XX(ETLSVERIFY, -30013, "the server's certificate was not trusted or not for that host")          \
   XX(EHANDSHAKE, -30014, "the server did not accept the WebSocket upgrade")                        \
-  XX(EWRONGTHREAD, -30015, "called from a thread other than the context's")
+  XX(EWRONGTHREAD, -30015, "called from a thread other than the context's")                    \
+  XX(EPROXY, -30016, "the HTTP proxy did not open a tunnel to the server")                         \
+  XX(EPROXYAUTH, -30017, "the HTTP proxy wants (other) credentials (407, or 401)")
 
 typedef enum {
 #define WSEV_ERRNO_ENUM(name, value, text) WSEV_##name = value,

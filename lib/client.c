@@ -1,36 +1,56 @@
 /* The client side of a connection (connections we open): wsev_add_conn and
- * wsev_adopt_socket, resolving the name without blocking, connecting to each address
- * in turn, then (over TLS once its handshake is done) the upgrade request, the
- * server's 101 (client_handshake.c checks it), and every way this can fail, each
- * reported with a reason in the close info. */
+ * wsev_adopt_socket, resolving the name without blocking, connecting (one address
+ * directly, several raced by dial.c, a Unix socket with uv_pipe_connect), the CONNECT
+ * tunnel through an HTTP proxy (http_proxy.c reads the answer), then (over TLS once
+ * its handshake is done) the upgrade request, the server's 101 (client_handshake.c
+ * checks it), and every way this can fail, each reported with a reason in the close
+ * info. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "context.h"
 #include "deadline.h"
+#include "dial.h"
 #include "dispatch.h"
 #include "frame.h"
+#include "http_proxy.h"
 #include "url.h"
 
-/* Resolving and connecting, until the upgrade request is sent. */
+/* Resolving and connecting, through the proxy's tunnel if any, until the upgrade
+ * request is sent. */
 struct wsev_dial {
   uv_getaddrinfo_t resolve;
   uv_connect_t connect;
   wsev_conn *conn; /* NULL once the connection gave up: a request in flight frees us */
-  struct addrinfo *addrs, *next;
+  struct addrinfo *addrs;
+  wsev_race *race; /* several addresses: the attempts racing */
   char *request;
   size_t request_len;
+  /* Through a proxy: the CONNECT request, its answer while it is read, and the TLS
+   * session, which starts only once the tunnel is open. */
+  char *proxy_request;
+  size_t proxy_request_len;
+  wsev_proxy_answer *answer;
+  wsev_tls *tls;
+  uint64_t delay_ms; /* Happy Eyeballs */
   int last_error;
   uint8_t resolving;
-  uint8_t connecting;
+  uint8_t connecting; /* a direct connect (one address, or a Unix socket) in flight */
+  uint8_t proxied;    /* host and port are the proxy's */
+  uint8_t tunneling;  /* the CONNECT is sent, its answer is being read */
   char port[8];
   char host[256];
+  char unix_path[108];
 };
 
 static void dial_free(struct wsev_dial *d) {
   if (d->addrs) uv_freeaddrinfo(d->addrs);
   wsev__free(d->request);
+  wsev__free(d->proxy_request);
+  wsev__free(d->answer);
+  wsev__tls_free(d->tls);
   wsev__free(d);
 }
 
@@ -39,6 +59,8 @@ void wsev__client_dial_end(wsev_conn *c) {
   if (!d) return;
   c->handshake.dial = NULL;
   d->conn = NULL;
+  wsev__race_cancel(d->race); /* its handles close on their own */
+  d->race = NULL;
   if (d->resolving)
     uv_cancel((uv_req_t *)&d->resolve); /* its callback frees d, cancelled or not */
   else if (!d->connecting)
@@ -69,11 +91,15 @@ void wsev__client_lost(wsev_conn *c, int error) {
 }
 
 void wsev__client_timed_out(wsev_conn *c) {
-  wsev__client_fail(c, UV_ETIMEDOUT,
-                    c->state == WSEV_CONN_CONNECTING ? "timed out connecting"
-                    : c->handshake.response && !c->handshake.dial
-                        ? "timed out waiting for the 101"
-                        : "timed out in the TLS handshake");
+  const struct wsev_dial *d = c->handshake.dial;
+  const char *what = "timed out in the TLS handshake";
+  if (c->state == WSEV_CONN_CONNECTING)
+    what = d && d->tunneling ? "timed out waiting for the proxy's answer"
+           : d && d->proxied ? "timed out connecting to the proxy"
+                             : "timed out connecting";
+  else if (c->handshake.response && !d)
+    what = "timed out waiting for the 101";
+  wsev__client_fail(c, UV_ETIMEDOUT, what);
 }
 
 /* ---- the upgrade --------------------------------------------------------------------- */
@@ -89,7 +115,7 @@ void wsev__client_send_request(wsev_conn *c) {
 
 void wsev__client_connected(wsev_conn *c) {
   c->state = WSEV_CONN_HANDSHAKE;
-  uv_tcp_nodelay(&c->tcp, 1);
+  if (!c->unix_socket) uv_tcp_nodelay(&c->sock.tcp, 1);
   if (wsev__conn_read_start(c) != 0) {
     wsev__client_fail(c, UV_ENOMEM, "cannot read");
     return;
@@ -144,26 +170,88 @@ void wsev__client_input(wsev_conn *c, uint8_t *p, size_t n) {
         c, rc, rc == UV_ENOMEM ? "out of memory" : wsev__client_hs_error(c->handshake.response));
 }
 
-/* ---- dialing ---------------------------------------------------------------------- */
+/* ---- the proxy's tunnel ------------------------------------------------------------ */
 
-static void try_next(wsev_conn *c);
-
-/* The socket of a failed attempt is closed: a fresh one for the next address. */
-static void on_attempt_closed(uv_handle_t *h) {
+static void tunnel_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   wsev_conn *c = h->data;
-  c->tcp_closing = 0;
-  if (c->state == WSEV_CONN_DEAD) {
-    wsev__conn_release(c);
-    return;
-  }
-  uv_tcp_init(c->ctx->loop, &c->tcp);
-  c->tcp.data = c;
-  try_next(c);
+  (void)suggested;
+  *buf = uv_buf_init((char *)c->ctx->read_buf, WSEV_READ_BUFFER_SIZE);
 }
 
-static void next_attempt(wsev_conn *c) {
-  c->tcp_closing = 1;
-  uv_close((uv_handle_t *)&c->tcp, on_attempt_closed);
+/* The proxy's answer, read here (not by conn.c, whose reading starts with TLS or the
+ * upgrade once the tunnel is open). */
+static void tunnel_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  wsev_conn *c = s->data;
+  struct wsev_dial *d = c->handshake.dial;
+  if (nread == 0) return;
+  if (nread < 0) {
+    char reason[124];
+    if (nread == UV_EOF)
+      snprintf(reason, sizeof reason, "the proxy closed the connection before answering");
+    else
+      snprintf(reason, sizeof reason, "reading the proxy's answer: %s", uv_strerror((int)nread));
+    wsev__client_fail(c, WSEV_EPROXY, reason);
+    return;
+  }
+  size_t used;
+  int rc = wsev__proxy_answer_feed(d->answer, (const uint8_t *)buf->base, (size_t)nread, &used);
+  if (rc == WSEV_PROXY_MORE) return;
+  if (rc != WSEV_PROXY_OPEN) {
+    wsev__client_fail(c, rc, wsev__proxy_answer_reason(d->answer));
+    return;
+  }
+  /* The tunnel is open: the rest is the server's, as if it came from a direct
+   * connection (bytes the proxy sent with its answer are not lost). */
+  uv_read_stop(s);
+  d->tunneling = 0;
+  wsev__free(d->answer);
+  d->answer = NULL;
+  c->tls = d->tls;
+  d->tls = NULL;
+  uint8_t *rest = (uint8_t *)buf->base + used;
+  size_t n = (size_t)nread - used;
+  wsev__client_connected(c); /* may end the dialing state: d is not used after */
+  if (n && c->state == WSEV_CONN_HANDSHAKE) wsev__conn_received(c, rest, n);
+}
+
+static void start_tunnel(wsev_conn *c) {
+  struct wsev_dial *d = c->handshake.dial;
+  wsev_ctx *ctx = c->ctx;
+  if (!c->unix_socket) uv_tcp_nodelay(&c->sock.tcp, 1);
+  if (!(d->answer = wsev__malloc(sizeof *d->answer))) {
+    wsev__client_fail(c, UV_ENOMEM, "out of memory");
+    return;
+  }
+  wsev__proxy_answer_init(d->answer,
+                          ctx->set.max_header_size ? ctx->set.max_header_size : SIZE_MAX / 4);
+  if (wsev__send_bytes(c, d->proxy_request, d->proxy_request_len) != 0 ||
+      uv_read_start(&c->sock.stream, tunnel_alloc, tunnel_read) != 0) {
+    wsev__client_fail(c, UV_ENOMEM, "cannot send the CONNECT request");
+    return;
+  }
+  d->tunneling = 1;
+}
+
+/* ---- dialing ---------------------------------------------------------------------- */
+
+/* Ours is connected (to the server, or to the proxy). */
+static void socket_connected(wsev_conn *c) {
+  if (c->handshake.dial->proxied)
+    start_tunnel(c);
+  else
+    wsev__client_connected(c);
+}
+
+static void connect_failed(wsev_conn *c) {
+  struct wsev_dial *d = c->handshake.dial;
+  char reason[124];
+  if (c->unix_socket)
+    snprintf(reason, sizeof reason, "cannot connect to %.80s: %s", d->unix_path,
+             uv_strerror(d->last_error));
+  else
+    snprintf(reason, sizeof reason, "cannot connect to %s%.60s port %s: %s",
+             d->proxied ? "proxy " : "", d->host, d->port, uv_strerror(d->last_error));
+  wsev__client_fail(c, d->last_error, reason);
 }
 
 static void on_connect(uv_connect_t *req, int status) {
@@ -175,37 +263,24 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   if (status == 0) {
-    wsev__client_connected(c);
+    socket_connected(c);
     return;
   }
   d->last_error = status;
-  if (d->next)
-    next_attempt(c);
-  else
-    try_next(c); /* reports the failure */
+  connect_failed(c);
 }
 
-static void try_next(wsev_conn *c) {
-  struct wsev_dial *d = c->handshake.dial;
-  if (d->next) {
-    struct addrinfo *ai = d->next;
-    d->next = ai->ai_next;
-    d->connect.data = d;
-    int rc = uv_tcp_connect(&d->connect, &c->tcp, ai->ai_addr, on_connect);
-    if (rc == 0) {
-      d->connecting = 1;
-      return;
-    }
-    d->last_error = rc;
-    if (d->next) {
-      next_attempt(c);
-      return;
-    }
+static void on_race_done(void *arg, int status, uv_os_sock_t sock) {
+  struct wsev_dial *d = arg;
+  wsev_conn *c = d->conn; /* still there: giving up cancels the race */
+  d->race = NULL;
+  if (status == 0 && (status = wsev__conn_open_socket(c, sock)) != 0) close(sock);
+  if (status != 0) {
+    d->last_error = status;
+    connect_failed(c);
+    return;
   }
-  char reason[124];
-  snprintf(reason, sizeof reason, "cannot connect to %.60s port %s: %s", d->host, d->port,
-           uv_strerror(d->last_error));
-  wsev__client_fail(c, d->last_error, reason);
+  socket_connected(c);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *addrs) {
@@ -217,16 +292,28 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *addr
     dial_free(d);
     return;
   }
-  if (status < 0 || !addrs) {
+  const struct addrinfo *order[2];
+  size_t count = status < 0 || !addrs ? 0 : wsev__race_order(addrs, order, 2);
+  if (count == 0) {
     char reason[124];
-    snprintf(reason, sizeof reason, "cannot resolve %.60s: %s", d->host,
-             uv_strerror(status < 0 ? status : UV_EAI_NONAME));
-    wsev__client_fail(c, status < 0 ? status : UV_EAI_NONAME, reason);
+    status = status < 0 ? status : UV_EAI_NONAME;
+    snprintf(reason, sizeof reason, "cannot resolve %s%.60s: %s", d->proxied ? "proxy " : "",
+             d->host, uv_strerror(status));
+    wsev__client_fail(c, status, reason);
     return;
   }
-  d->next = addrs;
-  d->last_error = UV_ECONNREFUSED;
-  try_next(c);
+  int rc;
+  if (count == 1) { /* the common case: one address, the connection's own handle */
+    d->connect.data = d;
+    if ((rc = uv_tcp_connect(&d->connect, &c->sock.tcp, order[0]->ai_addr, on_connect)) == 0) {
+      d->connecting = 1;
+      return;
+    }
+  } else if ((rc = wsev__race_start(c->ctx, addrs, d->delay_ms, on_race_done, d, &d->race)) == 0) {
+    return;
+  }
+  d->last_error = rc;
+  connect_failed(c);
 }
 
 /* ---- opening ------------------------------------------------------------------------ */
@@ -254,13 +341,22 @@ static int client_tls(wsev_ctx *ctx, const wsev_client_options *o, wsev_tls_conf
 }
 
 /* Everything a connection of ours needs before its socket is connected; on success
- * *out is registered under a new id (not yet told to anyone). */
+ * *out is registered under a new id (not yet told to anyone). unix_socket: an adopted
+ * socket's kind, or -1 to dial what the URL says. */
 static int new_client(wsev_ctx *ctx, const char *url_text, const wsev_client_options *o,
-                      uint64_t id, wsev_conn **out) {
+                      uint64_t id, int unix_socket, wsev_conn **out) {
   wsev_url url;
+  wsev_proxy_url proxy = {0};
   if (!url_text) return UV_EINVAL;
   int rc = wsev__url_parse(url_text, &url);
   if (rc) return rc;
+  if (o && o->proxy && (rc = wsev__proxy_url_parse(o->proxy, &proxy)) != 0) {
+    wsev__url_free(&url);
+    return rc;
+  }
+  /* A Unix socket is local: dialled directly, whatever the proxy. */
+  int proxied = o && o->proxy && !url.unix_path;
+  if (unix_socket < 0) unix_socket = url.unix_path != NULL;
   const char *const *protocols = o ? o->protocols : NULL;
   const char *headers = o ? o->headers : NULL, *origin = o ? o->origin : NULL;
   size_t max_header = ctx->set.max_header_size ? ctx->set.max_header_size : SIZE_MAX / 4;
@@ -293,8 +389,11 @@ static int new_client(wsev_ctx *ctx, const char *url_text, const wsev_client_opt
                             pmd.mode != WSEV_PMD_OFF ? offer : NULL, &d->request, &d->request_len,
                             accept);
   if (rc) goto fail;
+  if (proxied && (rc = wsev__proxy_request(url.host, url.ipv6, url.port, proxy.auth,
+                                           &d->proxy_request, &d->proxy_request_len)) != 0)
+    goto fail;
   rc = UV_ENOMEM;
-  if (!(c = wsev__conn_new(ctx))) goto fail;
+  if (!(c = wsev__conn_new(ctx, unix_socket))) goto fail;
   c->client = 1;
   c->handshake.dial = d;
   d->conn = c;
@@ -303,17 +402,23 @@ static int new_client(wsev_ctx *ctx, const char *url_text, const wsev_client_opt
        !(c->deflate = wsev__deflate_new(&deflate, wsev__ctx_deflate_streams(ctx)))) ||
       !(c->handshake.response = wsev__client_hs_new(accept, protocols, &pmd, max_header)) ||
       !(c->path = wsev__malloc(resource_len + 1)) ||
-      (url.tls && !(c->tls = wsev__tls_new(tls_conf, url.host, url.port))) ||
+      /* Through a proxy, TLS waits for the tunnel (the CONNECT goes in plain). */
+      (url.tls &&
+       !(*(proxied ? &d->tls : &c->tls) = wsev__tls_new(tls_conf, url.host, url.port))) ||
       (id ? wsev__conn_set_id(c, id) : wsev__conn_take_id(c)) != 0)
     goto fail;
   memcpy(c->path, url.resource, resource_len + 1);
-  snprintf(d->host, sizeof d->host, "%s", url.host);
-  snprintf(d->port, sizeof d->port, "%u", (unsigned)url.port);
+  d->proxied = (uint8_t)proxied;
+  d->delay_ms = o ? o->happy_eyeballs_delay_ms : 0;
+  snprintf(d->host, sizeof d->host, "%s", proxied ? proxy.host : url.host);
+  snprintf(d->port, sizeof d->port, "%u", (unsigned)(proxied ? proxy.port : url.port));
+  if (url.unix_path) snprintf(d->unix_path, sizeof d->unix_path, "%s", url.unix_path);
   uint64_t timeout =
       o && o->connect_timeout_ms ? o->connect_timeout_ms : ctx->set.handshake_timeout_ms;
   wsev__deadline_set(c, WSEV_DEADLINE_HANDSHAKE, timeout);
   wsev__tls_config_unref(tls_conf); /* the session holds its own reference */
   wsev__url_free(&url);
+  wsev__proxy_url_free(&proxy);
   *out = c;
   return 0;
 fail:
@@ -323,23 +428,30 @@ fail:
     dial_free(d);
   wsev__tls_config_unref(tls_conf);
   wsev__url_free(&url);
+  wsev__proxy_url_free(&proxy);
   return rc;
 }
 
 static int add_conn(wsev_ctx *ctx, const char *url, const wsev_client_options *options,
                     uint64_t *id) {
   wsev_conn *c;
-  int rc = new_client(ctx, url, options, *id, &c);
+  int rc = new_client(ctx, url, options, *id, -1, &c);
   if (rc) return rc;
   struct wsev_dial *d = c->handshake.dial;
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-  d->resolve.data = d;
-  rc = uv_getaddrinfo(ctx->loop, &d->resolve, on_resolved, d->host, d->port, &hints);
-  if (rc) {
-    wsev__conn_abort(c);
-    return rc;
+  if (c->unix_socket) {
+    d->connect.data = d;
+    uv_pipe_connect(&d->connect, &c->sock.pipe, d->unix_path, on_connect); /* errors come there */
+    d->connecting = 1;
+  } else {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    d->resolve.data = d;
+    rc = uv_getaddrinfo(ctx->loop, &d->resolve, on_resolved, d->host, d->port, &hints);
+    if (rc) {
+      wsev__conn_abort(c);
+      return rc;
+    }
+    d->resolving = 1;
   }
-  d->resolving = 1;
   c->announced = 1;
   *id = c->id;
   return 0;
@@ -349,9 +461,13 @@ static int adopt(wsev_ctx *ctx, uv_os_sock_t sock, const char *url,
                  const wsev_client_options *options, uint64_t *id) {
   wsev_conn *c;
   int rc;
+  struct sockaddr_storage addr;
+  socklen_t len = sizeof addr;
+  int unix_socket =
+      getsockname(sock, (struct sockaddr *)&addr, &len) == 0 && addr.ss_family == AF_UNIX;
   if (!url) {
-    if (!(c = wsev__conn_new(ctx))) return UV_ENOMEM;
-    if ((rc = uv_tcp_open(&c->tcp, sock)) != 0) {
+    if (!(c = wsev__conn_new(ctx, unix_socket))) return UV_ENOMEM;
+    if ((rc = wsev__conn_open_socket(c, sock)) != 0) {
       wsev__conn_abort(c); /* the handle never owned the socket: it stays open */
       return rc;
     }
@@ -359,14 +475,14 @@ static int adopt(wsev_ctx *ctx, uv_os_sock_t sock, const char *url,
     wsev__server_serve(c);
     return 0;
   }
-  if ((rc = new_client(ctx, url, options, id ? *id : 0, &c)) != 0) return rc;
-  if ((rc = uv_tcp_open(&c->tcp, sock)) != 0) {
+  if ((rc = new_client(ctx, url, options, id ? *id : 0, unix_socket, &c)) != 0) return rc;
+  if ((rc = wsev__conn_open_socket(c, sock)) != 0) {
     wsev__conn_abort(c);
     return rc;
   }
   c->announced = 1;
   if (id) *id = c->id;
-  wsev__client_connected(c);
+  socket_connected(c); /* with a proxy: the socket is taken to be connected to it */
   return 0;
 }
 

@@ -10,8 +10,12 @@
  * FIN follows, and input is discarded until the peer's EOF or the close timeout.
  * DEAD: the handle is closing; the memory goes in its close callback, never earlier,
  * so nothing up the stack ever touches freed memory. */
+#define _GNU_SOURCE /* struct ucred (SO_PEERCRED) */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "alloc.h"
 #include "context.h"
@@ -27,12 +31,24 @@ static int alive(const wsev_conn *c) {
   return c->state == WSEV_CONN_OPEN || c->state == WSEV_CONN_CLOSING;
 }
 
-wsev_conn *wsev__conn_new(wsev_ctx *ctx) {
+void wsev__conn_handle_init(wsev_conn *c) {
+  if (c->unix_socket)
+    uv_pipe_init(c->ctx->loop, &c->sock.pipe, 0);
+  else
+    uv_tcp_init(c->ctx->loop, &c->sock.tcp);
+  c->sock.stream.data = c;
+}
+
+int wsev__conn_open_socket(wsev_conn *c, uv_os_sock_t sock) {
+  return c->unix_socket ? uv_pipe_open(&c->sock.pipe, sock) : uv_tcp_open(&c->sock.tcp, sock);
+}
+
+wsev_conn *wsev__conn_new(wsev_ctx *ctx, int unix_socket) {
   wsev_conn *c = wsev__calloc(1, sizeof *c);
   if (!c) return NULL;
   c->ctx = ctx;
-  uv_tcp_init(ctx->loop, &c->tcp);
-  c->tcp.data = c;
+  c->unix_socket = unix_socket != 0;
+  wsev__conn_handle_init(c);
   wsev__handle_opened(ctx);
   c->all_next = ctx->all_head;
   if (ctx->all_head) ctx->all_head->all_prev = c;
@@ -57,8 +73,15 @@ int wsev__conn_take_id(wsev_conn *c) {
       c, atomic_fetch_add_explicit(&ctx->next_id, ctx->id_stride, memory_order_relaxed));
 }
 
+int wsev__conn_set_client(wsev_conn *c, const struct sockaddr_storage *client) {
+  if (!c->origin && !(c->origin = wsev__malloc(sizeof *c->origin))) return UV_ENOMEM;
+  c->origin->client = *client;
+  return 0;
+}
+
 int wsev__conn_read_start(wsev_conn *c) {
-  return uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  return uv_read_start(&c->sock.stream, on_alloc,
+                       c->proxy_pending ? wsev__server_proxy_read : on_read);
 }
 
 /* ---- the end ------------------------------------------------------------------------ */
@@ -81,6 +104,7 @@ void wsev__conn_release(wsev_conn *c) {
   wsev__writer_free(&c->writer, &ctx->pool);
   wsev__reader_free(&c->reader, &ctx->pool);
   wsev__deflate_free(c->deflate);
+  wsev__free(c->origin);
   wsev__free(c->path);
   wsev__free(c->protocol);
   wsev__free(c->ending.reason);
@@ -129,8 +153,7 @@ void wsev__conn_abort(wsev_conn *c) {
   c->state = WSEV_CONN_DEAD;
   wsev__deadline_clear(c);
   wsev__client_dial_end(c);
-  /* A failed attempt's socket that is closing already frees us when it is closed. */
-  if (!c->tcp_closing) uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+  uv_close((uv_handle_t *)&c->sock, on_handle_closed);
   end_websocket(c);
 }
 
@@ -211,7 +234,7 @@ static void hold_input(wsev_conn *c, const uint8_t *p, size_t n) {
     held->data = grown;
     held->len += n;
   }
-  if (!c->paused) uv_read_stop((uv_stream_t *)&c->tcp);
+  if (!c->paused) uv_read_stop(&c->sock.stream);
   c->paused = 1;
 }
 
@@ -321,7 +344,7 @@ void wsev__conn_acked(wsev_conn *c) {
 
 void wsev__conn_peer_eof(wsev_conn *c) {
   c->read_eof = 1;
-  uv_read_stop((uv_stream_t *)&c->tcp);
+  uv_read_stop(&c->sock.stream);
   if (alive(c) && (c->paused || (c->ctx->app_busy && c->ctx->app_busy(c)))) {
     c->eof_waiting = 1; /* after the application's replies (wsev__conn_acked) */
     return;
@@ -367,10 +390,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   c->deadline.last_rx = uv_now(c->ctx->loop);
   if (c->deadline.armed && c->deadline.kind == WSEV_DEADLINE_PONG) wsev__deadline_clear(c);
+  wsev__conn_received(c, (uint8_t *)buf->base, (size_t)nread);
+}
+
+void wsev__conn_received(wsev_conn *c, uint8_t *p, size_t n) {
   if (c->tls)
-    wsev__tls_conn_input(c, (uint8_t *)buf->base, (size_t)nread);
+    wsev__tls_conn_input(c, p, n);
   else
-    wsev__conn_input(c, (uint8_t *)buf->base, (size_t)nread);
+    wsev__conn_input(c, p, n);
 }
 
 /* ---- hooks for the context's timers ----------------------------------------------- */
@@ -463,6 +490,42 @@ int wsev_get_close_info(const wsev_ctx *ctx, uint64_t id, wsev_close_info *info)
   return 0;
 }
 
+static int tcp_peer(const wsev_conn *c, wsev_conn_info *info) {
+  int len = sizeof info->peer;
+  int rc = uv_tcp_getpeername(&c->sock.tcp, (struct sockaddr *)&info->peer, &len);
+  struct sockaddr_storage local;
+  len = sizeof local;
+  if (!rc) rc = uv_tcp_getsockname(&c->sock.tcp, (struct sockaddr *)&local, &len);
+  if (!rc)
+    info->local_port =
+        ntohs(local.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&local)->sin6_port
+                                          : ((struct sockaddr_in *)&local)->sin_port);
+  return rc;
+}
+
+/* A Unix socket's peer has no name of its own (unless it bound one): the socket's path
+ * tells more, the listener's for an accepted one (its local name), the server's for
+ * ours; and the kernel knows the peer process. */
+static int unix_peer(const wsev_conn *c, wsev_conn_info *info) {
+  struct sockaddr_un *un = (struct sockaddr_un *)&info->peer;
+  socklen_t len = sizeof *un;
+  uv_os_fd_t fd;
+  int rc = uv_fileno((const uv_handle_t *)&c->sock, &fd);
+  if (rc) return rc;
+  if ((c->client ? getpeername(fd, (struct sockaddr *)un, &len)
+                 : getsockname(fd, (struct sockaddr *)un, &len)) != 0)
+    return -errno;
+  un->sun_family = AF_UNIX;
+  struct ucred cred;
+  socklen_t cred_len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0) {
+    info->peer_pid = (int)cred.pid;
+    info->peer_uid = (int)cred.uid;
+    info->peer_gid = (int)cred.gid;
+  }
+  return 0;
+}
+
 int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info) {
   WSEV_CHECK_CTX(ctx, WSEV_EWRONGTHREAD);
   if (!info) return UV_EINVAL;
@@ -470,14 +533,11 @@ int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info) {
   wsev_conn *c = wsev__conn_find(ctx, id);
   if (!c) return WSEV_ENOCONN;
   memset(info, 0, sizeof *info);
-  int len = sizeof info->peer;
-  int rc = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&info->peer, &len);
-  struct sockaddr_storage local;
-  len = sizeof local;
-  if (!rc) rc = uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&local, &len);
+  info->peer_pid = info->peer_uid = info->peer_gid = -1;
+  int rc = c->unix_socket ? unix_peer(c, info) : tcp_peer(c, info);
   if (rc) return rc;
-  info->local_port = ntohs(local.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&local)->sin6_port
-                                                       : ((struct sockaddr_in *)&local)->sin_port);
+  info->client_addr = c->origin ? c->origin->client : info->peer;
+  info->forwarded = c->origin != NULL;
   info->path = c->path ? c->path : "";
   info->protocol = c->protocol;
   info->client = c->client;

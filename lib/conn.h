@@ -101,8 +101,17 @@ typedef struct {
   uint8_t by_peer;
 } wsev_conn_ending;
 
+/* The client a trusted proxy named (wsev_conn_info.client), kept only when one did. */
+typedef struct {
+  struct sockaddr_storage client;
+} wsev_conn_origin;
+
 struct wsev_conn {
-  uv_tcp_t tcp; /* tcp.data points back here */
+  union {
+    uv_stream_t stream; /* what reading and writing use; stream.data points back here */
+    uv_tcp_t tcp;
+    uv_pipe_t pipe; /* over a Unix socket (`unix_socket`) */
+  } sock;
   wsev_ctx *ctx;
   uint64_t id; /* 0 until the upgrade request passed the checks (ours: at once) */
   wsev_conn *all_prev, *all_next; /* every connection of the context */
@@ -117,6 +126,7 @@ struct wsev_conn {
   wsev_conn_handshake handshake;
   wsev_conn_ending ending;
   wsev_deflate *deflate; /* permessage-deflate offered (ours) or agreed, else NULL */
+  wsev_conn_origin *origin; /* NULL: the client is the socket's peer */
   uint8_t state;
   uint8_t client;        /* a connection we opened: frames masked, 101 expected */
   uint8_t announced;     /* the application knows the id: conn_closed is owed */
@@ -125,7 +135,11 @@ struct wsev_conn {
   uint8_t read_eof;      /* the peer sent its FIN */
   uint8_t shutdown_sent; /* our FIN is requested */
   uint8_t shutdown_done; /* and sent */
-  uint8_t tcp_closing;   /* ours: the socket of a failed attempt is closing */
+  /* Cold facts in one byte, so that the flags still fit beside `handed`. */
+  uint8_t unix_socket : 1;   /* sock is a uv_pipe_t: a Unix domain socket */
+  uint8_t proxy_pending : 1; /* its PROXY protocol header is still being read
+                                (handshake.held keeps a partial one) */
+  uint8_t trust : 3;         /* accepted: the listener's WSEV_TRUST_* */
   /* I/O thread (ctx->app_busy): while messages are with the application, a reaction
    * to later input waits, with the input behind it (in handshake.held) and the peer's
    * EOF. `handed` counts the messages handed over (when they are emitted: the
@@ -137,8 +151,18 @@ struct wsev_conn {
 };
 
 /* ---- conn.c: life ------------------------------------------------------------------ */
-/* A new connection in the CONNECTING state with its handle initialized, or NULL. */
-wsev_conn *wsev__conn_new(wsev_ctx *ctx);
+/* A new connection in the CONNECTING state with its handle initialized (a TCP one, or a
+ * Unix socket's with unix_socket), or NULL. */
+wsev_conn *wsev__conn_new(wsev_ctx *ctx, int unix_socket);
+/* Give the handle a connected socket: 0 or a libuv error (the socket stays the
+ * caller's). */
+int wsev__conn_open_socket(wsev_conn *c, uv_os_sock_t sock);
+/* Initialize the handle again, after a failed attempt's closed. */
+void wsev__conn_handle_init(wsev_conn *c);
+/* The client a trusted proxy named: 0 or UV_ENOMEM. */
+int wsev__conn_set_client(wsev_conn *c, const struct sockaddr_storage *client);
+/* Bytes read from the socket: through TLS (if any) to the state machine. */
+void wsev__conn_received(wsev_conn *c, uint8_t *p, size_t n);
 /* Start reading the socket. 0 or a libuv error. */
 int wsev__conn_read_start(wsev_conn *c);
 /* Open WebSocket: deliver `rest` (frames that came behind the handshake). The caller
@@ -240,9 +264,17 @@ int wsev__tls_conn_flush(wsev_conn *c);
 void wsev__tls_conn_start(wsev_conn *c);
 
 /* ---- server.c ---------------------------------------------------------------------- */
-/* Accept a pending client of `server` (a listener, `tls` its configuration or NULL).
- * UV_ENOMEM if there was no memory to accept it with (it is then still pending). */
-int wsev__server_accept(wsev_ctx *ctx, uv_stream_t *server, wsev_tls_config *tls);
+/* What a listener tells about the clients it accepts. */
+typedef struct {
+  wsev_tls_config *tls;  /* its TLS configuration, or NULL */
+  unsigned trust;        /* WSEV_TRUST_* */
+  int unix_socket;       /* a Unix socket's listener */
+} wsev_accept_from;
+/* Accept a pending client of `server`. UV_ENOMEM if there was no memory to accept it
+ * with (it is then still pending). */
+int wsev__server_accept(wsev_ctx *ctx, uv_stream_t *server, const wsev_accept_from *from);
+/* Reading a connection whose listener expects a PROXY protocol header first. */
+void wsev__server_proxy_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 /* Serve a connected socket (accepted or adopted): read its upgrade request. */
 void wsev__server_serve(wsev_conn *c);
 /* Bytes of the HTTP request stream. */

@@ -99,7 +99,7 @@ static int write_records(wsev_conn *c) {
   size_t len, cap;
   uint8_t *records = wsev__tls_take(c->tls, &len, &cap);
   uv_buf_t buf = uv_buf_init((char *)records, (unsigned)len);
-  int written = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+  int written = uv_try_write(&c->sock.stream, &buf, 1);
   if (written == UV_EAGAIN) written = 0;
   if (written < 0) {
     wsev__free(records);

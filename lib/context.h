@@ -105,6 +105,7 @@ struct wsev_ctx {
   size_t n_active;              /* accepted connections in the handshake, open or closing */
   _Atomic size_t *active_total; /* an I/O thread's context: n_active of all threads */
   wsev_listener *listeners;
+  int listener_ids; /* the last id wsev_listen gave */
 
   /* One read buffer shared by every connection: libuv reads one stream at a time and
    * we consume the bytes before returning from the read callback. */
@@ -211,10 +212,25 @@ void wsev__listeners_close(wsev_ctx *ctx);
  * checks this first, since sockets with SO_REUSEPORT of the same user would share the
  * port silently. */
 int wsev__listen_probe(const char *host, const char *port);
-/* Listen on this context's loop (cert_file NULL: plain; tickets NULL: the listener's
- * own ticket keys). Returns the port or an error. */
-int wsev__listen(wsev_ctx *ctx, const char *host, const char *port, const char *cert_file,
-                 const char *key_file, wsev_tls_tickets *tickets, int reuseport);
+/* How wsev_listen's options are put into effect on one loop. */
+typedef struct {
+  const wsev_listen_options *options; /* checked by wsev_listen */
+  int id;                             /* the listener's id */
+  wsev_tls_tickets *tickets; /* ticket keys shared by the I/O threads' listeners, or NULL:
+                                the listener's own */
+  int reuseport;             /* other sockets bind the same port (one per I/O thread) */
+  int unix_fd; /* a Unix socket: -1 binds the path; else a descriptor of the first
+                  thread's socket to listen on too (set by the first) */
+} wsev_listen_how;
+/* Listen on this context's loop. Returns the bound TCP port (0 for a Unix socket) or an
+ * error. */
+int wsev__listen(wsev_ctx *ctx, wsev_listen_how *how);
+/* wsev_set_listener_certs on this context's loop, in two steps so that the I/O threads
+ * switch together or not at all: load the set for the TLS listener `id` (0, UV_ENOENT
+ * or a loading error), then take it (commit) or drop it. */
+int wsev__listeners_prepare_certs(wsev_ctx *ctx, int id, const wsev_tls_cert *certs,
+                                  size_t count);
+void wsev__listeners_commit_certs(wsev_ctx *ctx, int id, int commit);
 
 /* client.c: wsev_add_conn (sock NULL) or wsev_adopt_socket on this context's loop; a
  * non-zero *id is the id to use (taken from this context earlier). */
@@ -223,8 +239,8 @@ int wsev__client_open(wsev_ctx *ctx, const char *url, const wsev_client_options 
 
 /* io.c: threaded mode. The API functions hand their work to these when ctx->io is set. */
 void wsev__io_free(wsev_ctx *ctx);
-int wsev__io_listen(wsev_ctx *ctx, const char *host, const char *port, const char *cert,
-                    const char *key);
+int wsev__io_listen(wsev_ctx *ctx, wsev_listen_how *how);
+int wsev__io_set_certs(wsev_ctx *ctx, int id, const wsev_tls_cert *certs, size_t count);
 int wsev__io_open(wsev_ctx *ctx, const char *url, const wsev_client_options *options, uint64_t *id,
                   uv_os_sock_t *sock);
 int wsev__io_known(const wsev_ctx *ctx, uint64_t id);

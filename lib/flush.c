@@ -89,7 +89,7 @@ int wsev__flush_write_segs(wsev_conn *c, wsev_seg *head, size_t bytes) {
   wr->conn = c;
   wr->segs = head;
   wr->len = bytes;
-  int rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, bufs, count, on_write); /* copies bufs */
+  int rc = uv_write(&wr->req, &c->sock.stream, bufs, count, on_write); /* copies bufs */
   if (bufs != stack_bufs) wsev__free(bufs);
   if (rc != 0) {
     wsev__free(wr);
@@ -105,7 +105,7 @@ static int flush_plain(wsev_conn *c) {
   wsev_writer *w = &c->writer;
   uv_buf_t bufs[64];
   unsigned n = wsev__writer_gather(w, bufs, 64);
-  int written = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+  int written = uv_try_write(&c->sock.stream, bufs, n);
   if (written == UV_EAGAIN) written = 0;
   if (written < 0) return -1;
   wsev__writer_consume(w, &c->ctx->pool, (size_t)written);
@@ -132,7 +132,7 @@ static void send_fin(wsev_conn *c) {
     return;
   }
   req->data = c;
-  if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+  if (uv_shutdown(req, &c->sock.stream, on_shutdown) != 0) {
     wsev__free(req);
     wsev__conn_abort(c);
     return;

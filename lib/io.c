@@ -982,29 +982,61 @@ void wsev__io_free(wsev_ctx *ctx) {
 
 /* ---- listening and dialing: setup calls, run on the threads and waited for -------------- */
 
-typedef struct {
-  const char *host, *cert, *key;
-  char port[12];             /* the port the probe got: every thread binds the same one */
-  wsev_tls_tickets *tickets; /* one set for all threads: a ticket resumes on any of them */
-} listen_args;
+static int listen_on_thread(wsev_ctx *inner, void *arg) { return wsev__listen(inner, arg); }
 
-static int listen_on_thread(wsev_ctx *inner, void *arg) {
-  listen_args *a = arg;
-  return wsev__listen(inner, a->host, a->port, a->cert, a->key, a->tickets, 1);
+int wsev__io_listen(wsev_ctx *ctx, wsev_listen_how *how) {
+  wsev_io *io = ctx->io;
+  wsev_listen_options o = *how->options;
+  char port[12];
+  int rc = 0;
+  if (!o.unix_path) {
+    /* Every thread binds the port the probe got (SO_REUSEPORT: the kernel spreads
+     * clients over them); a Unix socket is bound once and the others listen on it too. */
+    if ((rc = wsev__listen_probe(o.host, o.port)) < 0) return rc;
+    snprintf(port, sizeof port, "%d", rc);
+    o.port = port;
+    how->reuseport = 1;
+  }
+  how->options = &o;
+  /* One set of ticket keys for all threads: a ticket resumes on any of them. */
+  if (o.cert_count && !(how->tickets = wsev__tls_tickets_new())) return UV_ENOMEM;
+  for (int i = 0; i < io->count && rc >= 0; i++)
+    rc = call_sync(&io->threads[i], listen_on_thread, how);
+  wsev__tls_tickets_unref(how->tickets); /* each listener's configuration holds its own reference */
+  how->tickets = NULL;
+  return rc; /* a failure on a later thread leaves the earlier ones listening */
 }
 
-int wsev__io_listen(wsev_ctx *ctx, const char *host, const char *port, const char *cert,
-                    const char *key) {
+typedef struct {
+  int id;
+  const wsev_tls_cert *certs;
+  size_t count;
+  int commit;
+} set_certs_args;
+
+static int prepare_certs_on_thread(wsev_ctx *inner, void *arg) {
+  set_certs_args *a = arg;
+  return wsev__listeners_prepare_certs(inner, a->id, a->certs, a->count);
+}
+
+static int commit_certs_on_thread(wsev_ctx *inner, void *arg) {
+  set_certs_args *a = arg;
+  wsev__listeners_commit_certs(inner, a->id, a->commit);
+  return 0;
+}
+
+int wsev__io_set_certs(wsev_ctx *ctx, int id, const wsev_tls_cert *certs, size_t count) {
   wsev_io *io = ctx->io;
-  listen_args a = {host, cert, key, "", NULL};
-  int rc = wsev__listen_probe(host, port);
-  if (rc < 0) return rc;
-  snprintf(a.port, sizeof a.port, "%d", rc);
-  if (cert && !(a.tickets = wsev__tls_tickets_new())) return UV_ENOMEM;
-  for (int i = 0; i < io->count && rc >= 0; i++)
-    rc = call_sync(&io->threads[i], listen_on_thread, &a);
-  wsev__tls_tickets_unref(a.tickets); /* each listener's configuration holds its own reference */
-  return rc; /* a failure on a later thread leaves the earlier ones listening */
+  /* Every thread loads the set (with its own random source) before any takes it: a
+   * set that fails anywhere changes nothing. */
+  set_certs_args a = {id, certs, count, 0};
+  int rc = 0;
+  for (int i = 0; i < io->count && rc == 0; i++)
+    rc = call_sync(&io->threads[i], prepare_certs_on_thread, &a);
+  a.commit = rc == 0;
+  for (int i = 0; i < io->count; i++)
+    call_sync(&io->threads[i], commit_certs_on_thread, &a);
+  return rc;
 }
 
 typedef struct {

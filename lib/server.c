@@ -5,12 +5,15 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "alloc.h"
 #include "context.h"
 #include "deadline.h"
 #include "dispatch.h"
+#include "forwarded.h"
 #include "frame.h"
+#include "proxy_protocol.h"
 
 /* A header block may grow without bound only as far as this (a limit of 0). */
 #define UNLIMITED_HEADER (SIZE_MAX / 4)
@@ -44,7 +47,7 @@ void wsev__server_reject(wsev_conn *c, int status) {
 void wsev__server_serve(wsev_conn *c) {
   wsev_ctx *ctx = c->ctx;
   c->state = WSEV_CONN_HANDSHAKE;
-  uv_tcp_nodelay(&c->tcp, 1);
+  if (!c->unix_socket) uv_tcp_nodelay(&c->sock.tcp, 1);
   if (wsev__conn_read_start(c) != 0) {
     wsev__conn_abort(c);
     return;
@@ -65,21 +68,128 @@ void wsev__server_serve(wsev_conn *c) {
   wsev__deadline_set(c, WSEV_DEADLINE_HANDSHAKE, ctx->set.handshake_timeout_ms);
 }
 
-int wsev__server_accept(wsev_ctx *ctx, uv_stream_t *server, wsev_tls_config *tls) {
-  wsev_conn *c = wsev__conn_new(ctx);
+int wsev__server_accept(wsev_ctx *ctx, uv_stream_t *server, const wsev_accept_from *from) {
+  wsev_conn *c = wsev__conn_new(ctx, from->unix_socket);
   if (!c) return UV_ENOMEM;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+  if (uv_accept(server, &c->sock.stream) != 0) {
     wsev__conn_abort(c);
     return 0;
   }
   /* Over the limit, a TLS client is closed at once: a 503 would first cost a whole
    * handshake, just when the server is at its limit (and plaintext is no answer). */
-  if (tls && (wsev__ctx_full(ctx) || !(c->tls = wsev__tls_new(tls, NULL, 0)))) {
+  if (from->tls && (wsev__ctx_full(ctx) || !(c->tls = wsev__tls_new(from->tls, NULL, 0)))) {
     wsev__conn_abort(c);
     return 0;
   }
+  c->trust = from->trust & 7;
+  c->proxy_pending = (from->trust & WSEV_TRUST_PROXY_PROTOCOL) != 0;
   wsev__server_serve(c);
   return 0;
+}
+
+/* ---- the PROXY protocol header, before TLS or HTTP ------------------------------------ */
+
+/* The header is complete: remember the client it names, then read as usual. */
+static void proxy_header_done(wsev_conn *c, const wsev_proxy_header *header, uint8_t *rest,
+                              size_t n) {
+  if (!header->local && wsev__conn_set_client(c, &header->source) != 0) {
+    wsev__conn_abort(c);
+    return;
+  }
+  c->proxy_pending = 0;
+  uv_read_stop(&c->sock.stream);
+  if (wsev__conn_read_start(c) != 0) {
+    wsev__conn_abort(c);
+    return;
+  }
+  if (n) wsev__conn_received(c, rest, n);
+}
+
+/* Keep n more bytes of a header that came in pieces: 0 or UV_ENOMEM. */
+static int hold(wsev_buf *held, const uint8_t *p, size_t n) {
+  if (held->len + n > held->cap) {
+    size_t cap = (held->len + n) * 2;
+    uint8_t *grown = wsev__realloc(held->data, cap);
+    if (!grown) return UV_ENOMEM;
+    held->data = grown;
+    held->cap = cap;
+  }
+  memcpy(held->data + held->len, p, n);
+  held->len += n;
+  return 0;
+}
+
+void wsev__server_proxy_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  wsev_conn *c = s->data;
+  if (nread == 0) return;
+  if (nread < 0) { /* the header never came whole: nothing to answer */
+    wsev__conn_abort(c);
+    return;
+  }
+  wsev_buf *held = &c->handshake.held;
+  uint8_t *p = (uint8_t *)buf->base;
+  size_t n = (size_t)nread;
+  if (held->len) { /* a header in pieces: join them */
+    if (hold(held, p, n) != 0) {
+      wsev__conn_abort(c);
+      return;
+    }
+    p = held->data;
+    n = held->len;
+  }
+  wsev_proxy_header header;
+  int used = wsev__proxy_header_parse(p, n, &header);
+  if (used < 0) { /* a client that did not come through the proxy, or a forged header */
+    wsev__conn_abort(c);
+    return;
+  }
+  if (used == 0) { /* more to come (the parser bounds the header's length) */
+    if (!held->len && hold(held, p, n) != 0) wsev__conn_abort(c);
+    return;
+  }
+  wsev_buf joined = *held; /* freed after the rest is through: `p` may point into it */
+  memset(held, 0, sizeof *held);
+  proxy_header_done(c, &header, p + used, n - (size_t)used);
+  wsev__free(joined.data);
+}
+
+/* ---- what a trusted proxy says in the request ----------------------------------------- */
+
+/* Every value of the header `name`, joined with ", " as one list (RFC 9110 section 5.3);
+ * NULL when absent or without memory. */
+static char *joined_header(const wsev_hs *req, const char *name) {
+  size_t pos = 0, total = 0;
+  const char *key, *value;
+  while ((key = wsev__hs_header_at(req, &pos, &value)) != NULL)
+    if (strcasecmp(key, name) == 0) total += strlen(value) + 2;
+  char *out = total ? wsev__malloc(total + 1) : NULL;
+  if (!out) return NULL;
+  size_t len = 0;
+  for (pos = 0; (key = wsev__hs_header_at(req, &pos, &value)) != NULL;) {
+    if (strcasecmp(key, name) != 0) continue;
+    if (len) memcpy(out + len, ", ", 2), len += 2;
+    size_t n = strlen(value);
+    memcpy(out + len, value, n);
+    len += n;
+  }
+  out[len] = 0;
+  return out;
+}
+
+/* The client a trusted proxy names in Forwarded or X-Forwarded-For, if any. 0, or
+ * UV_ENOMEM. */
+static int forwarded_client(wsev_conn *c) {
+  const wsev_hs *req = c->handshake.request;
+  /* Only what the listener trusts is read: a client could send the other header. */
+  char *forwarded = c->trust & WSEV_TRUST_FORWARDED ? joined_header(req, "forwarded") : NULL;
+  char *xff = c->trust & WSEV_TRUST_X_FORWARDED_FOR ? joined_header(req, "x-forwarded-for") : NULL;
+  struct sockaddr_storage client;
+  int rc = 0;
+  if ((forwarded || xff) && wsev__forwarded_client(forwarded, xff, &client) == 0)
+    rc = wsev__conn_set_client(c, &client);
+  wsev__free(forwarded);
+  wsev__free(xff);
+  return rc;
 }
 
 /* ---- the origin policy ------------------------------------------------------------ */
@@ -198,7 +308,7 @@ static void defer_upgrade(wsev_conn *c, uint8_t *rest, size_t n) {
     memcpy(hs->held.data, rest, n);
     hs->held.len = n;
   }
-  uv_read_stop((uv_stream_t *)&c->tcp);
+  uv_read_stop(&c->sock.stream);
   hs->deferred = 1;
   wsev__deadline_set(c, WSEV_DEADLINE_DEFER, c->ctx->set.defer_timeout_ms);
 }
@@ -206,6 +316,10 @@ static void defer_upgrade(wsev_conn *c, uint8_t *rest, size_t n) {
 /* A valid upgrade request: the origin policy, then the application's say. */
 static void upgrade_request(wsev_conn *c, uint8_t *rest, size_t n) {
   wsev_ctx *ctx = c->ctx;
+  if ((c->trust & (WSEV_TRUST_FORWARDED | WSEV_TRUST_X_FORWARDED_FOR)) && forwarded_client(c) != 0) {
+    wsev__server_reject(c, 503);
+    return;
+  }
   if (!origin_allowed(c)) {
     wsev__server_reject(c, 403);
     return;

@@ -42,6 +42,18 @@ int wsev__rng_bytes(wsev_rng *rng, void *buf, size_t len);
  * listener as long as needed. */
 int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *key_file,
                             wsev_tls_tickets *tickets, wsev_tls_config **out);
+/* Server configuration with several certificates: certs[0] is the default; a client's
+ * SNI picks the first certificate whose names match it (subjectAltName dNSName entries;
+ * the subject CN only when the certificate has no dNSName; case-insensitive; a
+ * "*.example.com" name matches exactly one leftmost label, never "example.com" or
+ * "a.b.example.com"); no SNI or no match: certs[0]. Every pair is loaded and checked
+ * now, with the errors wsev__tls_server_config gives (the first pair that fails
+ * decides the error; nothing is kept); UV_EINVAL for no certificates or more than
+ * WSEV_TLS_MAX_CERTS. A reload builds a new configuration with the same `tickets`, so
+ * that tickets issued under the old one still resume. 0 or the error. */
+int wsev__tls_server_config_certs(wsev_rng *rng, const wsev_tls_cert *certs, size_t count,
+                                  wsev_tls_tickets *tickets, wsev_tls_config **out);
+#define WSEV_TLS_MAX_CERTS 1024
 /* The keys that seal a server's session tickets. Listeners on several I/O threads share
  * one set, so that a ticket resumes on whichever thread the client lands (locked
  * inside; the keys rotate by themselves).

@@ -4,8 +4,10 @@
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
+#include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/sha1.h>
+#include <mbedtls/sha256.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ticket.h>
 #include <mbedtls/version.h>
@@ -31,10 +33,18 @@ struct wsev_tls_tickets {
   _Atomic size_t refs;
 };
 
+/* A server's certificate chain and its key. */
+typedef struct {
+  mbedtls_x509_crt chain;
+  mbedtls_pk_context key;
+} server_cert;
+
 struct wsev_tls_config {
   mbedtls_ssl_config conf;
-  mbedtls_x509_crt chain; /* servers: our chain; clients: the trusted CAs */
-  mbedtls_pk_context key;
+  mbedtls_x509_crt chain; /* clients: the trusted CAs */
+  server_cert *certs;     /* servers: certs[0] the default, the others chosen by SNI */
+  wsev_tls_names *names;  /* servers: the names each of certs serves */
+  size_t cert_count;
   wsev_tls_tickets *tickets; /* servers: keys that seal session tickets */
   wsev_tls *stepping;        /* servers: the connection whose handshake is being driven */
   size_t refs;
@@ -148,7 +158,6 @@ static wsev_tls_config *config_new(void) {
   if (!c) return NULL;
   mbedtls_ssl_config_init(&c->conf);
   mbedtls_x509_crt_init(&c->chain);
-  mbedtls_pk_init(&c->key);
   c->refs = 1;
   return c;
 }
@@ -156,7 +165,13 @@ static wsev_tls_config *config_new(void) {
 static void config_free(wsev_tls_config *c) {
   mbedtls_ssl_config_free(&c->conf);
   mbedtls_x509_crt_free(&c->chain);
-  mbedtls_pk_free(&c->key);
+  for (size_t i = 0; i < c->cert_count; i++) {
+    mbedtls_x509_crt_free(&c->certs[i].chain);
+    mbedtls_pk_free(&c->certs[i].key);
+    wsev__tls_names_free(&c->names[i]);
+  }
+  wsev__free(c->certs);
+  wsev__free(c->names);
   wsev__tls_tickets_unref(c->tickets);
   wsev__tls_sessions_unref(c->sessions);
   wsev__tls_trust_free(&c->trust);
@@ -182,18 +197,20 @@ static int config_defaults(wsev_tls_config *c, wsev_rng *rng, int endpoint) {
   return 0;
 }
 
-/* The server name a client asked for, kept for wsev_request_server_name. Any name
- * is served with our one certificate. */
-static int on_sni(void *unused, mbedtls_ssl_context *ssl, const unsigned char *name, size_t len) {
+/* The server name a client asked for: kept for wsev_request_server_name, and it picks
+ * the certificate (the configuration's own, certs[0], unless another one names it). */
+static int on_sni(void *p, mbedtls_ssl_context *ssl, const unsigned char *name, size_t len) {
+  wsev_tls_config *c = p;
   wsev_tls *t = (wsev_tls *)ssl; /* ssl is the first member */
-  (void)unused;
   wsev__free(t->server_name);
   t->server_name = wsev__malloc(len + 1);
   if (t->server_name) {
     memcpy(t->server_name, name, len);
     t->server_name[len] = 0;
   }
-  return 0;
+  size_t i = wsev__tls_pick_cert(c->names, c->cert_count, (const char *)name, len);
+  /* Allocates (for this handshake only): fails the handshake without memory. */
+  return i == 0 ? 0 : mbedtls_ssl_set_hs_own_cert(ssl, &c->certs[i].chain, &c->certs[i].key);
 }
 
 /* Tickets are sealed and opened by mbedTLS; opening one successfully means the
@@ -232,39 +249,72 @@ void wsev__tls_tickets_unref(wsev_tls_tickets *t) {
   wsev__free(t);
 }
 
-int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *key_file,
-                            wsev_tls_tickets *tickets, wsev_tls_config **out) {
-  if (!cert_file) return WSEV_ETLSCERT;
-  if (!key_file) return WSEV_ETLSKEY;
-  wsev_tls_config *c = config_new();
-  if (!c) return UV_ENOMEM;
-  int rc = 0;
-  c->server = 1;
+/* The names SNI is matched against: the leaf's dNSName entries, or its subject CNs
+ * when it has no dNSName at all. 0, UV_ENOMEM or WSEV_ETLSCERT (too many). */
+static int read_names(const mbedtls_x509_crt *leaf, wsev_tls_names *names) {
+  int rc = 0, dns = 0;
+  for (const mbedtls_x509_sequence *san = &leaf->subject_alt_names; san && !rc; san = san->next) {
+    if (san->buf.tag != (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_DNS_NAME)) continue;
+    dns = 1;
+    rc = wsev__tls_names_add(names, san->buf.p, san->buf.len);
+  }
+  for (const mbedtls_x509_name *n = &leaf->subject; n && !rc && !dns; n = n->next)
+    if (n->oid.p && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0)
+      rc = wsev__tls_names_add(names, n->val.p, n->val.len);
+  return rc;
+}
+
+/* Load one pair and the names it serves: 0 or the error of this pair. */
+static int load_cert(server_cert *sc, wsev_tls_names *names, const wsev_tls_cert *pair) {
+  if (!pair->cert_file) return WSEV_ETLSCERT;
+  if (!pair->key_file) return WSEV_ETLSKEY;
   /* parse_file returns > 0 when some certificates of the file did not parse: a
    * chain with a broken link is refused too. */
-  if (mbedtls_x509_crt_parse_file(&c->chain, cert_file) != 0)
-    rc = WSEV_ETLSCERT;
-  else if (mbedtls_pk_parse_keyfile(&c->key, key_file, NULL) != 0 ||
-           !(mbedtls_pk_can_do(&c->key, MBEDTLS_PK_RSA) ||
-             mbedtls_pk_can_do(&c->key, MBEDTLS_PK_ECKEY)))
-    rc = WSEV_ETLSKEY;
-  else if (mbedtls_pk_check_pair(&c->chain.pk, &c->key) != 0)
-    rc = WSEV_ETLSKEYMISMATCH;
-  else if ((rc = config_defaults(c, rng, MBEDTLS_SSL_IS_SERVER)) == 0 &&
-           mbedtls_ssl_conf_own_cert(&c->conf, &c->chain, &c->key) != 0)
+  if (mbedtls_x509_crt_parse_file(&sc->chain, pair->cert_file) != 0) return WSEV_ETLSCERT;
+  if (mbedtls_pk_parse_keyfile(&sc->key, pair->key_file, NULL) != 0 ||
+      !(mbedtls_pk_can_do(&sc->key, MBEDTLS_PK_RSA) ||
+        mbedtls_pk_can_do(&sc->key, MBEDTLS_PK_ECKEY)))
+    return WSEV_ETLSKEY;
+  if (mbedtls_pk_check_pair(&sc->chain.pk, &sc->key) != 0) return WSEV_ETLSKEYMISMATCH;
+  return read_names(&sc->chain, names);
+}
+
+int wsev__tls_server_config_certs(wsev_rng *rng, const wsev_tls_cert *certs, size_t count,
+                                  wsev_tls_tickets *tickets, wsev_tls_config **out) {
+  int rc = wsev__tls_certs_check(certs, count);
+  if (rc) return rc;
+  wsev_tls_config *c = config_new();
+  if (!c) return UV_ENOMEM;
+  c->server = 1;
+  c->certs = wsev__calloc(count, sizeof *c->certs);
+  c->names = wsev__calloc(count, sizeof *c->names);
+  if (!c->certs || !c->names) {
+    config_free(c);
+    return UV_ENOMEM;
+  }
+  /* Each pair is counted whether it loads or not, so that config_free frees it. */
+  for (; c->cert_count < count && !rc; c->cert_count++) {
+    server_cert *sc = &c->certs[c->cert_count];
+    mbedtls_x509_crt_init(&sc->chain);
+    mbedtls_pk_init(&sc->key);
+    rc = load_cert(sc, &c->names[c->cert_count], &certs[c->cert_count]);
+  }
+  /* The default; SNI puts another one in its place for one handshake (on_sni). */
+  if (!rc) rc = config_defaults(c, rng, MBEDTLS_SSL_IS_SERVER);
+  if (!rc && mbedtls_ssl_conf_own_cert(&c->conf, &c->certs[0].chain, &c->certs[0].key) != 0)
     rc = UV_ENOMEM;
   /* Session tickets (RFC 5077): a returning client resumes without a new key
    * exchange or signature, and the server keeps no state for it. */
-  else if (tickets)
+  if (!rc && tickets)
     atomic_fetch_add(&(c->tickets = tickets)->refs, 1);
-  else if (!(c->tickets = wsev__tls_tickets_new()))
+  else if (!rc && !(c->tickets = wsev__tls_tickets_new()))
     rc = UV_ENOMEM;
   if (rc) {
     config_free(c);
     return rc;
   }
   mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE); /* no client certificates */
-  mbedtls_ssl_conf_sni(&c->conf, on_sni, NULL);
+  mbedtls_ssl_conf_sni(&c->conf, on_sni, c);
   mbedtls_ssl_conf_session_tickets_cb(&c->conf, ticket_write, ticket_parse, c);
   *out = c;
   return 0;
@@ -546,3 +596,12 @@ const char *wsev__tls_cipher(const wsev_tls *t) {
 }
 
 const char *wsev__tls_server_name(const wsev_tls *t) { return t->server_name; }
+
+int wsev__tls_peer_cert_sha256(const wsev_tls *t, uint8_t digest[32]) {
+  const mbedtls_x509_crt *crt = t->done ? mbedtls_ssl_get_peer_cert(&t->ssl) : NULL;
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+  return crt && mbedtls_sha256(crt->raw.p, crt->raw.len, digest, 0) == 0 ? 0 : -1;
+#else
+  return crt && mbedtls_sha256_ret(crt->raw.p, crt->raw.len, digest, 0) == 0 ? 0 : -1;
+#endif
+}

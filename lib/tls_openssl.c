@@ -147,7 +147,13 @@ struct wsev_tls {
 };
 
 struct wsev_tls_config {
-  SSL_CTX *ctx;
+  SSL_CTX *ctx; /* clients: theirs; servers: the one of certs[0], the default */
+  /* Servers: a context per certificate (ctxs[0] is ctx), set up alike; SNI moves a
+   * connection to the one of its certificate (on_sni). Every one has this
+   * configuration as its app data, which the ticket keys are found through. */
+  SSL_CTX **ctxs;
+  wsev_tls_names *names; /* the names each certificate serves */
+  size_t cert_count;
   wsev_tls_tickets *tickets; /* servers */
   size_t refs;
   int server;
@@ -202,6 +208,12 @@ static int ticket_key_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
 /* ---- configurations ------------------------------------------------------------ */
 
 static void config_free(wsev_tls_config *c) {
+  for (size_t i = 0; i < c->cert_count; i++) {
+    if (i > 0) SSL_CTX_free(c->ctxs[i]);
+    wsev__tls_names_free(&c->names[i]);
+  }
+  wsev__free(c->ctxs);
+  wsev__free(c->names);
   SSL_CTX_free(c->ctx);
   wsev__tls_tickets_unref(c->tickets);
   wsev__tls_sessions_unref(c->sessions);
@@ -215,19 +227,15 @@ void wsev__tls_config_unref(wsev_tls_config *c) {
   if (c && --c->refs == 0) config_free(c);
 }
 
-/* What every configuration shares: TLS 1.2 and later, our suites and groups,
- * ALPN, buffers released while idle, no renegotiation. */
-static wsev_tls_config *config_new(int server) {
-  wsev_tls_config *c = wsev__calloc(1, sizeof *c);
-  if (!c) return NULL;
-  c->refs = 1;
-  c->server = server;
-  SSL_CTX *ctx = c->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+/* What every context shares: TLS 1.2 and later, our suites and groups, buffers
+ * released while idle, no renegotiation. NULL on failure. */
+static SSL_CTX *ctx_new(wsev_tls_config *c) {
+  SSL_CTX *ctx = SSL_CTX_new(c->server ? TLS_server_method() : TLS_client_method());
   if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
       SSL_CTX_set_cipher_list(ctx, TLS12_SUITES) != 1 ||
       SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) != 1 ||
       SSL_CTX_set1_groups_list(ctx, GROUPS) != 1) {
-    config_free(c);
+    SSL_CTX_free(ctx);
     ERR_clear_error();
     return NULL;
   }
@@ -238,20 +246,42 @@ static wsev_tls_config *config_new(int server) {
   SSL_CTX_set_read_ahead(ctx, 1);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                SSL_OP_CIPHER_SERVER_PREFERENCE);
+  return ctx;
+}
+
+static wsev_tls_config *config_new(int server) {
+  wsev_tls_config *c = wsev__calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->refs = 1;
+  c->server = server;
+  if (!(c->ctx = ctx_new(c))) {
+    config_free(c);
+    return NULL;
+  }
   return c;
 }
 
-/* The server name a client asked for, kept for wsev_request_server_name. Any name
- * is served with our one certificate. */
+/* The server name a client asked for: kept for wsev_request_server_name, and it picks
+ * the certificate (the configuration's own, certs[0], unless another one names it).
+ * Moving the connection to another context of the configuration keeps what it
+ * began with: its options, and session tickets sealed and opened with the keys
+ * of the configuration (OpenSSL looks for the ticket callback in the first
+ * context, which finds them through its app data). */
 static int on_sni(SSL *ssl, int *alert, void *unused) {
   wsev_tls *t = SSL_get_app_data(ssl);
   const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-  (void)alert;
   (void)unused;
-  if (t && name) {
-    size_t len = strlen(name);
-    wsev__free(t->server_name);
-    if ((t->server_name = wsev__malloc(len + 1))) memcpy(t->server_name, name, len + 1);
+  if (!t || !name) return SSL_TLSEXT_ERR_OK;
+  size_t len = strlen(name);
+  wsev__free(t->server_name);
+  if ((t->server_name = wsev__malloc(len + 1))) memcpy(t->server_name, name, len + 1);
+  const wsev_tls_config *c = t->conf;
+  SSL_CTX *ctx = c->ctxs[wsev__tls_pick_cert(c->names, c->cert_count, name, len)];
+  /* Copies the context's certificate and key into the connection: fails without
+   * memory. */
+  if (SSL_set_SSL_CTX(ssl, ctx) != ctx) {
+    *alert = SSL_AD_INTERNAL_ERROR;
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
   }
   return SSL_TLSEXT_ERR_OK;
 }
@@ -295,36 +325,48 @@ static EVP_PKEY *load_key(const char *key_file) {
   return key;
 }
 
-int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *key_file,
-                            wsev_tls_tickets *tickets, wsev_tls_config **out) {
-  (void)rng; /* OpenSSL draws from its own DRBG */
-  if (!cert_file) return WSEV_ETLSCERT;
-  if (!key_file) return WSEV_ETLSKEY;
-  wsev_tls_config *c = config_new(1);
-  if (!c) return UV_ENOMEM;
-  SSL_CTX *ctx = c->ctx;
+/* The names SNI is matched against: the leaf's dNSName entries, or its subject CNs
+ * when it has no dNSName at all. 0, UV_ENOMEM or WSEV_ETLSCERT (too many). */
+static int read_names(X509 *leaf, wsev_tls_names *names) {
+  int rc = 0, dns = 0;
+  GENERAL_NAMES *sans = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+  for (int i = 0; i < sk_GENERAL_NAME_num(sans) && !rc; i++) {
+    const GENERAL_NAME *san = sk_GENERAL_NAME_value(sans, i);
+    if (san->type != GEN_DNS) continue;
+    dns = 1;
+    rc = wsev__tls_names_add(names, ASN1_STRING_get0_data(san->d.dNSName),
+                             (size_t)ASN1_STRING_length(san->d.dNSName));
+  }
+  GENERAL_NAMES_free(sans);
+  const X509_NAME *subject = X509_get_subject_name(leaf);
+  for (int at = -1;
+       !rc && !dns && (at = X509_NAME_get_index_by_NID(subject, NID_commonName, at)) >= 0;) {
+    const ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at));
+    rc = wsev__tls_names_add(names, ASN1_STRING_get0_data(cn), (size_t)ASN1_STRING_length(cn));
+  }
+  return rc;
+}
+
+/* Load one pair into its context, with the names it serves: 0 or the error of this
+ * pair. */
+static int load_cert(SSL_CTX *ctx, wsev_tls_names *names, const wsev_tls_cert *pair) {
+  if (!pair->cert_file) return WSEV_ETLSCERT;
+  if (!pair->key_file) return WSEV_ETLSKEY;
   EVP_PKEY *key = NULL;
   int rc = 0;
-  if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1)
+  if (SSL_CTX_use_certificate_chain_file(ctx, pair->cert_file) != 1)
     rc = WSEV_ETLSCERT;
-  else if (!(key = load_key(key_file)))
+  else if (!(key = load_key(pair->key_file)))
     rc = WSEV_ETLSKEY;
   else if (X509_check_private_key(SSL_CTX_get0_certificate(ctx), key) != 1)
     rc = WSEV_ETLSKEYMISMATCH;
   else if (SSL_CTX_use_PrivateKey(ctx, key) != 1)
     rc = UV_ENOMEM;
-  /* Session tickets (RFC 5077, and TLS 1.3's): a returning client resumes without a
-   * new key exchange or signature, and the server keeps no state for it. */
-  else if (tickets)
-    atomic_fetch_add(&(c->tickets = tickets)->refs, 1);
-  else if (!(c->tickets = wsev__tls_tickets_new()))
-    rc = UV_ENOMEM;
+  else
+    rc = read_names(SSL_CTX_get0_certificate(ctx), names);
   EVP_PKEY_free(key);
   ERR_clear_error();
-  if (rc) {
-    config_free(c);
-    return rc;
-  }
+  if (rc) return rc;
   SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL); /* no client certificates */
   /* Send the chain as the file has it (as mbedTLS does), without looking for missing
    * links in the trust store at every handshake. */
@@ -332,9 +374,40 @@ int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *ke
   SSL_CTX_set_tlsext_servername_callback(ctx, on_sni);
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); /* tickets only */
+  /* Session tickets (RFC 5077, and TLS 1.3's): a returning client resumes without a
+   * new key exchange or signature, and the server keeps no state for it. */
   SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_cb);
   SSL_CTX_set_timeout(ctx, WSEV_TLS_TICKET_LIFETIME_S);
   SSL_CTX_set_num_tickets(ctx, 1); /* TLS 1.3 sends two by default */
+  return 0;
+}
+
+int wsev__tls_server_config_certs(wsev_rng *rng, const wsev_tls_cert *certs, size_t count,
+                                  wsev_tls_tickets *tickets, wsev_tls_config **out) {
+  (void)rng; /* OpenSSL draws from its own DRBG */
+  int rc = wsev__tls_certs_check(certs, count);
+  if (rc) return rc;
+  wsev_tls_config *c = config_new(1);
+  if (!c) return UV_ENOMEM;
+  c->ctxs = wsev__calloc(count, sizeof *c->ctxs);
+  c->names = wsev__calloc(count, sizeof *c->names);
+  if (!c->ctxs || !c->names) rc = UV_ENOMEM;
+  /* Each pair is counted whether it loads or not, so that config_free frees it. */
+  for (; !rc && c->cert_count < count; c->cert_count++) {
+    SSL_CTX *ctx = c->cert_count == 0 ? c->ctx : ctx_new(c);
+    if (!(c->ctxs[c->cert_count] = ctx))
+      rc = UV_ENOMEM;
+    else
+      rc = load_cert(ctx, &c->names[c->cert_count], &certs[c->cert_count]);
+  }
+  if (!rc && tickets)
+    atomic_fetch_add(&(c->tickets = tickets)->refs, 1);
+  else if (!rc && !(c->tickets = wsev__tls_tickets_new()))
+    rc = UV_ENOMEM;
+  if (rc) {
+    config_free(c);
+    return rc;
+  }
   *out = c;
   return 0;
 }
@@ -673,5 +746,11 @@ const char *wsev__tls_cipher(const wsev_tls *t) {
 }
 
 const char *wsev__tls_server_name(const wsev_tls *t) { return t->server_name; }
+
+int wsev__tls_peer_cert_sha256(const wsev_tls *t, uint8_t digest[32]) {
+  X509 *crt = t->done ? SSL_get0_peer_certificate(t->ssl) : NULL;
+  unsigned int n = 0;
+  return crt && X509_digest(crt, EVP_sha256(), digest, &n) == 1 && n == 32 ? 0 : -1;
+}
 
 int wsev__tls_resumed(const wsev_tls *t) { return t->resumed; }

@@ -162,3 +162,74 @@ void wsev__tls_sessions_keep(wsev_tls_sessions *cache, const char *peer, void *s
   }
   slot->session = session;
 }
+
+/* ---- certificates chosen by SNI ------------------------------------------------------ */
+
+int wsev__tls_server_config(wsev_rng *rng, const char *cert_file, const char *key_file,
+                            wsev_tls_tickets *tickets, wsev_tls_config **out) {
+  const wsev_tls_cert pair = {cert_file, key_file};
+  return wsev__tls_server_config_certs(rng, &pair, 1, tickets, out);
+}
+
+int wsev__tls_certs_check(const wsev_tls_cert *certs, size_t count) {
+  return certs && count > 0 && count <= WSEV_TLS_MAX_CERTS ? 0 : UV_EINVAL;
+}
+
+int wsev__tls_names_add(wsev_tls_names *names, const void *name, size_t len) {
+  const uint8_t *bytes = name;
+  if (len == 0 || len > WSEV_TLS_MAX_NAME) return 0;
+  for (size_t i = 0; i < len; i++)
+    if (bytes[i] < 0x21 || bytes[i] > 0x7e) return 0;
+  if (names->count >= WSEV_TLS_MAX_CERT_NAMES) return WSEV_ETLSCERT;
+  /* Bounded above: at most WSEV_TLS_MAX_CERT_NAMES * (WSEV_TLS_MAX_NAME + 1) bytes. */
+  char *grown = wsev__realloc(names->text, names->len + len + 1);
+  if (!grown) return UV_ENOMEM;
+  memcpy(grown + names->len, bytes, len);
+  grown[names->len + len] = 0;
+  names->text = grown;
+  names->len += len + 1;
+  names->count++;
+  return 0;
+}
+
+void wsev__tls_names_free(wsev_tls_names *names) {
+  wsev__free(names->text);
+  names->text = NULL;
+  names->len = names->count = 0;
+}
+
+static int same_text(const char *a, const char *b, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+    if (x >= 'A' && x <= 'Z') x += 'a' - 'A';
+    if (y >= 'A' && y <= 'Z') y += 'a' - 'A';
+    if (x != y) return 0;
+  }
+  return 1;
+}
+
+int wsev__tls_name_matches(const char *pattern, const char *host, size_t len) {
+  if (len && host[len - 1] == '.') len--; /* "a.test." is the same host as "a.test" */
+  if (len == 0) return 0;
+  size_t plen = strlen(pattern);
+  if (plen < 2 || pattern[0] != '*' || pattern[1] != '.')
+    return plen == len && same_text(pattern, host, len);
+  /* A wildcard stands for the whole leftmost label and nothing more (RFC 6125 6.4.3):
+   * host is "label" + suffix, suffix = ".rest". */
+  const char *suffix = pattern + 1;
+  size_t slen = plen - 1;
+  if (!memchr(suffix + 1, '.', slen - 1)) return 0; /* "*.com": a whole top-level domain */
+  const char *dot = memchr(host, '.', len);
+  return dot && dot != host && (size_t)(host + len - dot) == slen && same_text(dot, suffix, slen);
+}
+
+size_t wsev__tls_pick_cert(const wsev_tls_names *names, size_t count, const char *host,
+                           size_t len) {
+  if (!host) return 0;
+  for (size_t i = 0; i < count; i++) {
+    const char *name = names[i].text, *end = name + names[i].len;
+    for (; name < end; name += strlen(name) + 1)
+      if (wsev__tls_name_matches(name, host, len)) return i;
+  }
+  return 0;
+}

@@ -1,6 +1,7 @@
 /* What the two TLS backends (tls_mbedtls.c, tls_openssl.c) share: the client session
- * cache, the trust a client configuration stands for, the ciphertext output buffer and
- * the pool of random bytes. Only the backends include this. */
+ * cache, the trust a client configuration stands for, the ciphertext output buffer,
+ * the pool of random bytes and the choice of a server certificate by SNI. Only the
+ * backends include this (and test-tls-sni.c, for wsev__tls_peer_cert_sha256). */
 #ifndef WSEV_TLS_SHARED_H
 #define WSEV_TLS_SHARED_H
 
@@ -72,5 +73,41 @@ void wsev__tls_sessions_forget(wsev_tls_sessions *cache, const char *peer);
  * the cache is full. The cache owns session from now on (freed at once without memory
  * for the key). */
 void wsev__tls_sessions_keep(wsev_tls_sessions *cache, const char *peer, void *session);
+
+/* ---- certificates chosen by SNI ------------------------------------------------------ */
+
+/* How many DNS names of one certificate are kept to match SNI against: public CAs put
+ * at most a few hundred in one certificate. One with more is refused (WSEV_ETLSCERT)
+ * rather than served for some of its names only. */
+#define WSEV_TLS_MAX_CERT_NAMES 1000
+/* The longest DNS name in text form (RFC 1035). */
+#define WSEV_TLS_MAX_NAME 253
+
+/* The names one certificate serves, each NUL-terminated, one after the other. */
+typedef struct {
+  char *text;
+  size_t len;   /* bytes of text used */
+  size_t count; /* names in it */
+} wsev_tls_names;
+
+/* Add a name read from a certificate (len bytes, not terminated, as the certificate
+ * has them). A name no host name can equal (empty, longer than WSEV_TLS_MAX_NAME, or
+ * with a byte outside printable ASCII) is skipped. 0, UV_ENOMEM, or WSEV_ETLSCERT past
+ * WSEV_TLS_MAX_CERT_NAMES. */
+int wsev__tls_names_add(wsev_tls_names *names, const void *name, size_t len);
+void wsev__tls_names_free(wsev_tls_names *names);
+/* 1 if a certificate name covers host (len bytes; one trailing dot is ignored): equal
+ * but for ASCII case, or "*.rest" where host is one non-empty label, a dot and rest
+ * (rest being two labels or more: "*.com" covers nothing). */
+int wsev__tls_name_matches(const char *pattern, const char *host, size_t len);
+/* The certificate that serves host (SNI; NULL: none): the first of count whose names
+ * match, else 0, the default. */
+size_t wsev__tls_pick_cert(const wsev_tls_names *names, size_t count, const char *host, size_t len);
+/* 0 if certs/count may make a server configuration, else UV_EINVAL. */
+int wsev__tls_certs_check(const wsev_tls_cert *certs, size_t count);
+
+/* For tests: the SHA-256 of the certificate the peer presented (or the one of the
+ * session resumed), once the handshake is done. 0, or -1 (none, or not done). */
+int wsev__tls_peer_cert_sha256(const wsev_tls *tls, uint8_t digest[32]);
 
 #endif

@@ -3,6 +3,7 @@
  * authority (host, port), then the resource, which is copied as it is. */
 #include "url.h"
 #include "alloc.h"
+#include "base64.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -55,23 +56,11 @@ static int valid_resource(const char *r, size_t n) {
   return 1;
 }
 
-static int parse(const char *url, wsev_url *out) {
-  size_t len = strnlen(url, WSEV_URL_MAX + 1);
-  if (len > WSEV_URL_MAX) return WSEV_EBADURL;
-
-  const char *p = url;
-  if (strncasecmp(p, "wss://", 6) == 0) {
-    out->tls = 1;
-    p += 6;
-  } else if (strncasecmp(p, "ws://", 5) == 0) {
-    p += 5;
-  } else {
-    return WSEV_EBADURL;
-  }
-
-  /* The host ends at the first of ':', '/', '?' or the end; anything else that is
-   * not a host byte ('@' of userinfo, '#', ...) fails in the checks below. */
-  const char *host = p;
+/* The host at *pp, up to the first of ':', '/', '?' or the end (anything else that
+ * is not a host byte, such as '@' or '#', fails here or in the caller's checks):
+ * lowercased into host[256], *ipv6 set for a bracketed literal, *pp moved past it. */
+static int parse_host(const char **pp, char host_out[256], int *ipv6) {
+  const char *p = *pp, *host = p;
   size_t host_len;
   if (*p == '[') {
     const char *close = strchr(p, ']');
@@ -84,7 +73,7 @@ static int parse(const char *url, wsev_url *out) {
     memcpy(lit, host, host_len);
     lit[host_len] = 0;
     if (inet_pton(AF_INET6, lit, &a6) != 1) return WSEV_EBADURL;
-    out->ipv6 = 1;
+    *ipv6 = 1;
     p = close + 1;
   } else {
     while (*p && *p != ':' && *p != '/' && *p != '?')
@@ -93,14 +82,19 @@ static int parse(const char *url, wsev_url *out) {
     if (!valid_name(host, host_len)) return WSEV_EBADURL;
   }
   for (size_t i = 0; i < host_len; i++)
-    out->host[i] = (char)to_lower((unsigned char)host[i]);
-  out->host[host_len] = 0;
+    host_out[i] = (char)to_lower((unsigned char)host[i]);
+  host_out[host_len] = 0;
   struct in_addr a4;
-  if (!out->ipv6 && looks_numeric(out->host, host_len) && inet_pton(AF_INET, out->host, &a4) != 1)
+  if (!*ipv6 && looks_numeric(host_out, host_len) && inet_pton(AF_INET, host_out, &a4) != 1)
     return WSEV_EBADURL;
+  *pp = p;
+  return 0;
+}
 
-  uint16_t def = out->tls ? 443 : 80;
-  out->port = def;
+/* ":port" at *pp, if any (':' without digits: `def`). */
+static int parse_port(const char **pp, uint16_t def, uint16_t *port_out) {
+  const char *p = *pp;
+  *port_out = def;
   if (*p == ':') {
     unsigned long port = 0;
     size_t digits = 0;
@@ -109,24 +103,83 @@ static int parse(const char *url, wsev_url *out) {
       port = port * 10 + (unsigned long)(*p - '0');
     }
     if (digits && (port == 0 || port > 65535)) return WSEV_EBADURL;
-    if (digits) out->port = (uint16_t)port;
+    if (digits) *port_out = (uint16_t)port;
   }
-  if (*p && *p != '/' && *p != '?') return WSEV_EBADURL;
+  *pp = p;
+  return 0;
+}
 
+/* The resource from p on (empty, "/...", or "?..."), into out->resource. */
+static int take_resource(const char *p, wsev_url *out) {
+  if (*p && *p != '/' && *p != '?') return WSEV_EBADURL;
   size_t rlen = strlen(p);
   if (!valid_resource(p, rlen)) return WSEV_EBADURL;
-
   /* "ws://h" and "ws://h?q" have an empty path, which is "/" on the wire. */
   int slash = *p != '/';
-  out->resource = wsev__malloc(rlen + (size_t)slash + 1);
-  /* "[" host "]" ":" 5 digits and the NUL. */
-  out->host_header = wsev__malloc(host_len + 9);
-  if (!out->resource || !out->host_header) {
-    wsev__url_free(out);
-    return UV_ENOMEM;
-  }
+  if (!(out->resource = wsev__malloc(rlen + (size_t)slash + 1))) return UV_ENOMEM;
   out->resource[0] = '/';
   memcpy(out->resource + slash, p, rlen + 1);
+  return 0;
+}
+
+/* The longest socket path a sockaddr_un holds with its NUL. */
+#define UNIX_PATH_MAX 107
+
+/* "ws+unix:" / "wss+unix:" after the scheme: PATH[:RESOURCE]. The path cannot hold
+ * ':' (Node ws's rule: it ends there), nor '?' or '#', which a URL parser would take
+ * for a query or a fragment. */
+static int parse_unix(const char *p, wsev_url *out) {
+  if (p[0] == '/' && p[1] == '/') {
+    if (p[2] != '/') return WSEV_EBADURL; /* "ws+unix://host/..." names no socket */
+    p += 2;
+  }
+  const char *path = p;
+  while (*p && *p != ':') {
+    unsigned char c = (unsigned char)*p;
+    if (c <= 0x20 || c >= 0x7F || c == '?' || c == '#') return WSEV_EBADURL;
+    p++;
+  }
+  size_t path_len = (size_t)(p - path);
+  if (path_len == 0 || path_len > UNIX_PATH_MAX) return WSEV_EBADURL;
+  if (*p == ':') p++;
+  int rc = take_resource(p, out);
+  if (rc) return rc;
+  memcpy(out->host, "localhost", sizeof "localhost");
+  out->unix_path = wsev__malloc(path_len + 1);
+  out->host_header = wsev__malloc(sizeof "localhost");
+  if (!out->unix_path || !out->host_header) return UV_ENOMEM;
+  memcpy(out->unix_path, path, path_len);
+  out->unix_path[path_len] = 0;
+  memcpy(out->host_header, "localhost", sizeof "localhost");
+  return 0;
+}
+
+static int parse(const char *url, wsev_url *out) {
+  size_t len = strnlen(url, WSEV_URL_MAX + 1);
+  if (len > WSEV_URL_MAX) return WSEV_EBADURL;
+
+  const char *p = url;
+  if (strncasecmp(p, "wss://", 6) == 0) {
+    out->tls = 1;
+    p += 6;
+  } else if (strncasecmp(p, "ws://", 5) == 0) {
+    p += 5;
+  } else if (strncasecmp(p, "wss+unix:", 9) == 0) {
+    out->tls = 1;
+    return parse_unix(p + 9, out);
+  } else if (strncasecmp(p, "ws+unix:", 8) == 0) {
+    return parse_unix(p + 8, out);
+  } else {
+    return WSEV_EBADURL;
+  }
+
+  int rc = parse_host(&p, out->host, &out->ipv6);
+  if (rc) return rc;
+  uint16_t def = out->tls ? 443 : 80;
+  if ((rc = parse_port(&p, def, &out->port)) != 0 || (rc = take_resource(p, out)) != 0) return rc;
+  /* "[" host "]" ":" 5 digits and the NUL. */
+  size_t host_len = strlen(out->host);
+  if (!(out->host_header = wsev__malloc(host_len + 9))) return UV_ENOMEM;
   snprintf(out->host_header, host_len + 9, out->ipv6 ? "[%s]" : "%s", out->host);
   if (out->port != def)
     snprintf(out->host_header + strlen(out->host_header), 7, ":%u", (unsigned)out->port);
@@ -136,13 +189,104 @@ static int parse(const char *url, wsev_url *out) {
 int wsev__url_parse(const char *url, wsev_url *out) {
   memset(out, 0, sizeof *out);
   int rc = parse(url, out);
-  if (rc) memset(out, 0, sizeof *out); /* no half-parsed host left behind */
+  if (rc) {
+    wsev__url_free(out);
+    memset(out, 0, sizeof *out); /* no half-parsed host left behind */
+  }
   return rc;
 }
 
 void wsev__url_free(wsev_url *url) {
   wsev__free(url->resource);
   wsev__free(url->host_header);
+  wsev__free(url->unix_path);
   url->resource = NULL;
   url->host_header = NULL;
+  url->unix_path = NULL;
+}
+
+/* ---- proxy URLs ------------------------------------------------------------------ */
+
+static int hex_value(int c) { return is_digit(c) ? c - '0' : to_lower(c) - 'a' + 10; }
+
+/* RFC 3986 userinfo: unreserved, sub-delims, ':' and "%XX"; decoded into out (cap
+ * bytes with the NUL) up to the first ':' when `user`, else the whole of it. Control
+ * bytes once decoded are refused (RFC 7617 section 2), and so is a decoded ':' in the
+ * user, which Basic could not tell from the separator. */
+static int decode_userinfo(const char *p, size_t n, int user, char *out, size_t cap, size_t *used,
+                           size_t *out_len) {
+  size_t o = 0, i = 0;
+  for (; i < n; i++) {
+    int c = (unsigned char)p[i];
+    if (c == ':' && user) break;
+    if (c == '%') {
+      if (i + 2 >= n || !is_hex((unsigned char)p[i + 1]) || !is_hex((unsigned char)p[i + 2]))
+        return WSEV_EBADURL;
+      c = hex_value((unsigned char)p[i + 1]) * 16 + hex_value((unsigned char)p[i + 2]);
+      i += 2;
+      if (c < 0x20 || c == 0x7F || (c == ':' && user)) return WSEV_EBADURL;
+    } else if (!(is_alpha(c) || is_digit(c) || strchr("-._~!$&'()*+,;=:", c))) {
+      return WSEV_EBADURL;
+    }
+    if (o + 1 >= cap) return WSEV_EBADURL;
+    out[o++] = (char)c;
+  }
+  out[o] = 0;
+  *used = i;
+  *out_len = o;
+  return 0;
+}
+
+static int proxy_parse(const char *url, wsev_proxy_url *out) {
+  size_t len = strnlen(url, WSEV_URL_MAX + 1);
+  if (len > WSEV_URL_MAX || strncasecmp(url, "http://", 7) != 0) return WSEV_EBADURL;
+  const char *p = url + 7;
+  const char *at = NULL;
+  for (const char *q = p; *q && *q != '/' && *q != '?' && *q != '#'; q++)
+    if (*q == '@') {
+      if (at) return WSEV_EBADURL; /* a second '@' must be written %40 */
+      at = q;
+    }
+  if (at) {
+    /* user:password decoded, then "Basic " base64(user ":" password). */
+    char cred[1024];
+    size_t used, user_len, pass_len = 0, n = (size_t)(at - p);
+    int rc = decode_userinfo(p, n, 1, cred, sizeof cred, &used, &user_len);
+    if (rc) return rc;
+    if (used < n) {
+      cred[user_len] = ':';
+      rc = decode_userinfo(p + used + 1, n - used - 1, 0, cred + user_len + 1,
+                           sizeof cred - user_len - 1, &used, &pass_len);
+      if (rc) return rc;
+      pass_len++; /* with the ':' */
+    } else {
+      cred[user_len] = ':'; /* no password: an empty one */
+      pass_len = 1;
+    }
+    size_t cred_len = user_len + pass_len, b64 = 4 * ((cred_len + 2) / 3) + 1;
+    if (!(out->auth = wsev__malloc(sizeof "Basic " - 1 + b64))) return UV_ENOMEM;
+    memcpy(out->auth, "Basic ", 6);
+    wsev__base64_encode((const uint8_t *)cred, cred_len, out->auth + 6, b64);
+    memset(cred, 0, sizeof cred); /* the password does not linger on the stack */
+    p = at + 1;
+  }
+  int rc = parse_host(&p, out->host, &out->ipv6);
+  if (rc || (rc = parse_port(&p, 80, &out->port)) != 0) return rc;
+  if (*p == '/') p++;
+  return *p ? WSEV_EBADURL : 0;
+}
+
+int wsev__proxy_url_parse(const char *url, wsev_proxy_url *out) {
+  memset(out, 0, sizeof *out);
+  int rc = url ? proxy_parse(url, out) : WSEV_EBADURL;
+  if (rc) {
+    wsev__proxy_url_free(out);
+    memset(out, 0, sizeof *out);
+  }
+  return rc;
+}
+
+void wsev__proxy_url_free(wsev_proxy_url *p) {
+  wsev__free(p->auth);
+  p->auth = NULL;
 }

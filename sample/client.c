@@ -14,6 +14,21 @@
  *     --deflate[=shared|dedicated] and --deflate-level/-window/-mem-level/-threshold N
  *                             offer permessage-deflate (sample/deflate_options.h;
  *                             default: $WSEV_DEFLATE, else not)
+ *     --proxy URL             tunnel through this HTTP proxy with CONNECT
+ *                             ("http://[user:password@]host[:port]")
+ *     --no-proxy              ignore the proxy environment below
+ *     --happy-eyeballs-delay MS|off
+ *                             a name with several addresses: start the next attempt
+ *                             after MS (default 250) without waiting; off: only
+ *                             after the last one failed
+ *
+ * Without --proxy (or --no-proxy), the proxy comes from the environment as curl reads
+ * it: https_proxy or HTTPS_PROXY for wss URLs, http_proxy or HTTP_PROXY for ws URLs
+ * ("http://" is assumed when the value has no scheme), unless no_proxy or NO_PROXY
+ * names the host: a comma-separated list of host names (each matching itself and
+ * its subdomains; a leading "." or "*." is ignored), IP literals ("::1" or
+ * "[::1]"), each optionally with ":port", or "*" for every host. ws+unix URLs never
+ * use a proxy.
  *
  * Every line read from stdin (without its newline) is sent as one message; lines
  * typed before the connection is open are queued by the library. Every message
@@ -28,11 +43,13 @@
  * Exit status: 0 after a close with code 1000 (by either side), 1 otherwise, 2 for
  * usage errors (bad options, or a URL or option the library refuses). SIGINT or
  * SIGTERM close the connection (1000); a second one exits at once. */
+#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <wsev.h>
 
 #include "deflate_options.h"
@@ -322,13 +339,126 @@ static void on_signal(uv_signal_t *sig, int signum) {
   }
 }
 
+/* ---- the proxy environment -------------------------------------------------------- */
+
+/* The host (lowercased, IPv6 without brackets) and port of a ws:// or wss:// URL, as
+ * far as no_proxy needs them; 0 for anything else (ws+unix). */
+static int url_host_port(const char *url, char *host, size_t cap, unsigned *port) {
+  const char *p;
+  if (strncasecmp(url, "wss://", 6) == 0) {
+    p = url + 6;
+    *port = 443;
+  } else if (strncasecmp(url, "ws://", 5) == 0) {
+    p = url + 5;
+    *port = 80;
+  } else {
+    return 0;
+  }
+  const char *end;
+  if (*p == '[') {
+    end = strchr(++p, ']');
+    if (!end) return 0;
+  } else {
+    end = p + strcspn(p, ":/?#");
+  }
+  size_t n = (size_t)(end - p);
+  if (n == 0 || n >= cap) return 0;
+  for (size_t i = 0; i < n; i++)
+    host[i] = (char)tolower((unsigned char)p[i]);
+  host[n] = 0;
+  if (*end == ']') end++;
+  if (*end == ':' && end[1] >= '0' && end[1] <= '9') *port = (unsigned)strtoul(end + 1, NULL, 10);
+  return 1;
+}
+
+/* One no_proxy entry (trimmed, n bytes) against host and port. */
+static int no_proxy_entry_matches(const char *e, size_t n, const char *host, unsigned port) {
+  if (n == 1 && e[0] == '*') return 1;
+  char name[256];
+  unsigned want_port = 0;
+  if (e[0] == '[') { /* "[v6]" or "[v6]:port" */
+    const char *close = memchr(e, ']', n);
+    if (!close) return 0;
+    if ((size_t)(close - e) + 1 < n) {
+      if (close[1] != ':') return 0;
+      want_port = (unsigned)strtoul(close + 2, NULL, 10);
+    }
+    n = (size_t)(close - e) - 1;
+    e++;
+  } else {
+    const char *colon = memchr(e, ':', n);
+    /* One colon: "name:port"; more: a bare IPv6 literal. */
+    if (colon && !memchr(colon + 1, ':', n - (size_t)(colon - e) - 1)) {
+      want_port = (unsigned)strtoul(colon + 1, NULL, 10);
+      n = (size_t)(colon - e);
+    }
+  }
+  if (n >= 2 && e[0] == '*' && e[1] == '.') {
+    e += 2;
+    n -= 2;
+  } else if (n >= 1 && e[0] == '.') {
+    e++;
+    n--;
+  }
+  if (n == 0 || n >= sizeof name || (want_port && want_port != port)) return 0;
+  for (size_t i = 0; i < n; i++)
+    name[i] = (char)tolower((unsigned char)e[i]);
+  name[n] = 0;
+  size_t h = strlen(host);
+  if (h == n) return strcmp(host, name) == 0;
+  return h > n && host[h - n - 1] == '.' && strcmp(host + h - n, name) == 0;
+}
+
+static int no_proxy_matches(const char *list, const char *host, unsigned port) {
+  while (list && *list) {
+    size_t n = strcspn(list, ",");
+    const char *e = list;
+    size_t len = n;
+    while (len && isspace((unsigned char)*e)) {
+      e++;
+      len--;
+    }
+    while (len && isspace((unsigned char)e[len - 1]))
+      len--;
+    if (len && no_proxy_entry_matches(e, len, host, port)) return 1;
+    list += n;
+    if (*list == ',') list++;
+  }
+  return 0;
+}
+
+static const char *getenv_either(const char *lower, const char *upper) {
+  const char *v = getenv(lower);
+  if (!v || !*v) v = getenv(upper);
+  return v && *v ? v : NULL;
+}
+
+/* The proxy the environment gives for url, or NULL; *owned is set when the result was
+ * allocated (a value without a scheme gets "http://"). */
+static const char *proxy_from_env(const char *url, char **owned) {
+  char host[256];
+  unsigned port;
+  *owned = NULL;
+  if (!url_host_port(url, host, sizeof host, &port)) return NULL;
+  int tls = strncasecmp(url, "wss:", 4) == 0;
+  const char *proxy =
+      tls ? getenv_either("https_proxy", "HTTPS_PROXY") : getenv_either("http_proxy", "HTTP_PROXY");
+  if (!proxy || no_proxy_matches(getenv_either("no_proxy", "NO_PROXY"), host, port)) return NULL;
+  if (strstr(proxy, "://")) return proxy;
+  size_t n = strlen(proxy);
+  if (!(*owned = malloc(n + 8))) return NULL;
+  memcpy(*owned, "http://", 7);
+  memcpy(*owned + 7, proxy, n + 1);
+  return *owned;
+}
+
 /* ---- command line --------------------------------------------------------------- */
 
 static int usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s URL [--origin O] [--protocol P]... [--header 'Name: value']...\n"
           "  [--ca FILE] [--insecure] [--connect-timeout MS] [--max-message-size BYTES]\n"
-          "  [--binary]\n",
+          "  [--binary] [--proxy URL | --no-proxy] [--happy-eyeballs-delay MS|off]\n",
           argv0);
   return 2;
 }
@@ -354,6 +484,8 @@ int main(int argc, char **argv) {
   uint64_t max_message_size = 0;
   int status = 2, deflate_given = 0, used;
   wsev_deflate_options deflate = {0};
+  int no_proxy = 0;
+  char *env_proxy = NULL;
   if (!protocols) return 1;
 
   for (int i = 1; i < argc; i++) {
@@ -365,6 +497,8 @@ int main(int argc, char **argv) {
       opts.insecure = 1;
     } else if (strcmp(a, "--binary") == 0) {
       c.binary = 1;
+    } else if (strcmp(a, "--no-proxy") == 0) {
+      no_proxy = 1;
     } else if (a[0] == '-' && a[1] == '-' && !v) {
       goto bad_usage;
     } else if (strcmp(a, "--origin") == 0) {
@@ -384,6 +518,14 @@ int main(int argc, char **argv) {
       opts.ca_file = argv[++i];
     } else if (strcmp(a, "--connect-timeout") == 0) {
       if (parse_u64(argv[++i], &opts.connect_timeout_ms) < 0) goto bad_usage;
+    } else if (strcmp(a, "--proxy") == 0) {
+      opts.proxy = argv[++i];
+    } else if (strcmp(a, "--happy-eyeballs-delay") == 0) {
+      if (strcmp(argv[++i], "off") == 0)
+        opts.happy_eyeballs_delay_ms = UINT64_MAX;
+      else if (parse_u64(argv[i], &opts.happy_eyeballs_delay_ms) < 0 ||
+               opts.happy_eyeballs_delay_ms == 0)
+        goto bad_usage;
     } else if (strcmp(a, "--max-message-size") == 0) {
       if (parse_u64(argv[++i], &max_message_size) < 0 || max_message_size == 0) goto bad_usage;
     } else if (a[0] == '-' || url) {
@@ -396,6 +538,7 @@ int main(int argc, char **argv) {
   if (deflate.mode != WSEV_DEFLATE_OFF) opts.deflate = &deflate;
   if (n_protocols) opts.protocols = protocols;
   opts.headers = headers;
+  if (!opts.proxy && !no_proxy) opts.proxy = proxy_from_env(url, &env_proxy);
 
   wsev_handler handler = {.conn_accepted = on_accepted,
                           .conn_closed = on_closed,
@@ -453,6 +596,7 @@ bad_usage:
 done:
   free(protocols);
   free(headers);
+  free(env_proxy);
   free(c.line);
   return status;
 }

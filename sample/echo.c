@@ -4,7 +4,12 @@
  *   wsev-echo PORT [options]        (PORT 0 picks a free port; the first line
  *                                    printed names the port)
  *   wsev-echo PORT --tls-port N --cert FILE --key FILE
- *                                   also serves wss on N (a second line names it)
+ *                                   also serves wss on N (a second line names it;
+ *                                   SIGHUP reloads the certificate files)
+ *   --unix PATH, --proxy-protocol, --trust-forwarded, --sni-cert/--sni-key: see
+ *   sample/deploy_options.h (a --unix listener prints "listening on unix PATH")
+ *   --log-connections            print "open ID client ADDR peer ADDR" when a
+ *                                connection opens and "closed ID" when it ends
  * Options (each sets the wsev limit of the same name, 0 turning it off; see
  * include/wsev.h):
  *   --max-message-size BYTES   --max-buffered BYTES     --max-connections N
@@ -22,6 +27,7 @@
 #include <wsev.h>
 
 #include "deflate_options.h"
+#include "deploy_options.h"
 
 static uint64_t shutdown_timeout_ms = 2000;
 
@@ -31,6 +37,22 @@ static void on_message(wsev_ctx *ctx, uint64_t id, const void *data, size_t len,
     wsev_write_text(ctx, id, data, len);
   else
     wsev_write(ctx, id, data, len);
+}
+
+static void on_open(wsev_ctx *ctx, uint64_t id) {
+  wsev_conn_info info;
+  char client[128], peer[128];
+  if (wsev_get_conn_info(ctx, id, &info) != 0) return;
+  printf("open %llu client %s peer %s\n", (unsigned long long)id,
+         deploy_address(&info.client_addr, client, sizeof client),
+         deploy_address(&info.peer, peer, sizeof peer));
+  fflush(stdout);
+}
+
+static void on_closed(wsev_ctx *ctx, uint64_t id) {
+  (void)ctx;
+  printf("closed %llu\n", (unsigned long long)id);
+  fflush(stdout);
 }
 
 static void on_signal(uv_signal_t *sig, int signum) {
@@ -51,12 +73,19 @@ enum { N_OPTIONS = sizeof option_names / sizeof option_names[0] };
 int main(int argc, char **argv) {
   const char *port = NULL, *tls_port = NULL, *cert = NULL, *key = NULL;
   unsigned long long value[N_OPTIONS] = {0};
-  int given[N_OPTIONS] = {0}, ok = 1, deflate_given = 0, used;
+  int given[N_OPTIONS] = {0}, ok = 1, deflate_given = 0, used, log_connections = 0;
   wsev_deflate_options deflate = {0};
+  deploy_options deploy;
+  deploy_init(&deploy);
   for (int i = 1; i < argc && ok; i++) {
     int k = 0;
-    if ((used = deflate_option(argc, argv, &i, &deflate, &deflate_given)) != 0) {
+    if ((used = deflate_option(argc, argv, &i, &deflate, &deflate_given)) != 0 ||
+        (used = deploy_option(argc, argv, &i, &deploy)) != 0) {
       ok = used > 0;
+      continue;
+    }
+    if (!strcmp(argv[i], "--log-connections")) {
+      log_connections = 1;
       continue;
     }
     while (k < N_OPTIONS && strcmp(argv[i], option_names[k]) != 0)
@@ -76,17 +105,23 @@ int main(int argc, char **argv) {
       ok = 0;
   }
   if (deflate_from_env(&deflate, deflate_given) != 0) ok = 0;
-  if (!ok || !port || (tls_port && (!cert || !key))) {
+  if (!ok || !port || (tls_port && (!cert || !key)) || deploy.sni_key_missing) {
     fprintf(stderr,
             "usage: %s PORT [--max-message-size BYTES] [--max-buffered BYTES]\n"
             "  [--max-connections N] [--ping-interval MS] [--ping-timeout MS]\n"
             "  [--handshake-timeout MS] [--close-timeout MS] [--shutdown-timeout MS]\n"
-            "  [--tls-port N --cert FILE --key FILE]\n" DEFLATE_USAGE,
+            "  [--tls-port N --cert FILE --key FILE] [--log-connections]\n" DEFLATE_USAGE
+                DEPLOY_USAGE,
             argv[0]);
     return 2;
   }
+  deploy.certs[0] = (wsev_tls_cert){cert, key};
 
   wsev_handler handler = {.message_received = on_message};
+  if (log_connections) {
+    handler.conn_accepted = on_open;
+    handler.conn_closed = on_closed;
+  }
   wsev_ctx *ctx;
   int rc = wsev_ctx_new(&ctx, NULL, &handler, NULL);
   if (rc < 0) {
@@ -124,18 +159,30 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  int bound = wsev_listen_and_serve(ctx, port);
-  if (bound < 0) {
-    fprintf(stderr, "wsev-echo: cannot listen on port %s: %s\n", port, wsev_strerror(bound));
+  int bound = 0, bound_tls = 0;
+  wsev_listen_options plain = {.port = port, .trust = deploy.trust};
+  if ((rc = wsev_listen(ctx, &plain, &bound)) < 0) {
+    fprintf(stderr, "wsev-echo: cannot listen on port %s: %s\n", port, wsev_strerror(rc));
     wsev_ctx_free(ctx);
     return 1;
   }
-  int bound_tls = 0;
+  deploy_reload reload = {ctx, 0, &deploy, "wsev-echo"};
   if (tls_port) {
-    bound_tls = wsev_listen_and_serve_tls(ctx, tls_port, cert, key);
-    if (bound_tls < 0) {
+    wsev_listen_options tls = {.port = tls_port, .trust = deploy.trust, .certs = deploy.certs,
+                               .cert_count = deploy.cert_count};
+    if ((reload.listener = wsev_listen(ctx, &tls, &bound_tls)) < 0) {
       fprintf(stderr, "wsev-echo: cannot listen for TLS on port %s: %s\n", tls_port,
-              wsev_strerror(bound_tls));
+              wsev_strerror(reload.listener));
+      wsev_ctx_free(ctx);
+      return 1;
+    }
+  }
+  if (deploy.unix_path) {
+    wsev_listen_options local = {.unix_path = deploy.unix_path, .unix_mode = deploy.unix_mode,
+                                 .trust = deploy.trust};
+    if ((rc = wsev_listen(ctx, &local, NULL)) < 0) {
+      fprintf(stderr, "wsev-echo: cannot listen on %s: %s\n", deploy.unix_path,
+              wsev_strerror(rc));
       wsev_ctx_free(ctx);
       return 1;
     }
@@ -144,7 +191,8 @@ int main(int argc, char **argv) {
   /* The signal handles do not keep the loop alive: after a graceful shutdown the
    * loop ends by itself once the last connection is gone. They are in place before we
    * say that we listen: a SIGTERM right after that must shut down gracefully. */
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, sighup;
+  deploy_watch_sighup(&sighup, &reload);
   uv_signal_init(wsev_get_loop(ctx), &sigint);
   uv_signal_init(wsev_get_loop(ctx), &sigterm);
   sigint.data = sigterm.data = ctx;
@@ -154,12 +202,14 @@ int main(int argc, char **argv) {
   uv_unref((uv_handle_t *)&sigterm);
   printf("wsev-echo listening on port %d\n", bound);
   if (bound_tls) printf("wsev-echo listening for TLS on port %d\n", bound_tls);
+  if (deploy.unix_path) printf("wsev-echo listening on unix %s\n", deploy.unix_path);
   fflush(stdout);
 
   wsev_event_loop(ctx);
 
   uv_close((uv_handle_t *)&sigint, NULL);
   uv_close((uv_handle_t *)&sigterm, NULL);
+  uv_close((uv_handle_t *)&sighup, NULL);
   wsev_ctx_free(ctx);
   return 0;
 }

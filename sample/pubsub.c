@@ -38,6 +38,7 @@
 #include <wsev.h>
 
 #include "deflate_options.h"
+#include "deploy_options.h"
 
 #include <inttypes.h>
 #include <signal.h>
@@ -116,8 +117,15 @@ static void handle_command(wsev_ctx *ctx, pubsub *ps, uint64_t id, const char *m
 
 static void on_conn_accepted(wsev_ctx *ctx, uint64_t id) {
   pubsub *ps = wsev_get_ctx_data(ctx);
+  wsev_conn_info info;
+  char client[128];
   if (!ps->quiet) {
-    printf("Accepted connection %" PRIu64 "\n", id);
+    /* The client's address is what a trusted proxy said, when one did. */
+    if (wsev_get_conn_info(ctx, id, &info) == 0)
+      printf("Accepted connection %" PRIu64 " from %s\n", id,
+             deploy_address(&info.client_addr, client, sizeof client));
+    else
+      printf("Accepted connection %" PRIu64 "\n", id);
     fflush(stdout);
   }
 }
@@ -285,7 +293,13 @@ static void usage(FILE *out) {
                "  --measure-lag  measure the loop's longest stall (GET /stats; on with --redis)\n"
                "  --deflate=MODE permessage-deflate: shared (default), dedicated or off;\n"
                "                 --deflate-level/-window/-mem-level/-threshold N tune it\n"
-               "GET / answers a page to try it from a browser.\n");
+               "  --unix PATH [--unix-mode OCTAL]  also serve ws on a Unix socket\n"
+               "  --proxy-protocol  expect a PROXY protocol header (behind HAProxy)\n"
+               "  --trust-forwarded, --trust-x-forwarded-for  believe that header (set it\n"
+               "             in the proxy in front, e.g. nginx)\n"
+               "  --sni-cert FILE --sni-key FILE  another certificate, chosen by SNI\n"
+               "GET / answers a page to try it from a browser. SIGHUP reloads the\n"
+               "certificate files.\n");
 }
 
 int main(int argc, char **argv) {
@@ -298,9 +312,12 @@ int main(int argc, char **argv) {
   unsigned io_threads = env_threads ? (unsigned)strtoul(env_threads, NULL, 10) : 0;
   wsev_deflate_options deflate = {.mode = WSEV_DEFLATE_SHARED};
   int deflate_given = 0, used;
+  deploy_options deploy;
+  deploy_init(&deploy);
 
   for (int i = 1; i < argc; i++) {
-    if ((used = deflate_option(argc, argv, &i, &deflate, &deflate_given)) != 0) {
+    if ((used = deflate_option(argc, argv, &i, &deflate, &deflate_given)) != 0 ||
+        (used = deploy_option(argc, argv, &i, &deploy)) != 0) {
       if (used < 0) {
         usage(stderr);
         return 2;
@@ -339,6 +356,12 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
+
+  if (deploy.sni_key_missing) {
+    usage(stderr);
+    return 2;
+  }
+  deploy.certs[0] = (wsev_tls_cert){cert, key};
 
   pubsub ps = {.quiet = quiet};
   wsev_handler handler = {
@@ -379,14 +402,26 @@ int main(int argc, char **argv) {
     wsev_ctx_free(ctx);
     return 1;
   }
-  int bound_port = wsev_listen_and_serve(ctx, port);
-  if (bound_port < 0) {
-    fprintf(stderr, "wsev-pubsub: cannot listen on port %s: %s\n", port, wsev_strerror(bound_port));
+  int bound_port = 0;
+  wsev_listen_options plain = {.port = port, .trust = deploy.trust};
+  if ((err = wsev_listen(ctx, &plain, &bound_port)) < 0) {
+    fprintf(stderr, "wsev-pubsub: cannot listen on port %s: %s\n", port, wsev_strerror(err));
     wsev_ctx_free(ctx);
     return 1;
   }
+  if (deploy.unix_path) {
+    wsev_listen_options local = {.unix_path = deploy.unix_path, .unix_mode = deploy.unix_mode,
+                                 .trust = deploy.trust};
+    if ((err = wsev_listen(ctx, &local, NULL)) < 0) {
+      fprintf(stderr, "wsev-pubsub: cannot listen on %s: %s\n", deploy.unix_path,
+              wsev_strerror(err));
+      wsev_ctx_free(ctx);
+      return 1;
+    }
+  }
 
   int bound_tls_port = 0;
+  deploy_reload reload = {ctx, 0, &deploy, "wsev-pubsub"};
   if (tls_port && !tls_asked && (access(cert, R_OK) != 0 || access(key, R_OK) != 0)) {
     fprintf(stderr,
             "wsev-pubsub: no %s / %s here, serving ws only. For wss on port %s make a\n"
@@ -395,12 +430,13 @@ int main(int argc, char **argv) {
             "  -keyout localhost.key -out localhost.crt)\n",
             cert, key, tls_port);
   } else if (tls_port) {
-    bound_tls_port = wsev_listen_and_serve_tls(ctx, tls_port, cert, key);
-    if (bound_tls_port < 0) {
+    wsev_listen_options tls = {.port = tls_port, .trust = deploy.trust, .certs = deploy.certs,
+                               .cert_count = deploy.cert_count};
+    if ((reload.listener = wsev_listen(ctx, &tls, &bound_tls_port)) < 0) {
       fprintf(stderr, "wsev-pubsub: cannot listen for TLS on port %s: %s\n", tls_port,
-              wsev_strerror(bound_tls_port));
+              wsev_strerror(reload.listener));
       wsev_ctx_free(ctx);
-        return 1;
+      return 1;
     }
   }
 
@@ -414,7 +450,8 @@ int main(int argc, char **argv) {
 
   /* SIGINT and SIGTERM end the loop so that everything is freed on the way out. The
    * signal handles do not keep the loop alive by themselves. */
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, sighup;
+  deploy_watch_sighup(&sighup, &reload); /* renewed certificates, without a restart */
   uv_signal_init(loop, &sigint);
   uv_signal_init(loop, &sigterm);
   sigint.data = sigterm.data = ctx;
@@ -425,6 +462,7 @@ int main(int argc, char **argv) {
 
   printf("wsev-pubsub listening on port %d\n", bound_port);
   if (bound_tls_port) printf("wsev-pubsub listening for TLS on port %d\n", bound_tls_port);
+  if (deploy.unix_path) printf("wsev-pubsub listening on unix %s\n", deploy.unix_path);
   fflush(stdout);
 
   wsev_event_loop(ctx);
@@ -433,6 +471,7 @@ int main(int argc, char **argv) {
    * finish the closing, before the context frees the loop. */
   uv_close((uv_handle_t *)&sigint, NULL);
   uv_close((uv_handle_t *)&sigterm, NULL);
+  uv_close((uv_handle_t *)&sighup, NULL);
   if (measure_lag) uv_close((uv_handle_t *)&ps.lag_timer, NULL);
   uv_run(loop, UV_RUN_NOWAIT);
 

@@ -22,7 +22,17 @@
  *   line and Host header, and lib/handshake.c accepts it whole (WSEV_HS_DONE, all
  *   bytes consumed) with the same path, Host, and offered subprotocols; its 101
  *   response, selecting the last offered subprotocol, is accepted by
- *   wsev__client_hs_feed with that subprotocol, whatever the split. */
+ *   wsev__client_hs_feed with that subprotocol, whatever the split;
+ * - a "ws+unix:" / "wss+unix:" URL: a socket path of 1..107 printable bytes without
+ *   ':', '?' or '#' that the URL holds right after the scheme (and an optional
+ *   "//"), host "localhost", port 0, Host header "localhost", a resource as above;
+ *   rebuilt as "ws+unix:PATH:RESOURCE" it parses the same, and its request passes
+ *   the same checks;
+ * - the URL field read as a proxy URL (wsev__proxy_url_parse): 0 or WSEV_EBADURL,
+ *   nothing allocated on failure; on success an "http://" URL with a host as above
+ *   and a nonzero port, which "http://host:port" gives back, and credentials only
+ *   when it has an '@', as "Basic " and base64 of "user:password" with no control
+ *   byte and the first ':' after a non-empty or empty user. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -31,6 +41,7 @@
 #include <strings.h>
 
 #include "alloc.h"
+#include "base64.h"
 #include "client_handshake.h"
 #include "fuzz-common.h"
 #include "handshake.h"
@@ -41,8 +52,29 @@
 
 static const uint8_t KEY16[16] = "the sample nonce";
 
+static void check_unix_parts(const char *url, const wsev_url *u) {
+  size_t scheme = u->tls ? 9 : 8;
+  FUZZ_CHECK(strncasecmp(url, u->tls ? "wss+unix:" : "ws+unix:", scheme) == 0);
+  const char *path = url + scheme;
+  if (path[0] == '/' && path[1] == '/') path += 2;
+  size_t n = strlen(u->unix_path);
+  FUZZ_CHECK(n >= 1 && n <= 107 && strncmp(path, u->unix_path, n) == 0);
+  FUZZ_CHECK(path[n] == 0 || path[n] == ':');
+  for (size_t i = 0; i < n; i++)
+    FUZZ_CHECK(u->unix_path[i] > 0x20 && u->unix_path[i] < 0x7F && !strchr(":?#", u->unix_path[i]));
+  FUZZ_CHECK(strcmp(u->host, "localhost") == 0 && !u->ipv6 && u->port == 0);
+  FUZZ_CHECK(u->host_header && strcmp(u->host_header, "localhost") == 0);
+  FUZZ_CHECK(u->resource && u->resource[0] == '/');
+  for (const char *c = u->resource; *c; c++)
+    FUZZ_CHECK(*c > 0x20 && *c < 0x7F && *c != '#');
+}
+
 static void check_parts(const char *url, const wsev_url *u) {
   FUZZ_CHECK(strlen(url) <= WSEV_URL_MAX);
+  if (u->unix_path) {
+    check_unix_parts(url, u);
+    return;
+  }
   FUZZ_CHECK(strncasecmp(url, u->tls ? "wss://" : "ws://", u->tls ? 6 : 5) == 0);
   FUZZ_CHECK(strchr(url, '#') == NULL);
   const char *authority = url + (u->tls ? 6 : 5);
@@ -82,6 +114,8 @@ static void check_parts(const char *url, const wsev_url *u) {
 
 static void same_parts(const wsev_url *a, const wsev_url *b) {
   FUZZ_CHECK(a->tls == b->tls && a->ipv6 == b->ipv6 && a->port == b->port);
+  FUZZ_CHECK(!a->unix_path == !b->unix_path);
+  if (a->unix_path) FUZZ_CHECK(strcmp(a->unix_path, b->unix_path) == 0);
   FUZZ_CHECK(strcmp(a->host, b->host) == 0);
   FUZZ_CHECK(strcmp(a->resource, b->resource) == 0);
   FUZZ_CHECK(strcmp(a->host_header, b->host_header) == 0);
@@ -89,11 +123,15 @@ static void same_parts(const wsev_url *a, const wsev_url *b) {
 
 /* The URL written back from its parts parses to the same parts. */
 static void check_rebuilt(const wsev_url *u) {
-  size_t cap = strlen(u->host) + strlen(u->resource) + 32;
+  size_t cap = strlen(u->host) + strlen(u->resource) + 32 + (u->unix_path ? 120 : 0);
   char *s = malloc(cap);
   if (!s) abort();
   for (int explicit_port = 0; explicit_port < 2; explicit_port++) {
-    if (explicit_port)
+    if (u->unix_path) /* with the ':' or (when the resource is "/") without */
+      snprintf(s, cap, "%s:%s%s%s", u->tls ? "wss+unix" : "ws+unix", u->unix_path,
+               explicit_port || strcmp(u->resource, "/") ? ":" : "",
+               explicit_port || strcmp(u->resource, "/") ? u->resource : "");
+    else if (explicit_port)
       snprintf(s, cap, "%s://%s%s%s:%u%s", u->tls ? "wss" : "ws", u->ipv6 ? "[" : "", u->host,
                u->ipv6 ? "]" : "", (unsigned)u->port, u->resource);
     else
@@ -159,6 +197,41 @@ static void check_request(const wsev_url *u, const char *req, size_t len, const 
   free(resp);
 }
 
+/* The URL field as a proxy's URL. */
+static void check_proxy(const char *url) {
+  wsev_proxy_url p;
+  int rc = wsev__proxy_url_parse(url, &p);
+  FUZZ_CHECK(rc == 0 || rc == WSEV_EBADURL);
+  if (rc != 0) {
+    FUZZ_CHECK(p.auth == NULL && p.host[0] == 0);
+    return;
+  }
+  FUZZ_CHECK(strncasecmp(url, "http://", 7) == 0 && p.port != 0 && p.host[0]);
+  const char *authority = url + 7;
+  size_t alen = strcspn(authority, "/?#");
+  const char *at = memchr(authority, '@', alen);
+  FUZZ_CHECK(!at == !p.auth);
+  if (p.auth) {
+    FUZZ_CHECK(strncmp(p.auth, "Basic ", 6) == 0);
+    uint8_t cred[1024];
+    long n = wsev__base64_decode(p.auth + 6, strlen(p.auth + 6), cred, sizeof cred);
+    FUZZ_CHECK(n >= 1 && memchr(cred, ':', (size_t)n) != NULL);
+    for (long i = 0; i < n; i++)
+      FUZZ_CHECK(cred[i] >= 0x20 && cred[i] != 0x7F);
+    /* The user is what precedes the first ':' of the userinfo, decoded. */
+    size_t user_raw = strcspn(authority, ":@");
+    FUZZ_CHECK((size_t)((const uint8_t *)memchr(cred, ':', (size_t)n) - cred) <= user_raw);
+  }
+  char again[300];
+  snprintf(again, sizeof again, "http://%s%s%s:%u", p.ipv6 ? "[" : "", p.host, p.ipv6 ? "]" : "",
+           (unsigned)p.port);
+  wsev_proxy_url q;
+  FUZZ_CHECK(wsev__proxy_url_parse(again, &q) == 0);
+  FUZZ_CHECK(strcmp(q.host, p.host) == 0 && q.port == p.port && q.ipv6 == p.ipv6 && !q.auth);
+  wsev__proxy_url_free(&p);
+  wsev__proxy_url_free(&q);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* A NUL-terminated copy: the fields are the NUL-separated strings in it. */
   char *buf = malloc(size + 1);
@@ -181,11 +254,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   const char *const *offered = n_protocols ? protocols : NULL;
 
+  check_proxy(url);
   wsev_url u;
   int rc = wsev__url_parse(url, &u);
   FUZZ_CHECK(rc == 0 || rc == WSEV_EBADURL);
   if (rc != 0) {
-    FUZZ_CHECK(u.resource == NULL && u.host_header == NULL);
+    FUZZ_CHECK(u.resource == NULL && u.host_header == NULL && u.unix_path == NULL);
     free(buf);
     return 0;
   }

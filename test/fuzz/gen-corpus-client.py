@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Write the seed corpora of the client-side fuzz targets into
-test/fuzz/corpus/{url,client-handshake}/ (gen-corpus.py does the server-side ones).
+test/fuzz/corpus/{url,client-handshake,http-proxy}/ (gen-corpus.py does the
+server-side ones).
 
-Deterministic: running it again rewrites the same files (every file in those two
+Deterministic: running it again rewrites the same files (every file in those
 directories is its own). Run from anywhere:
 
     python3 test/fuzz/gen-corpus-client.py
@@ -56,6 +57,22 @@ def url_seeds():
         "protocol-dup": b"ws://h/\0\0chat\0chat",
         "protocol-bad": b"ws://h/\0\0a b",
         "protocol-empty": b"ws://h/\0\0",
+        # Unix sockets (Node ws's form).
+        "unix": b"ws+unix:/run/app.sock:/chat?room=1",
+        "unix-tls": b"wss+unix:/tmp/s.sock",
+        "unix-slashes": b"ws+unix:///tmp/s.sock:/x",
+        "unix-relative": b"ws+unix:app.sock:?q",
+        "unix-protocols": b"WS+UNIX:/s:/a:b\0X-A: 1\r\n\0chat",
+        "bad-unix-empty": b"ws+unix::/x",
+        "bad-unix-host": b"ws+unix://host/s",
+        "bad-unix-query": b"ws+unix:/s?x",
+        # The URL field is also read as a proxy's URL.
+        "proxy": b"http://proxy.example:3128",
+        "proxy-auth": b"http://user:p%40ss@[::1]:8080/",
+        "proxy-user-only": b"HTTP://u@127.0.0.1",
+        "bad-proxy-user-colon": b"http://u%3Ax:p@h",
+        "bad-proxy-two-at": b"http://a@b@h",
+        "bad-proxy-https": b"https://h:443",
     }
     return s
 
@@ -120,8 +137,49 @@ def client_handshake_seeds():
     return s
 
 
+def proxy_answer(flags, data, seed=0x5a):
+    """fuzz-http-proxy input: flags (bits 0-6 head limit / 16, 0: the default),
+    split seed, the proxy's answer."""
+    return bytes([flags, seed]) + data
+
+
+def http_proxy_seeds():
+    pa = proxy_answer
+    s = {
+        "200": pa(0, b"HTTP/1.1 200 Connection established\r\n\r\n"),
+        "200-tinyproxy": pa(0, b"HTTP/1.0 200 Connection established\r\n"
+                               b"Proxy-agent: tinyproxy/1.11.1\r\n\r\n"),
+        "200-rest": pa(0, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nHTTP/1.1 101 x\r\n"),
+        "200-tls-rest": pa(0, b"HTTP/1.1 200 OK\r\n\r\n\x16\x03\x03\x00\x10"),
+        "200-lf": pa(0, b"HTTP/1.1 200 OK\nA:\nB: \t x \xff\n\n"),
+        "200-no-reason": pa(0, b"HTTP/1.1 200\r\n\r\n"),
+        "200-small-limit": pa(2, b"HTTP/1.1 200 OK\r\nX: " + b"a" * 40 + b"\r\n\r\n"),
+        "100-then-200": pa(0, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\nx"),
+        "103-then-407": pa(0, b"HTTP/1.1 103 Early Hints\r\nLink: a\r\n\r\nHTTP/1.1 407 A\r\n\r\n"),
+        "407": pa(0, b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                     b"Proxy-Authenticate: Basic realm=\"x\"\r\n\r\n"),
+        "403": pa(0, b"HTTP/1.0 403 Access violation\r\nContent-Type: text/html\r\n\r\n<html>"),
+        "502": pa(0, b"HTTP/1.1 502 Bad Gateway\r\n\r\n"),
+        "101": pa(0, b"HTTP/1.1 101 Switching Protocols\r\n\r\n"),
+        "odd-reason": pa(0, b"HTTP/1.1 403 Caf\xc3\xa9\t!\r\n\r\n"),
+        "long-reason": pa(0, b"HTTP/1.1 403 " + b"r" * 300 + b"\r\n"),
+        "bad-ssh": pa(0, b"SSH-2.0-OpenSSH_9.2\r\n"),
+        "bad-http2": pa(0, b"HTTP/2 200\r\n\r\n"),
+        "bad-cr": pa(0, b"HTTP/1.1 200 OK\rX\n\r\n"),
+        "bad-fold": pa(0, b"HTTP/1.1 200 OK\r\nA: b\r\n c\r\n\r\n"),
+        "bad-name": pa(0, b"HTTP/1.1 200 OK\r\nA b: c\r\n\r\n"),
+        "bad-no-colon": pa(0, b"HTTP/1.1 200 OK\r\nAb\r\n\r\n"),
+        "bad-ctl": pa(0, b"HTTP/1.1 200 OK\r\nA: \x01\r\n\r\n"),
+        "over-limit": pa(1, b"HTTP/1.1 200 OK\r\nX: " + b"a" * 20 + b"\r\n\r\n"),
+        "incomplete": pa(0, b"HTTP/1.1 200 OK\r\nA: b\r\n"),
+        "empty": b"",
+    }
+    return s
+
+
 def main():
-    for target, seeds in (("url", url_seeds()), ("client-handshake", client_handshake_seeds())):
+    for target, seeds in (("url", url_seeds()), ("client-handshake", client_handshake_seeds()),
+                          ("http-proxy", http_proxy_seeds())):
         write_corpus(target, seeds)
         print(f"{target}: {len(seeds)} seeds, {sum(map(len, seeds.values()))} bytes")
 

@@ -389,7 +389,8 @@ async def case_log_output():
             line = await asyncio.wait_for(srv.proc.stdout.readline(), STEP)
             assert line, f"stdout ended early after {lines!r}"
             lines.append(line.decode().rstrip("\n"))
-        m = re.fullmatch(r"Accepted connection (\d+)", lines[0])
+        # The client's address comes with it (this test connects over IPv4 loopback).
+        m = re.fullmatch(r"Accepted connection (\d+) from 127\.0\.0\.1:\d+", lines[0])
         assert m, f"first log line {lines[0]!r}"
         cid = m.group(1)
         assert lines[1] == f"Message from {cid}: subscribe:log", lines[1]

@@ -1,8 +1,10 @@
 /* Unit tests for lib/url.h: WebSocket URLs (RFC 6455 section 3). Every accepted
  * form with the parts it yields (host, port, resource, Host header), every rejected
- * form, the length limit, and allocation failure. */
+ * form, the length limit, and allocation failure; the Unix socket forms
+ * (ws+unix:, wss+unix:) and HTTP proxy URLs the same way. */
 #include <stdlib.h>
 
+#include "base64.h"
 #include "test.h"
 #include "url.h"
 #include <wsev.h>
@@ -186,6 +188,209 @@ static const char *const bad[] = {
     "ws://h/\r\nX-Injected: 1",
 };
 
+/* ---- Unix sockets ---------------------------------------------------------------- */
+
+typedef struct {
+  const char *url;
+  int tls;
+  const char *path;
+  const char *resource;
+} unix_case;
+
+static const unix_case unix_good[] = {
+    {"ws+unix:/run/app.sock", 0, "/run/app.sock", "/"},
+    {"ws+unix:/run/app.sock:", 0, "/run/app.sock", "/"},
+    {"ws+unix:/run/app.sock:/", 0, "/run/app.sock", "/"},
+    {"ws+unix:/run/app.sock:/chat?room=1", 0, "/run/app.sock", "/chat?room=1"},
+    {"ws+unix:/run/app.sock:?q", 0, "/run/app.sock", "/?q"},
+    {"wss+unix:/tmp/x.sock:/a/b", 1, "/tmp/x.sock", "/a/b"},
+    {"WS+UNIX:/tmp/X.sock:/P", 0, "/tmp/X.sock", "/P"}, /* the path keeps its case */
+    {"WsS+UnIx:/s", 1, "/s", "/"},
+    /* Node's URL parser reads "ws+unix:///p" as an empty host and path /p. */
+    {"ws+unix:///tmp/x.sock:/r", 0, "/tmp/x.sock", "/r"},
+    /* Relative to the working directory; bytes taken as they are. */
+    {"ws+unix:app.sock:/r", 0, "app.sock", "/r"},
+    {"ws+unix:./d/app.sock", 0, "./d/app.sock", "/"},
+    {"ws+unix:/a%20b@c!$&=.sock:/r", 0, "/a%20b@c!$&=.sock", "/r"},
+    /* Only the first ':' ends the path; the resource may hold more. */
+    {"ws+unix:/s:/a:b:c", 0, "/s", "/a:b:c"},
+};
+
+static const char *const unix_bad[] = {
+    "ws+unix:",
+    "ws+unix::/r",
+    "ws+unix://host/tmp/x.sock",
+    "ws+unix://",
+    "ws+unix:/a b.sock",
+    "ws+unix:/a\tb",
+    "ws+unix:/a?b.sock",
+    "ws+unix:/a#b.sock",
+    "ws+unix:/a\x7f",
+    "ws+unix:/caf\xc3\xa9",
+    "ws+unix:/s:r", /* the resource must start with '/' or '?' */
+    "ws+unix:/s:/a b",
+    "ws+unix:/s:/a#f",
+    "ws+unix:/s:/%zz",
+    "ws+unix/s",
+    "wsx+unix:/s",
+    "ws+unx:/s",
+    "ws+unix",
+};
+
+static void test_unix(void) {
+  TEST_CASE("ws+unix URLs");
+  for (size_t i = 0; i < sizeof unix_good / sizeof *unix_good; i++) {
+    const unix_case *g = &unix_good[i];
+    wsev_url u;
+    int rc = wsev__url_parse(g->url, &u);
+    CHECK_EQ_INTF(rc, 0, "%s", g->url);
+    if (rc) continue;
+    CHECK_EQ_INTF(u.tls, g->tls, "%s", g->url);
+    CHECK_EQ_STR(u.unix_path, g->path);
+    CHECK_EQ_STR(u.resource, g->resource);
+    CHECK_EQ_STR(u.host, "localhost");
+    CHECK_EQ_STR(u.host_header, "localhost");
+    CHECK_EQ_INTF(u.ipv6, 0, "%s", g->url);
+    wsev__url_free(&u);
+    CHECK(u.unix_path == NULL && u.resource == NULL && u.host_header == NULL);
+  }
+  /* A ws:// URL has no socket path. */
+  wsev_url u;
+  CHECK_EQ_INT(wsev__url_parse("ws://h/", &u), 0);
+  CHECK(u.unix_path == NULL);
+  wsev__url_free(&u);
+
+  TEST_CASE("invalid ws+unix URLs");
+  for (size_t i = 0; i < sizeof unix_bad / sizeof *unix_bad; i++) {
+    memset(&u, 0x5a, sizeof u);
+    CHECK_EQ_INTF(wsev__url_parse(unix_bad[i], &u), WSEV_EBADURL, "\"%s\"", unix_bad[i]);
+    CHECK(u.unix_path == NULL && u.resource == NULL && u.host_header == NULL && !u.host[0]);
+  }
+
+  TEST_CASE("socket path length");
+  /* 107 bytes fit a sockaddr_un with its NUL; 108 do not. */
+  char url[256];
+  int o = snprintf(url, sizeof url, "ws+unix:/");
+  memset(url + o, 'p', 106);
+  snprintf(url + o + 106, sizeof url - (size_t)o - 106, ":/r");
+  CHECK_EQ_INT(wsev__url_parse(url, &u), 0);
+  CHECK_EQ_UINT(u.unix_path ? strlen(u.unix_path) : 0, 107);
+  wsev__url_free(&u);
+  memset(url + o, 'p', 107);
+  snprintf(url + o + 107, sizeof url - (size_t)o - 107, ":/r");
+  CHECK_EQ_INT(wsev__url_parse(url, &u), WSEV_EBADURL);
+}
+
+/* ---- proxy URLs --------------------------------------------------------------------- */
+
+typedef struct {
+  const char *url;
+  const char *host;
+  int ipv6;
+  unsigned port;
+  const char *credentials; /* what Basic encodes, or NULL for no auth */
+} proxy_case;
+
+static const proxy_case proxy_good[] = {
+    {"http://proxy.example:3128", "proxy.example", 0, 3128, NULL},
+    {"http://proxy.example:3128/", "proxy.example", 0, 3128, NULL},
+    {"http://proxy.example", "proxy.example", 0, 80, NULL},
+    {"HTTP://Proxy.Example:", "proxy.example", 0, 80, NULL},
+    {"http://127.0.0.1:8888", "127.0.0.1", 0, 8888, NULL},
+    {"http://[::1]:8888", "::1", 1, 8888, NULL},
+    {"http://[2001:DB8::1]/", "2001:db8::1", 1, 80, NULL},
+    {"http://user:pass@proxy:3128", "proxy", 0, 3128, "user:pass"},
+    {"http://user@proxy:3128", "proxy", 0, 3128, "user:"},
+    {"http://user:@proxy", "proxy", 0, 80, "user:"},
+    {"http://:pass@proxy", "proxy", 0, 80, ":pass"},
+    /* Percent-decoding, and ':' in the password (only the user's first ends it). */
+    {"http://us%65r:p%40ss:w%3Ard@proxy", "proxy", 0, 80, "user:p@ss:w:rd"},
+    {"http://Aladdin:open%20sesame@[::1]:1", "::1", 1, 1, "Aladdin:open sesame"},
+    {"http://u:%C3%A9!$&'()*+,;=-._~@p", "p", 0, 80, "u:\xc3\xa9!$&'()*+,;=-._~"},
+};
+
+static const char *const proxy_bad[] = {
+    "",
+    "proxy:3128",
+    "https://proxy:3128",
+    "socks5://proxy:1080",
+    "ws://proxy",
+    "http:/proxy",
+    "http://",
+    "http://:3128",
+    "http://proxy:0",
+    "http://proxy:65536",
+    "http://proxy:3128/path",
+    "http://proxy:3128//",
+    "http://proxy:3128?x",
+    "http://proxy:3128#f",
+    "http://proxy:3128 ",
+    "http://pro xy",
+    "http://[::1",
+    "http://127.1",
+    "http://a@b@proxy",       /* a second '@' must be %40 */
+    "http://us%3Aer:p@proxy", /* ':' in the user, once decoded */
+    "http://u:p%0Aq@proxy",   /* a control byte */
+    "http://u:p%00@proxy",
+    "http://u:p%7f@proxy",
+    "http://u:p%@proxy",
+    "http://u:p%4@proxy",
+    "http://u:p%zz@proxy",
+    "http://u:p\"@proxy",
+    "http://u:p q@proxy",
+    "http://u:p/q@proxy", /* '/' ends the authority: "q@proxy" is a path */
+};
+
+static void test_proxy(void) {
+  TEST_CASE("proxy URLs");
+  for (size_t i = 0; i < sizeof proxy_good / sizeof *proxy_good; i++) {
+    const proxy_case *g = &proxy_good[i];
+    wsev_proxy_url p;
+    int rc = wsev__proxy_url_parse(g->url, &p);
+    CHECK_EQ_INTF(rc, 0, "%s", g->url);
+    if (rc) continue;
+    CHECK_EQ_STR(p.host, g->host);
+    CHECK_EQ_INTF(p.ipv6, g->ipv6, "%s", g->url);
+    CHECK_EQ_INTF(p.port, g->port, "%s", g->url);
+    if (!g->credentials) {
+      CHECKF(p.auth == NULL, "%s", g->url);
+    } else {
+      char want[256] = "Basic ";
+      wsev__base64_encode((const uint8_t *)g->credentials, strlen(g->credentials), want + 6,
+                          sizeof want - 6);
+      CHECK_EQ_STR(p.auth, want);
+    }
+    wsev__proxy_url_free(&p);
+    CHECK(p.auth == NULL);
+    wsev__proxy_url_free(&p);
+  }
+  /* RFC 7617 section 2's example. */
+  wsev_proxy_url p;
+  CHECK_EQ_INT(wsev__proxy_url_parse("http://Aladdin:open%20sesame@h", &p), 0);
+  CHECK_EQ_STR(p.auth, "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+  wsev__proxy_url_free(&p);
+
+  TEST_CASE("invalid proxy URLs");
+  for (size_t i = 0; i < sizeof proxy_bad / sizeof *proxy_bad; i++) {
+    memset(&p, 0x5a, sizeof p);
+    CHECK_EQ_INTF(wsev__proxy_url_parse(proxy_bad[i], &p), WSEV_EBADURL, "\"%s\"", proxy_bad[i]);
+    CHECK(p.auth == NULL && p.host[0] == 0);
+  }
+  CHECK_EQ_INT(wsev__proxy_url_parse(NULL, &p), WSEV_EBADURL);
+
+  TEST_CASE("proxy credentials length");
+  /* Decoded, user:password fit 1023 bytes. */
+  char url[4096];
+  int o = snprintf(url, sizeof url, "http://u:");
+  memset(url + o, 'x', 1021);
+  snprintf(url + o + 1021, sizeof url - (size_t)o - 1021, "@h");
+  CHECK_EQ_INT(wsev__proxy_url_parse(url, &p), 0);
+  wsev__proxy_url_free(&p);
+  memset(url + o, 'x', 1022);
+  snprintf(url + o + 1022, sizeof url - (size_t)o - 1022, "@h");
+  CHECK_EQ_INT(wsev__proxy_url_parse(url, &p), WSEV_EBADURL);
+}
+
 static void test_good(void) {
   TEST_CASE("valid URLs");
   for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
@@ -323,6 +528,36 @@ static void test_nomem(void) {
     }
   }
   CHECK(succeeded);
+  succeeded = 0;
+  for (fail_at = 1; fail_at < 10 && !succeeded; fail_at++) {
+    wsev_url u;
+    calls = 0;
+    int rc = wsev__url_parse("wss+unix:/run/s.sock:/p", &u);
+    if (rc == 0) {
+      succeeded = 1;
+      CHECK_EQ_STR(u.unix_path, "/run/s.sock");
+      wsev__url_free(&u);
+    } else {
+      CHECK_EQ_INTF(rc, UV_ENOMEM, "allocation %ld fails", fail_at);
+      CHECK(u.resource == NULL && u.host_header == NULL && u.unix_path == NULL);
+    }
+  }
+  CHECK(succeeded);
+  succeeded = 0;
+  for (fail_at = 1; fail_at < 10 && !succeeded; fail_at++) {
+    wsev_proxy_url p;
+    calls = 0;
+    int rc = wsev__proxy_url_parse("http://u:p@proxy:3128", &p);
+    if (rc == 0) {
+      succeeded = 1;
+      CHECK_EQ_STR(p.auth, "Basic dTpw");
+      wsev__proxy_url_free(&p);
+    } else {
+      CHECK_EQ_INTF(rc, UV_ENOMEM, "allocation %ld fails", fail_at);
+      CHECK(p.auth == NULL);
+    }
+  }
+  CHECK(succeeded);
   CHECK_EQ_INT(wsev_replace_allocator(malloc, realloc, calloc, free), 0);
 }
 
@@ -330,6 +565,8 @@ int main(void) {
   test_good();
   test_bad();
   test_limits();
+  test_unix();
+  test_proxy();
   test_nomem();
   return TEST_REPORT();
 }
