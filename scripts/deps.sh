@@ -19,8 +19,11 @@ fi
 packages=(gcc pkg-config meson ninja-build libuv1-dev libmbedtls-dev libssl-dev node-llhttp
   openssl ca-certificates libhiredis-dev zlib1g-dev libdeflate-dev "$@")
 if [ $test = 1 ]; then
-  # redis-server (with redis-cli) for test/redis, which starts its own on a free port.
-  packages+=(python3 python3-websockets valgrind util-linux chromium redis-server)
+  # redis-server (with redis-cli) for test/redis, which starts its own on a free port;
+  # nginx, haproxy and tinyproxy for test/deploy, which start theirs the same way;
+  # iproute2 and nftables build the network namespace of the Happy Eyeballs test.
+  packages+=(python3 python3-websockets valgrind util-linux chromium redis-server
+    nginx-light haproxy tinyproxy iproute2 nftables)
   command -v node >/dev/null 2>&1 || packages+=(nodejs)
   command -v npm >/dev/null 2>&1 || packages+=(npm)
 fi
@@ -34,7 +37,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -q
+  # Servers are installed for the tests to start on free ports, never as services: a
+  # policy-rc.d that says no keeps their packages from starting them.
+  policy=/usr/sbin/policy-rc.d
+  added_policy=0
+  if [ ! -e $policy ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee $policy >/dev/null
+    $sudo chmod 755 $policy
+    added_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  [ $added_policy = 0 ] || $sudo rm -f $policy
 fi
 
 if [ $test = 1 ]; then

@@ -13,10 +13,12 @@ WSEV_SERVER_WRAP (e.g. valgrind) wraps wsev-client and every wsev program starte
 here, as test/python/wsevtest.py does for wsev-echo; timeouts then grow 6x.
 """
 
+import atexit
 import os
 import queue
 import re
 import shlex
+import shutil
 import signal
 import socket
 import struct
@@ -480,6 +482,7 @@ def certs():
     if _CERT_DIR:
         return _CERT_DIR
     d = tempfile.mkdtemp(prefix="wsev-client-certs-")
+    atexit.register(shutil.rmtree, d, True)  # made once per run, gone with it
     script = os.path.join(SRC_ROOT, "scripts", "make-cert.sh")
     if os.path.exists(script):
         r = subprocess.run(["bash", script, d], capture_output=True, timeout=60)
