@@ -5,11 +5,13 @@
 #      (build-asan/);
 #   3. ThreadSanitizer (build-tsan/) on the suites where other threads call in;
 #   4. memcheck: the C tests under valgrind, and the echo, pubsub and control servers
-#      under valgrind while real clients drive them;
+#      (and wsev-client) under valgrind while real clients (and nginx, HAProxy,
+#      tinyproxy) drive them;
 #   5. the OpenSSL backend (build-openssl/, build-openssl-asan/, build-openssl-tsan/):
-#      the suites where the backend matters (TLS, client, browser, TLS churn), plain,
-#      under ASan+UBSan and under valgrind, the two backends against each other, and
-#      the TLS tests on I/O threads under ThreadSanitizer;
+#      the suites where the backend matters (TLS, client, browser, TLS churn,
+#      certificates by SNI and replaced), plain, under ASan+UBSan and under valgrind,
+#      the two backends against each other, and the TLS tests on I/O threads under
+#      ThreadSanitizer;
 #   6. a build without zlib (build-nodeflate/): permessage-deflate is never agreed;
 #   7. a short fuzzing run of every libFuzzer target (clang, build-fuzz/).
 # Ends with one line "N passed, N failed" and exits non-zero on any failure.
@@ -101,9 +103,10 @@ run build --suite valgrind
 echo "== OpenSSL backend (build-openssl/): TLS, client, browser, TLS churn, interoperation"
 if setup build-openssl -Dtls=openssl; then
   run build-openssl --suite tls --suite client --suite browser --no-suite valgrind
-  run build-openssl limits
+  run build-openssl limits unit-tls-sni deploy-rotation deploy-rotation-io2 deploy-http-proxy
   run build-openssl tls-python-valgrind tls-node-valgrind py-client-valgrind
-  run build-openssl tls-resume client-adopt --timeout-multiplier 10 --wrap="$PWD/test/valgrind-wrap"
+  run build-openssl tls-resume client-adopt unit-tls-sni --timeout-multiplier 10 \
+    --wrap="$PWD/test/valgrind-wrap"
 else
   total_failed=$((total_failed + 1))
 fi
@@ -111,6 +114,7 @@ sanitizers_report
 if setup build-openssl-asan -Dtls=openssl -Db_sanitize=address,undefined -Db_lundef=false \
     -Dbuildtype=debug; then
   run build-openssl-asan --suite tls --suite client --no-suite valgrind --timeout-multiplier 3
+  run build-openssl-asan unit-tls-sni deploy-rotation --timeout-multiplier 3
 else
   total_failed=$((total_failed + 1))
 fi
