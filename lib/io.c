@@ -321,8 +321,10 @@ static void inner_accepted(wsev_ctx *inner, uint64_t id) {
       item->info.server_name = keep(&at, s[2]);
       item->info.tls_version = keep(&at, s[3]);
       item->info.tls_cipher = keep(&at, s[4]);
-    } else {
-      memset(&item->info, 0, sizeof item->info);
+    } else { /* without memory for the strings: the addresses and flags still hold */
+      item->info.path = "";
+      item->info.protocol = item->info.server_name = NULL;
+      item->info.tls_version = item->info.tls_cipher = NULL;
     }
   }
   push(t->io, item);

@@ -155,37 +155,41 @@ void wsev__server_proxy_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- what a trusted proxy says in the request ----------------------------------------- */
 
-/* Every value of the header `name`, joined with ", " as one list (RFC 9110 section 5.3);
- * NULL when absent or without memory. */
-static char *joined_header(const wsev_hs *req, const char *name) {
+/* Every value of the header `name`, joined with ", " as one list (RFC 9110 section 5.3),
+ * into *out (NULL when absent). 0 or UV_ENOMEM. */
+static int joined_header(const wsev_hs *req, const char *name, char **out) {
   size_t pos = 0, total = 0;
   const char *key, *value;
+  *out = NULL;
   while ((key = wsev__hs_header_at(req, &pos, &value)) != NULL)
     if (strcasecmp(key, name) == 0) total += strlen(value) + 2;
-  char *out = total ? wsev__malloc(total + 1) : NULL;
-  if (!out) return NULL;
+  if (!total) return 0;
+  char *joined = wsev__malloc(total + 1);
+  if (!joined) return UV_ENOMEM;
   size_t len = 0;
   for (pos = 0; (key = wsev__hs_header_at(req, &pos, &value)) != NULL;) {
     if (strcasecmp(key, name) != 0) continue;
-    if (len) memcpy(out + len, ", ", 2), len += 2;
+    if (len) memcpy(joined + len, ", ", 2), len += 2;
     size_t n = strlen(value);
-    memcpy(out + len, value, n);
+    memcpy(joined + len, value, n);
     len += n;
   }
-  out[len] = 0;
-  return out;
+  joined[len] = 0;
+  *out = joined;
+  return 0;
 }
 
 /* The client a trusted proxy names in Forwarded or X-Forwarded-For, if any. 0, or
  * UV_ENOMEM. */
 static int forwarded_client(wsev_conn *c) {
   const wsev_hs *req = c->handshake.request;
-  /* Only what the listener trusts is read: a client could send the other header. */
-  char *forwarded = c->trust & WSEV_TRUST_FORWARDED ? joined_header(req, "forwarded") : NULL;
-  char *xff = c->trust & WSEV_TRUST_X_FORWARDED_FOR ? joined_header(req, "x-forwarded-for") : NULL;
+  char *forwarded = NULL, *xff = NULL;
   struct sockaddr_storage client;
-  int rc = 0;
-  if ((forwarded || xff) && wsev__forwarded_client(forwarded, xff, &client) == 0)
+  /* Only what the listener trusts is read: a client could send the other header. */
+  int rc = c->trust & WSEV_TRUST_FORWARDED ? joined_header(req, "forwarded", &forwarded) : 0;
+  if (!rc && (c->trust & WSEV_TRUST_X_FORWARDED_FOR))
+    rc = joined_header(req, "x-forwarded-for", &xff);
+  if (!rc && (forwarded || xff) && wsev__forwarded_client(forwarded, xff, &client) == 0)
     rc = wsev__conn_set_client(c, &client);
   wsev__free(forwarded);
   wsev__free(xff);

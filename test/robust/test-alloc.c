@@ -6,6 +6,10 @@
  * loop still ends, and no allocation outlives wsev_ctx_free.
  *
  *   test-alloc                      a raw client thread against a ws listener
+ *   test-alloc --proxied            the same through a listener that trusts a PROXY
+ *                                   header and the forwarded headers, which the
+ *                                   client sends: the accepted connection must
+ *                                   report the client they name
  *   test-alloc --client MAKE_CERT   a connection of ours (wsev_add_conn) to a wss
  *                                   listener in the same context: name lookup,
  *                                   dial, TLS both ways, the 101, an echo, a close
@@ -70,9 +74,16 @@ static void t_free(void *p) {
 /* ---- the server side -------------------------------------------------------------- */
 
 static int accepted, closed;
+static int proxied;       /* --proxied */
+static int wrong_client;  /* accepted, but not reporting the forwarded client */
 static void on_accepted(wsev_ctx *ctx, uint64_t id) {
-  (void)ctx, (void)id;
   accepted++;
+  wsev_conn_info info;
+  /* Forwarded wins over X-Forwarded-For and the PROXY header. */
+  struct sockaddr_in *in = (struct sockaddr_in *)&info.client_addr;
+  if (proxied && (wsev_get_conn_info(ctx, id, &info) != 0 || !info.forwarded ||
+                  in->sin_family != AF_INET || in->sin_addr.s_addr != htonl(0xc6336408)))
+    wrong_client++; /* 198.51.100.8 */
 }
 static void on_closed(wsev_ctx *ctx, uint64_t id) {
   (void)ctx, (void)id;
@@ -156,8 +167,12 @@ static void *client(void *arg) {
   for (size_t i = 0; i < sizeof big; i++)
     big[i] = (unsigned char)(i * 7);
   const char *req =
-      "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+      proxied ? "PROXY TCP4 192.0.2.1 127.0.0.1 1234 80\r\n"
+                "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "X-Forwarded-For: 198.51.100.7\r\nForwarded: for=198.51.100.8\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+              : "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
   char resp[256];
   size_t got = 0;
   steps_done = 0;
@@ -210,8 +225,10 @@ static int run(long fail_n, int all_after, int *problems) {
       .conn_accepted = on_accepted, .conn_closed = on_closed, .message_received = on_message};
   wsev_ctx *ctx = NULL;
   port = -1;
-  if (test_ctx_new(&ctx, &loop, &h, NULL) == 0)
-    port = wsev_listen_and_serve_addr(ctx, "127.0.0.1", "0");
+  wsev_listen_options o = {.host = "127.0.0.1", .port = "0"};
+  if (proxied)
+    o.trust = WSEV_TRUST_PROXY_PROTOCOL | WSEV_TRUST_FORWARDED | WSEV_TRUST_X_FORWARDED_FOR;
+  if (test_ctx_new(&ctx, &loop, &h, NULL) == 0 && wsev_listen(ctx, &o, &port) < 0) port = -1;
   uv_async_init(&loop, &client_done, on_client_done);
   pthread_t t;
   pthread_create(&t, NULL, client, NULL);
@@ -361,8 +378,10 @@ int main(int argc, char **argv) {
     }
     one_run = run_client;
     all_steps = 4;
+  } else if (argc == 2 && strcmp(argv[1], "--proxied") == 0) {
+    proxied = 1;
   } else if (argc != 1) {
-    fprintf(stderr, "usage: %s [--client PATH/TO/make-cert.sh]\n", argv[0]);
+    fprintf(stderr, "usage: %s [--client PATH/TO/make-cert.sh | --proxied]\n", argv[0]);
     return 2;
   }
   const char *mode = getenv("WSEV_DEFLATE");
@@ -383,6 +402,10 @@ int main(int argc, char **argv) {
   for (int all_after = 0; all_after <= 1; all_after++)
     for (long n = 1; n <= total + 1; n++)
       if (one_run(n, all_after, &problems) != all_steps) degraded++;
+  if (wrong_client) {
+    fprintf(stderr, "%d accepted connections did not report the forwarded client\n", wrong_client);
+    problems++;
+  }
   if (one_run == run_client) {
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", cert_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", cert_dir);
