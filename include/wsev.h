@@ -205,8 +205,9 @@ typedef struct {
  * any address. What is believed goes into wsev_conn_info.client_addr. */
 /* Every connection starts with a PROXY protocol header, version 1 or 2 (HAProxy's
  * send-proxy / send-proxy-v2), before TLS or HTTP. A connection without a valid one
- * is closed without an answer; a LOCAL header (the proxy's own health check) or an
- * UNKNOWN one keeps the socket's peer as the client. */
+ * is closed without an answer (one that stops in the middle, at the handshake
+ * timeout); a LOCAL header (the proxy's own health check) or an UNKNOWN one keeps the
+ * socket's peer as the client. */
 #define WSEV_TRUST_PROXY_PROTOCOL 1u
 /* The upgrade request's Forwarded header (RFC 7239) names the client: the `for` of its
  * last element, the one the proxy in front of us appended (earlier ones come from
