@@ -132,6 +132,8 @@ static int parse_unix(const char *p, wsev_url *out) {
   if (p[0] == '/' && p[1] == '/') {
     if (p[2] != '/') return WSEV_EBADURL; /* "ws+unix://host/..." names no socket */
     p += 2;
+    /* "ws+unix:////x" would be "//x" here and "x" when written back: one way only. */
+    if (p[1] == '/') return WSEV_EBADURL;
   }
   const char *path = p;
   while (*p && *p != ':') {

@@ -220,6 +220,7 @@ static const char *const unix_bad[] = {
     "ws+unix:",
     "ws+unix::/r",
     "ws+unix://host/tmp/x.sock",
+    "ws+unix:////tmp/x.sock", /* "//tmp/x.sock", or "/tmp/x.sock" written back? */
     "ws+unix://",
     "ws+unix:/a b.sock",
     "ws+unix:/a\tb",
