@@ -48,6 +48,9 @@ PY
   total_failed=$((total_failed + ${counts#* }))
 }
 
+# A stage's title, with the time since the start (to see what the 20 minutes go to).
+stage() { echo "== [${SECONDS}s] $*"; }
+
 setup() { # dir [meson options...]
   local dir=$1; shift
   if [ -d "$dir" ]; then
@@ -70,14 +73,14 @@ sanitizers_report() {
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=24
 }
 
-echo "== build and test (build/)"
+stage "build and test (build/)"
 if setup build; then
   run build --no-suite valgrind
 else
   total_failed=$((total_failed + 1))
 fi
 
-echo "== AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
+stage "AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
 sanitizers_report
 if setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug; then
   run build-asan --no-suite valgrind --timeout-multiplier 3
@@ -86,7 +89,7 @@ else
 fi
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
-echo "== ThreadSanitizer (build-tsan/): the suites where other threads call in"
+stage "ThreadSanitizer (build-tsan/): the suites where other threads call in"
 export TSAN_OPTIONS=halt_on_error=1:exitcode=66
 if setup build-tsan -Db_sanitize=thread -Dbuildtype=debug; then
   run build-tsan --suite api --suite threads --no-suite valgrind --timeout-multiplier 3
@@ -95,12 +98,12 @@ else
 fi
 unset TSAN_OPTIONS
 
-echo "== valgrind (build/)"
+stage "valgrind (build/)"
 # test/valgrind-wrap holds the memcheck options; the 'valgrind' suite uses it too.
 run build --suite vgwrap --timeout-multiplier 10 --wrap="$PWD/test/valgrind-wrap"
 run build --suite valgrind
 
-echo "== OpenSSL backend (build-openssl/): TLS, client, browser, TLS churn, interoperation"
+stage "OpenSSL backend (build-openssl/): TLS, client, browser, TLS churn, interoperation"
 if setup build-openssl -Dtls=openssl; then
   run build-openssl --suite tls --suite client --suite browser --no-suite valgrind
   run build-openssl limits unit-tls-sni deploy-rotation deploy-rotation-io2 deploy-http-proxy
@@ -129,7 +132,7 @@ else
 fi
 unset TSAN_OPTIONS
 
-echo "== without zlib (build-nodeflate/): permessage-deflate never offered or accepted"
+stage "without zlib (build-nodeflate/): permessage-deflate never offered or accepted"
 if setup build-nodeflate -Ddeflate=disabled; then
   run build-nodeflate --suite unit
   run build-nodeflate no-deflate py-websockets node-echo py-client
@@ -137,7 +140,7 @@ else
   total_failed=$((total_failed + 1))
 fi
 
-echo "== fuzzing, 12 s per target (build-fuzz/)"
+stage "fuzzing, 12 s per target (build-fuzz/)"
 rm -f build-fuzz/meson-logs/testlog*.json
 scripts/fuzz.sh 12
 count build-fuzz
