@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Certificates replaced without a restart (SIGHUP) and chosen by SNI, on wsev-echo.
 
-usage: test_rotation.py PATH/TO/wsev-echo
+usage: test_rotation.py PATH/TO/wsev-echo [PATH/TO/wsev-pubsub]
 
 - rotation: wsev-echo --tls-port 0 --cert LIVE --key LIVE serving pair A; 100 wss
   clients (Python websockets) connect and stay; the files are replaced by pair B (a new
@@ -18,6 +18,7 @@ usage: test_rotation.py PATH/TO/wsev-echo
   s_client -servername a.test / b.test gets theirs, verified for that name; an unknown
   name and no SNI get the default; their session tickets resume (TLS 1.2 and the best
   version); a reload that renews a.test's pair keeps the others, and the tickets.
+- pubsub: wsev-pubsub reloads its --cert/--key on SIGHUP the same way.
 
 Certificates come from scripts/make-cert.sh --leaf into a temporary directory. Every
 wait is bounded; servers are stopped at the end (and must exit cleanly). Prints
@@ -51,6 +52,7 @@ if len(sys.argv) < 2:
     sys.stderr.write("usage: %s PATH/TO/wsev-echo\n" % sys.argv[0])
     sys.exit(2)
 EXE = sys.argv[1]
+PUBSUB = sys.argv[2] if len(sys.argv) > 2 else None
 MAKE_CERT = os.path.join(HERE, "..", "..", "scripts", "make-cert.sh")
 SLOW = 6.0 if shlex.split(os.environ.get("WSEV_SERVER_WRAP", "")) else 1.0
 R = Runner("deploy-rotation")
@@ -100,9 +102,9 @@ def install(src, dst):
 class Echo(Server):
     """wsev-echo whose stderr lines are kept, to wait for what a reload said."""
 
-    def __init__(self, *args):
+    def __init__(self, *args, exe=None, **kwargs):
         self.err_lines = []
-        super().__init__(EXE, *args, want_tls=True)
+        super().__init__(exe or EXE, *args, want_tls=True, **kwargs)
         RUNNING.append(self)
 
     def _read_stderr(self):
@@ -126,7 +128,7 @@ class Echo(Server):
         self.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10 * SLOW
         while self.count(expect) == before:
-            check(self.proc.poll() is None, "wsev-echo ended after SIGHUP")
+            check(self.proc.poll() is None, "%s ended after SIGHUP" % self.name)
             if time.monotonic() > deadline:
                 raise TestFailure("no %r on stderr within %.0f s after SIGHUP (stderr: %r)"
                                   % (expect, 10 * SLOW, self.err_lines[-5:]))
@@ -379,6 +381,17 @@ def c_sni():
     srv.finish()
 
 
+def c_pubsub():
+    install("pair-a", "live3")
+    srv = Echo("--tls-port", "0", "--cert", f("live3"), "--key", f("live3", "key"), "--quiet",
+               exe=PUBSUB, name="wsev-pubsub", port_args=("--port", "0"))
+    expect_presented(srv.tls_port, "pair-a")
+    install("pair-b", "live3")
+    srv.reload("certificates reloaded")
+    expect_presented(srv.tls_port, "pair-b")
+    srv.finish()
+
+
 def main():
     try:
         R.run("make certificates", make_certs)
@@ -387,6 +400,8 @@ def main():
                   run_async, c_rotation)
             R.run("bad pairs are refused and the old one stays", c_bad_pairs)
             R.run("SNI: a.test, b.test, unknown and none", c_sni)
+            if PUBSUB:
+                R.run("wsev-pubsub reloads on SIGHUP", c_pubsub)
     finally:
         for srv in list(RUNNING):
             RUNNING.remove(srv)
