@@ -172,12 +172,6 @@ void wsev__client_input(wsev_conn *c, uint8_t *p, size_t n) {
 
 /* ---- the proxy's tunnel ------------------------------------------------------------ */
 
-static void tunnel_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  wsev_conn *c = h->data;
-  (void)suggested;
-  *buf = uv_buf_init((char *)c->ctx->read_buf, WSEV_READ_BUFFER_SIZE);
-}
-
 /* The proxy's answer, read here (not by conn.c, whose reading starts with TLS or the
  * upgrade once the tunnel is open). */
 static void tunnel_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -225,7 +219,7 @@ static void start_tunnel(wsev_conn *c) {
   wsev__proxy_answer_init(d->answer,
                           ctx->set.max_header_size ? ctx->set.max_header_size : SIZE_MAX / 4);
   if (wsev__send_bytes(c, d->proxy_request, d->proxy_request_len) != 0 ||
-      uv_read_start(&c->sock.stream, tunnel_alloc, tunnel_read) != 0) {
+      wsev__conn_read_start_with(c, tunnel_read) != 0) {
     wsev__client_fail(c, UV_ENOMEM, "cannot send the CONNECT request");
     return;
   }

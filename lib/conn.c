@@ -79,9 +79,12 @@ int wsev__conn_set_client(wsev_conn *c, const struct sockaddr_storage *client) {
   return 0;
 }
 
+int wsev__conn_read_start_with(wsev_conn *c, uv_read_cb read_cb) {
+  return uv_read_start(&c->sock.stream, on_alloc, read_cb);
+}
+
 int wsev__conn_read_start(wsev_conn *c) {
-  return uv_read_start(&c->sock.stream, on_alloc,
-                       c->proxy_pending ? wsev__server_proxy_read : on_read);
+  return wsev__conn_read_start_with(c, c->proxy_pending ? wsev__server_proxy_read : on_read);
 }
 
 /* ---- the end ------------------------------------------------------------------------ */

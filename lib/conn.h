@@ -163,6 +163,9 @@ void wsev__conn_handle_init(wsev_conn *c);
 int wsev__conn_set_client(wsev_conn *c, const struct sockaddr_storage *client);
 /* Bytes read from the socket: through TLS (if any) to the state machine. */
 void wsev__conn_received(wsev_conn *c, uint8_t *p, size_t n);
+/* Read the socket into the context's read buffer with another reader than the state
+ * machine's (a PROXY header, a proxy's answer to CONNECT). 0 or a libuv error. */
+int wsev__conn_read_start_with(wsev_conn *c, uv_read_cb read_cb);
 /* Start reading the socket. 0 or a libuv error. */
 int wsev__conn_read_start(wsev_conn *c);
 /* Open WebSocket: deliver `rest` (frames that came behind the handshake). The caller
