@@ -25,4 +25,6 @@ set -- -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_st
 # The regressions are read (and run first) but never written to.
 [ -d "$regressions" ] && set -- "$@" "$work" "$regressions" || set -- "$@" "$work"
 echo "run-fuzzer: $fuzzer $*"
-exec "$fuzzer" "$@"
+# Not exec: the trap must still remove the scratch corpus (the exit status is the
+# fuzzer's either way).
+"$fuzzer" "$@"
