@@ -31,7 +31,7 @@ static int alive(const wsev_conn *c) {
   return c->state == WSEV_CONN_OPEN || c->state == WSEV_CONN_CLOSING;
 }
 
-void wsev__conn_handle_init(wsev_conn *c) {
+static void handle_init(wsev_conn *c) {
   if (c->unix_socket)
     uv_pipe_init(c->ctx->loop, &c->sock.pipe, 0);
   else
@@ -48,7 +48,7 @@ wsev_conn *wsev__conn_new(wsev_ctx *ctx, int unix_socket) {
   if (!c) return NULL;
   c->ctx = ctx;
   c->unix_socket = unix_socket != 0;
-  wsev__conn_handle_init(c);
+  handle_init(c);
   wsev__handle_opened(ctx);
   c->all_next = ctx->all_head;
   if (ctx->all_head) ctx->all_head->all_prev = c;
@@ -377,6 +377,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init((char *)c->ctx->read_buf, WSEV_READ_BUFFER_SIZE);
 }
 
+/* Inlined into on_read: every read of the state machine passes here. */
+static inline void received(wsev_conn *c, uint8_t *p, size_t n) {
+  if (c->tls)
+    wsev__tls_conn_input(c, p, n);
+  else
+    wsev__conn_input(c, p, n);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   wsev_conn *c = s->data;
   if (nread == 0) return;
@@ -393,15 +401,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   c->deadline.last_rx = uv_now(c->ctx->loop);
   if (c->deadline.armed && c->deadline.kind == WSEV_DEADLINE_PONG) wsev__deadline_clear(c);
-  wsev__conn_received(c, (uint8_t *)buf->base, (size_t)nread);
+  received(c, (uint8_t *)buf->base, (size_t)nread);
 }
 
-void wsev__conn_received(wsev_conn *c, uint8_t *p, size_t n) {
-  if (c->tls)
-    wsev__tls_conn_input(c, p, n);
-  else
-    wsev__conn_input(c, p, n);
-}
+void wsev__conn_received(wsev_conn *c, uint8_t *p, size_t n) { received(c, p, n); }
 
 /* ---- hooks for the context's timers ----------------------------------------------- */
 

@@ -101,7 +101,7 @@ typedef struct {
   uint8_t by_peer;
 } wsev_conn_ending;
 
-/* The client a trusted proxy named (wsev_conn_info.client), kept only when one did. */
+/* The client a trusted proxy named (wsev_conn_info.client_addr), kept only when one did. */
 typedef struct {
   struct sockaddr_storage client;
 } wsev_conn_origin;
@@ -157,8 +157,6 @@ wsev_conn *wsev__conn_new(wsev_ctx *ctx, int unix_socket);
 /* Give the handle a connected socket: 0 or a libuv error (the socket stays the
  * caller's). */
 int wsev__conn_open_socket(wsev_conn *c, uv_os_sock_t sock);
-/* Initialize the handle again, after a failed attempt's closed. */
-void wsev__conn_handle_init(wsev_conn *c);
 /* The client a trusted proxy named: 0 or UV_ENOMEM. */
 int wsev__conn_set_client(wsev_conn *c, const struct sockaddr_storage *client);
 /* Bytes read from the socket: through TLS (if any) to the state machine. */

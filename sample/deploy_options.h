@@ -107,6 +107,17 @@ static const char *deploy_address(const struct sockaddr_storage *a, char *out, s
   return out;
 }
 
+/* The --unix listener, if asked for: 0, or 1 after saying why it failed. */
+static int deploy_listen_unix(wsev_ctx *ctx, const deploy_options *o, const char *name) {
+  if (!o->unix_path) return 0;
+  wsev_listen_options local = {.unix_path = o->unix_path, .unix_mode = o->unix_mode,
+                               .trust = o->trust};
+  int rc = wsev_listen(ctx, &local, NULL);
+  if (rc >= 0) return 0;
+  fprintf(stderr, "%s: cannot listen on %s: %s\n", name, o->unix_path, wsev_strerror(rc));
+  return 1;
+}
+
 /* SIGHUP: read the TLS listener's certificate files again and use them from now on. */
 typedef struct {
   wsev_ctx *ctx;

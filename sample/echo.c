@@ -177,15 +177,9 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
-  if (deploy.unix_path) {
-    wsev_listen_options local = {.unix_path = deploy.unix_path, .unix_mode = deploy.unix_mode,
-                                 .trust = deploy.trust};
-    if ((rc = wsev_listen(ctx, &local, NULL)) < 0) {
-      fprintf(stderr, "wsev-echo: cannot listen on %s: %s\n", deploy.unix_path,
-              wsev_strerror(rc));
-      wsev_ctx_free(ctx);
-      return 1;
-    }
+  if (deploy_listen_unix(ctx, &deploy, "wsev-echo")) {
+    wsev_ctx_free(ctx);
+    return 1;
   }
 
   /* The signal handles do not keep the loop alive: after a graceful shutdown the

@@ -409,15 +409,9 @@ int main(int argc, char **argv) {
     wsev_ctx_free(ctx);
     return 1;
   }
-  if (deploy.unix_path) {
-    wsev_listen_options local = {.unix_path = deploy.unix_path, .unix_mode = deploy.unix_mode,
-                                 .trust = deploy.trust};
-    if ((err = wsev_listen(ctx, &local, NULL)) < 0) {
-      fprintf(stderr, "wsev-pubsub: cannot listen on %s: %s\n", deploy.unix_path,
-              wsev_strerror(err));
-      wsev_ctx_free(ctx);
-      return 1;
-    }
+  if (deploy_listen_unix(ctx, &deploy, "wsev-pubsub")) {
+    wsev_ctx_free(ctx);
+    return 1;
   }
 
   int bound_tls_port = 0;
