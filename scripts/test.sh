@@ -22,25 +22,35 @@ scripts/deps.sh --test || { echo "0 passed, 1 failed"; exit 1; }
 
 total_passed=0
 total_failed=0
+# Each failed test's name and the end of its output, printed again just before the
+# summary, so that the tail of a long CI log says what failed.
+failures=$(mktemp)
+trap 'rm -f "$failures"' EXIT
 
 # Adds the results of the last `meson test` in build dir $1 to the totals.
 count() {
   local counts
-  counts=$(/usr/bin/python3 - "$1"/meson-logs/testlog*.json <<'PY'
-import json, sys
+  counts=$(/usr/bin/python3 - "$1" "$failures" "$1"/meson-logs/testlog*.json <<'PY'
+import json, os, sys
 ok = bad = 0
-try:
+builddir, failures, logs = sys.argv[1], sys.argv[2], sys.argv[3:]
+with open(failures, "a") as out:
     # meson names the log after the wrapper when --wrap is used.
-    if len(sys.argv) != 2:
-        raise FileNotFoundError
-    for line in open(sys.argv[1]):
-        r = json.loads(line).get("result")
-        if r in ("OK", "EXPECTEDFAIL"):
-            ok += 1
-        elif r != "SKIP":
-            bad += 1
-except FileNotFoundError:
-    bad = 1
+    if len(logs) != 1 or not os.path.exists(logs[0]):
+        bad = 1
+        out.write(f"--- {builddir}: no test log\n")
+    else:
+        for line in open(logs[0]):
+            t = json.loads(line)
+            r = t.get("result")
+            if r in ("OK", "EXPECTEDFAIL"):
+                ok += 1
+            elif r != "SKIP":
+                bad += 1
+                tail = (t.get("stdout") or "").splitlines()[-15:]
+                out.write(f"--- {builddir}: {t.get('name')} {r}"
+                          f" after {t.get('duration', 0):.1f} s\n")
+                out.write("".join(f"    {l}\n" for l in tail))
 print(ok, bad)
 PY
 )
@@ -49,7 +59,13 @@ PY
 }
 
 # A stage's title, with the time since the start (to see what the 20 minutes go to).
-stage() { echo "== [${SECONDS}s] $*"; }
+current_stage=
+stage() { current_stage=$*; echo "== [${SECONDS}s] $*"; }
+
+build_failed() {
+  total_failed=$((total_failed + 1))
+  echo "--- a build failed in: $current_stage" >>"$failures"
+}
 
 setup() { # dir [meson options...]
   local dir=$1; shift
@@ -77,7 +93,7 @@ stage "build and test (build/)"
 if setup build; then
   run build --no-suite valgrind
 else
-  total_failed=$((total_failed + 1))
+  build_failed
 fi
 
 stage "AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
@@ -85,7 +101,7 @@ sanitizers_report
 if setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug; then
   run build-asan --no-suite valgrind --timeout-multiplier 3
 else
-  total_failed=$((total_failed + 1))
+  build_failed
 fi
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
@@ -94,7 +110,7 @@ export TSAN_OPTIONS=halt_on_error=1:exitcode=66
 if setup build-tsan -Db_sanitize=thread -Dbuildtype=debug; then
   run build-tsan --suite api --suite threads --no-suite valgrind --timeout-multiplier 3
 else
-  total_failed=$((total_failed + 1))
+  build_failed
 fi
 unset TSAN_OPTIONS
 
@@ -111,7 +127,7 @@ if setup build-openssl -Dtls=openssl; then
   run build-openssl tls-resume client-adopt unit-tls-sni --timeout-multiplier 10 \
     --wrap="$PWD/test/valgrind-wrap"
 else
-  total_failed=$((total_failed + 1))
+  build_failed
 fi
 sanitizers_report
 if setup build-openssl-asan -Dtls=openssl -Db_sanitize=address,undefined -Db_lundef=false \
@@ -119,7 +135,7 @@ if setup build-openssl-asan -Dtls=openssl -Db_sanitize=address,undefined -Db_lun
   run build-openssl-asan --suite tls --suite client --no-suite valgrind --timeout-multiplier 3
   run build-openssl-asan unit-tls-sni deploy-rotation --timeout-multiplier 3
 else
-  total_failed=$((total_failed + 1))
+  build_failed
 fi
 unset ASAN_OPTIONS UBSAN_OPTIONS
 # The ticket keys and the client session cache are shared by the I/O threads.
@@ -128,7 +144,7 @@ if setup build-openssl-tsan -Dtls=openssl -Db_sanitize=thread -Dbuildtype=debug;
   run build-openssl-tsan tls-resume-io2 tls-python-io2 tls-node-io2 client-adopt-io2 \
     py-client-io2 --timeout-multiplier 3
 else
-  total_failed=$((total_failed + 1))
+  build_failed
 fi
 unset TSAN_OPTIONS
 
@@ -137,7 +153,7 @@ if setup build-nodeflate -Ddeflate=disabled; then
   run build-nodeflate --suite unit
   run build-nodeflate no-deflate py-websockets node-echo py-client
 else
-  total_failed=$((total_failed + 1))
+  build_failed
 fi
 
 stage "fuzzing, 12 s per target (build-fuzz/)"
@@ -145,5 +161,9 @@ rm -f build-fuzz/meson-logs/testlog*.json
 scripts/fuzz.sh 12
 count build-fuzz
 
+if [ -s "$failures" ]; then
+  echo "== failed:"
+  cat "$failures"
+fi
 echo "${total_passed} passed, ${total_failed} failed"
 [ "$total_failed" -eq 0 ]
