@@ -111,7 +111,7 @@ int wsev_ctx_new(wsev_ctx **ctxp, uv_loop_t *loop, const wsev_handler *handler, 
   uv_timer_init(loop, &ctx->keepalive_timer);
   ctx->timeout_timer.data = ctx->deadline_timer.data = ctx->keepalive_timer.data = ctx;
   ctx->flush_check.data = ctx->flush_idle.data = ctx;
-  ctx->open_handles = 6; /* with post_async */
+  ctx->open_handles = 6; /* with post_wakeup */
   uv_check_start(&ctx->flush_check, on_check);
   uv_unref((uv_handle_t *)&ctx->flush_check);
   uv_unref((uv_handle_t *)&ctx->deadline_timer);
@@ -174,7 +174,7 @@ void wsev_ctx_free(wsev_ctx *ctx) {
   uv_close((uv_handle_t *)&ctx->flush_check, on_ctx_handle_closed);
   uv_close((uv_handle_t *)&ctx->flush_idle, on_ctx_handle_closed);
   uv_close((uv_handle_t *)&ctx->keepalive_timer, on_ctx_handle_closed);
-  uv_close((uv_handle_t *)&ctx->post_async, on_ctx_handle_closed);
+  wsev__wakeup_close(&ctx->post_wakeup, on_ctx_handle_closed);
   if (ctx->owns_loop) {
     /* Let every close callback (and cancelled write) run, then the loop is empty. */
     uv_run(&ctx->own_loop, UV_RUN_DEFAULT);

@@ -13,6 +13,7 @@
 #include "deflate.h"
 #include "idmap.h"
 #include "tls.h"
+#include "wakeup.h"
 #include "wsev.h"
 
 /* Larger than a 64 KiB message and its header, so such a message usually arrives in
@@ -79,8 +80,11 @@ struct wsev_ctx {
   wsev_event *queue;
   size_t queue_head, queue_len, queue_cap;
   int dispatching;
-  int in_api;                /* events raised inside an API call wait for the flush */
   const wsev_event *closing; /* the closed event being dispatched */
+  /* Not beside `dispatching`: must_wait's two tests would become one 8-byte load,
+   * which cannot be forwarded from the 4-byte store to either just before it and
+   * stalled the reader of every message in threaded mode. */
+  int in_api; /* events raised inside an API call wait for the flush */
   uint64_t last_dispatch;
   uv_timer_t timeout_timer;
 
@@ -121,7 +125,7 @@ struct wsev_ctx {
   /* Posts from other threads (post.c). */
   uv_mutex_t post_lock;
   wsev_post_item *post_head, *post_tail;
-  uv_async_t post_async;
+  wsev_wakeup post_wakeup;
   pthread_t owner;            /* the context's thread: the one that created it */
   wsev_io *io;                /* threaded mode: the I/O threads (io.c); NULL: inline */
   struct wsev_topics *topics; /* topic.c: subscriptions and federation, from the first one */
@@ -204,6 +208,38 @@ void wsev__post_free(wsev_ctx *ctx);
 /* wsev_post for the library's own work (io.c): if it is dropped unrun (the context is
  * freed first), fn is called with a NULL context to release arg. */
 int wsev__post_internal(wsev_ctx *ctx, wsev_post_fn fn, void *arg);
+/* A posted call (post.c's queue), public here so that an internal post can be
+ * allocated with its arguments: see wsev__post_owned. */
+typedef enum { POST_CALL, POST_WRITE, POST_BROADCAST, POST_OWNED } wsev_post_kind;
+
+struct wsev_post_item {
+  struct wsev_post_item *next;
+  wsev_post_kind kind;
+  wsev_msg_type type;
+  wsev_post_fn fn;
+  void *arg;
+  int internal;  /* dropped unrun: fn(NULL, arg) releases arg */
+  uint64_t id;   /* write */
+  uint64_t *ids; /* broadcast: `count` ids, in this allocation */
+  size_t count;
+  uint8_t *data; /* write, broadcast: `len` bytes, in this allocation */
+  size_t len;
+};
+/* An internal post that heads its caller's own allocation: fn(ctx, item) runs it, or
+ * fn(NULL, item) when it is dropped unrun; either way fn frees it. One allocation per
+ * post instead of two, and the caller may reuse it. */
+void wsev__post_owned_init(wsev_post_item *item, wsev_post_fn fn);
+void wsev__post_owned(wsev_ctx *ctx, wsev_post_item *item);
+/* Internal posts gathered on one thread and handed to a context together: one lock
+ * and at most one wakeup for the lot, in the order they were added. */
+typedef struct {
+  wsev_post_item *head, *tail;
+} wsev_post_batch;
+int wsev__post_batch_add(wsev_post_batch *batch, wsev_post_fn fn, void *arg);
+void wsev__post_batch_add_owned(wsev_post_batch *batch, wsev_post_item *item);
+void wsev__post_batch_send(wsev_ctx *ctx, wsev_post_batch *batch);
+/* Release a batch that will never be sent: fn(NULL, arg) for each. */
+void wsev__post_batch_drop(wsev_post_batch *batch);
 
 /* listener.c */
 void wsev__listeners_close(wsev_ctx *ctx);

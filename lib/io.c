@@ -3,11 +3,12 @@
  * does for its connections — accept, dial, TLS, the upgrade, frames, deadlines,
  * keepalive, corked writes — with the same code as inline mode. Its callbacks, on the
  * I/O thread, forward each event to the application's context through one inbox (a
- * mutex-guarded list, one wakeup per batch), where the events are dispatched to the
- * application exactly as inline ones, one at a time. The other way, the application's
- * writes, closes and broadcasts go to the owning thread with the inner context's
- * wsev_post* functions, so everything written to a connection during one iteration
- * of the application's loop arrives in one batch and leaves in one writev.
+ * mutex-guarded list, filled once per iteration of the thread's loop with one wakeup),
+ * where the events are dispatched to the application exactly as inline ones, one at a
+ * time. The other way, the application's writes, closes and broadcasts go to the
+ * owning thread as posts to the inner context, gathered while a batch of events is
+ * dispatched and handed over at its end, so everything written to a connection during
+ * one batch arrives together and leaves in one writev.
  *
  * Ids: inner context k (of N) hands out k+1, k+1+N, k+1+2N, ...: ids stay unique
  * across threads, and an id names its thread. Listening: every inner context binds
@@ -31,6 +32,7 @@
 #include "frame.h"
 
 typedef struct conn_link conn_link;
+typedef struct write_args write_args;
 
 struct wsev_io_thread {
   wsev_io *io;
@@ -43,6 +45,16 @@ struct wsev_io_thread {
   int running;              /* created and not joined yet */
   conn_link *busy_head;     /* the thread's: connections whose reaction waits for the application */
   struct inbox_item *items; /* the thread's: small message items to reuse (see spare_items) */
+  /* The thread's: events of this loop iteration, handed over together (flush_outbox),
+   * and the small writes it ran, handed back with them (see spare_writes). */
+  struct inbox_item *out_head, *out_tail;
+  write_args *spent_writes, *spent_last;
+  size_t n_spent_writes;
+  uv_prepare_t before_poll;
+  uv_check_t after_poll;
+  /* The application's: calls to this thread made while it dispatches a batch of
+   * events, handed over together at its end (post_to). */
+  wsev_post_batch outgoing;
   /* Connections the application closes without memory to post the close: it puts them
    * here (an allocation-free way, through their links) and the thread closes them. */
   uv_mutex_t doom_lock;
@@ -103,6 +115,30 @@ struct conn_link {
   uint8_t doomed;
 };
 
+/* A write on its way to the connection's thread: a post of its own. Lists of spare
+ * ones are linked through post.next. */
+struct write_args {
+  wsev_post_item post; /* first */
+  wsev_io *io;
+  uint64_t id;
+  uint8_t *data;
+  size_t payload, cap;
+  size_t len; /* framed: as counted on its way */
+  int text;
+  int small;      /* room for SMALL_WRITE bytes behind it: reused (see spare_writes) */
+  unsigned flags; /* wsev_send's */
+};
+
+static write_args *next_write(const write_args *w) { return (write_args *)w->post.next; }
+
+static void free_writes(write_args *w) {
+  while (w) {
+    write_args *next = next_write(w);
+    wsev__free(w);
+    w = next;
+  }
+}
+
 /* Large buffers that cross between threads (messages in, writes out) come from this
  * cache and go back to it: freeing them to malloc on one thread and allocating anew on
  * the other made the kernel fault in fresh pages for every 64 KiB message. */
@@ -131,47 +167,91 @@ struct wsev_io {
   _Atomic size_t active_total;        /* accepted connections on all threads (max_connections) */
   uv_mutex_t lock;
   inbox_item *head, *tail;
-  uv_async_t inbox;
+  wsev_wakeup inbox;
   /* Small message items go back to the threads for reuse instead of to malloc, which
    * cost page faults and arena locking when freed on the other thread: the
    * application collects them per batch (returned) and hands them over under `lock`
    * when it takes the next batch; a thread takes them all when it pushes with none
    * left of its own. */
-  inbox_item *spare_items, *returned;
+  inbox_item *spare_items, *returned, *returned_last;
   size_t n_spare_items, n_returned;
+  int corked; /* a batch of events is dispatched: calls to the threads wait (post_to) */
+  /* Small writes go back to the application for reuse, as small message items go to
+   * the threads: allocated on one thread and freed on the other, each cost malloc's
+   * slow path. The threads hand them back under `lock` (returned_writes) when they
+   * hand over their events, the application takes them when it takes the events. */
+  write_args *spare_writes, *returned_writes, *returned_writes_last;
+  size_t n_spare_writes, n_returned_writes;
 };
 
-/* The inline room of a small message's item. */
+/* The inline room of a small message's item, and of a small write. */
 #define SMALL_ITEM 128
+#define SMALL_WRITE 128
 #define SPARE_ITEMS_MAX 4096
 
 static wsev_io_thread *thread_of(wsev_io *io, uint64_t id) {
   return &io->threads[(id - 1) % (uint64_t)io->count];
 }
 
+/* On an I/O thread, per message: the public accessors would check the thread first. */
+static wsev_io_thread *thread_here(const wsev_ctx *inner) { return inner->data; }
+
+/* The link of an inner connection (its data), also while its conn_closed runs. */
+static conn_link *link_of(wsev_ctx *inner, uint64_t id) {
+  if (inner->closing && inner->closing->id == id) return inner->closing->user_data;
+  wsev_conn *c = wsev__conn_find(inner, id);
+  return c ? c->user_data : NULL;
+}
+
 /* ---- on the I/O threads --------------------------------------------------------------- */
 
-/* Into the inbox; with `spares` (a thread's empty list of small items), the spare
- * items come back while the lock is held anyway. */
-static void push_taking(wsev_io *io, inbox_item *item, inbox_item **spares) {
+/* Events leave a thread in batches: they wait in its outbox until the I/O callbacks of
+ * the loop iteration are done (check) or the loop is about to wait (prepare), then go
+ * into the inbox under one lock with at most one wakeup. Handed over one by one, the
+ * first of each burst woke the application's thread, which on a shared core then ran
+ * after nearly every message. */
+static void push(wsev_io_thread *t, inbox_item *item) {
   item->next = NULL;
+  if (t->out_tail)
+    t->out_tail->next = item;
+  else
+    t->out_head = item;
+  t->out_tail = item;
+}
+
+/* Into the inbox; the spare small items come back while the lock is held anyway. */
+static void flush_outbox(wsev_io_thread *t) {
+  if (!t->out_head && !t->spent_writes) return;
+  wsev_io *io = t->io;
   uv_mutex_lock(&io->lock);
   int was_empty = io->head == NULL;
-  if (io->tail)
-    io->tail->next = item;
-  else
-    io->head = item;
-  io->tail = item;
-  if (spares && !*spares && io->spare_items) {
-    *spares = io->spare_items;
+  if (t->out_head) {
+    if (io->tail)
+      io->tail->next = t->out_head;
+    else
+      io->head = t->out_head;
+    io->tail = t->out_tail;
+  }
+  if (t->spent_writes) {
+    t->spent_last->post.next = (wsev_post_item *)io->returned_writes;
+    if (!io->returned_writes) io->returned_writes_last = t->spent_last;
+    io->returned_writes = t->spent_writes;
+    io->n_returned_writes += t->n_spent_writes;
+    t->spent_writes = t->spent_last = NULL;
+    t->n_spent_writes = 0;
+  }
+  if (!t->items && io->spare_items) {
+    t->items = io->spare_items;
     io->spare_items = NULL;
     io->n_spare_items = 0;
   }
   uv_mutex_unlock(&io->lock);
-  if (was_empty) uv_async_send(&io->inbox);
+  if (t->out_head && was_empty) wsev__wakeup_send(&io->inbox);
+  t->out_head = t->out_tail = NULL;
 }
 
-static void push(wsev_io *io, inbox_item *item) { push_taking(io, item, NULL); }
+static void on_before_poll(uv_prepare_t *p) { flush_outbox(p->data); }
+static void on_after_poll(uv_check_t *c) { flush_outbox(c->data); }
 
 static inbox_item *new_item(wsev_event_kind kind, uint64_t id) {
   inbox_item *item = wsev__calloc(1, sizeof *item);
@@ -193,7 +273,7 @@ static char *keep(char **at, const char *s) {
 
 /* The link of a connection the application is told of (see conn_link). */
 static conn_link *keep_link(wsev_ctx *inner, uint64_t id) {
-  conn_link *link = wsev_get_conn_data(inner, id);
+  conn_link *link = link_of(inner, id);
   if (link) return link;
   if (!(link = wsev__calloc(1, sizeof *link))) return NULL;
   link->closed.ev.kind = WSEV_EV_CLOSED;
@@ -210,16 +290,16 @@ static void link_report(wsev_conn *c, size_t arrived) {
   conn_link *link = c->id ? c->user_data : NULL;
   if (!link) return;
   size_t queued = wsev__send_buffered(c);
-  atomic_store(&link->queued, queued);
-  /* After the queue grew, so that the application may count a write twice for a
-   * moment, but never not at all. */
+  atomic_store_explicit(&link->queued, queued, memory_order_release);
+  /* After the queue grew (the subtraction publishes it), so that the application may
+   * count a write twice for a moment, but never not at all. */
   size_t on_way = arrived ? atomic_fetch_sub(&link->in_transit, arrived) - arrived
                           : atomic_load(&link->in_transit);
   if (queued + on_way <= c->ctx->set.low_water && c->state == WSEV_CONN_OPEN &&
       atomic_load(&link->want_drained) && atomic_exchange(&link->want_drained, 0)) {
-    wsev_io_thread *t = wsev_get_ctx_data(c->ctx);
+    wsev_io_thread *t = thread_here(c->ctx);
     inbox_item *item = new_item(WSEV_EV_DRAINED, c->id);
-    if (item) push(t->io, item);
+    if (item) push(t, item);
   }
 }
 
@@ -252,7 +332,7 @@ static int app_busy(wsev_conn *c) {
   conn_link *link = c->user_data ? c->user_data : keep_link(c->ctx, c->id);
   if (!link || !c->handed || caught_up(c, link)) return 0;
   if (!atomic_load_explicit(&link->busy, memory_order_relaxed)) {
-    wsev_io_thread *t = wsev_get_ctx_data(c->ctx);
+    wsev_io_thread *t = thread_here(c->ctx);
     atomic_store(&link->busy, 1);
     link->busy_prev = NULL;
     link->busy_next = t->busy_head;
@@ -277,7 +357,7 @@ static void doom_unlist(wsev_io_thread *t, conn_link *link) {
 /* After the posted calls: connections the application closed without memory close, and
  * connections the application caught up with go ahead. */
 static void release_caught_up(wsev_ctx *inner) {
-  wsev_io_thread *t = wsev_get_ctx_data(inner);
+  wsev_io_thread *t = thread_here(inner);
   if (atomic_load(&t->doomed)) {  /* rare: no lock after every batch of posts */
     uv_mutex_lock(&t->doom_lock); /* their closed events are told after this */
     for (conn_link *d = t->doom_head; d; d = d->doom_next) {
@@ -301,7 +381,7 @@ static void release_caught_up(wsev_ctx *inner) {
 }
 
 static void inner_accepted(wsev_ctx *inner, uint64_t id) {
-  wsev_io_thread *t = wsev_get_ctx_data(inner);
+  wsev_io_thread *t = thread_here(inner);
   inbox_item *item = new_item(WSEV_EV_ACCEPTED, id);
   if (!item || !(item->link = keep_link(inner, id))) {
     wsev__free(item); /* never told the application: it gets nothing of this one */
@@ -327,7 +407,7 @@ static void inner_accepted(wsev_ctx *inner, uint64_t id) {
       item->info.tls_version = item->info.tls_cipher = NULL;
     }
   }
-  push(t->io, item);
+  push(t, item);
 }
 
 /* A buffer of at least `len` (>= HANDOFF_MIN) bytes; *cap is its capacity for
@@ -372,6 +452,7 @@ static void handoff_put(wsev_io *io, uint8_t *buf, size_t cap) {
 static void item_free(wsev_io *io, inbox_item *item) {
   if (item->small && io->n_returned < SPARE_ITEMS_MAX) {
     item->next = io->returned;
+    if (!io->returned) io->returned_last = item;
     io->returned = item;
     io->n_returned++;
     return;
@@ -385,7 +466,7 @@ static void item_free(wsev_io *io, inbox_item *item) {
 /* A message that cannot be handed over for want of memory: it is never skipped, the
  * connection fails (and the application will not acknowledge it: we do). */
 static void message_lost(wsev_ctx *inner, uint64_t id) {
-  conn_link *link = wsev_get_conn_data(inner, id);
+  conn_link *link = link_of(inner, id);
   if (link) atomic_fetch_add(&link->acked, 1);
   wsev_close_with(inner, id, 1011, "out of memory");
 }
@@ -394,9 +475,9 @@ static void message_lost(wsev_ctx *inner, uint64_t id) {
  * reader's buffer goes to the application (which puts it into the hand-off cache when
  * done), and the thread's pool gets one from the cache in its place. */
 static int take_message(wsev_conn *c, const wsev_read_event *ev) {
-  wsev_io_thread *t = wsev_get_ctx_data(c->ctx);
-  wsev_buf buf;
   if (ev->len < HANDOFF_MIN || !c->user_data) return 0;
+  wsev_io_thread *t = thread_here(c->ctx);
+  wsev_buf buf;
   inbox_item *item = new_item(WSEV_EV_MESSAGE, c->id);
   if (!item) return 0; /* emitted as usual: the copy then fails it too, cleanly */
   if (!wsev__reader_take_message(&c->reader, &buf)) {
@@ -408,7 +489,7 @@ static int take_message(wsev_conn *c, const wsev_read_event *ev) {
   item->data_cap = buf.cap;
   item->ev.msg_type = (uint8_t)(ev->text ? WSEV_TEXT : WSEV_BINARY);
   item->link = c->user_data;
-  push(t->io, item);
+  push(t, item);
   size_t cap;
   uint8_t *spare = handoff_get(t->io, buf.cap, &cap);
   wsev__buf_put(&c->ctx->pool, spare, cap); /* NULL is fine */
@@ -417,7 +498,7 @@ static int take_message(wsev_conn *c, const wsev_read_event *ev) {
 
 static void inner_message(wsev_ctx *inner, uint64_t id, const void *data, size_t len,
                           wsev_msg_type type) {
-  wsev_io_thread *t = wsev_get_ctx_data(inner);
+  wsev_io_thread *t = thread_here(inner);
   /* A small message travels inside its item, a large one in a hand-off buffer. */
   int inside = len < HANDOFF_MIN, small = len <= SMALL_ITEM;
   inbox_item *item = small ? t->items : NULL;
@@ -425,11 +506,13 @@ static void inner_message(wsev_ctx *inner, uint64_t id, const void *data, size_t
     t->items = item->next;
   else
     item = wsev__malloc(sizeof *item + (small ? SMALL_ITEM : inside ? len : 0));
-  if (item) {
-    memset(item, 0, sizeof *item);
+  if (item) { /* what a message's item uses (its info, 352 bytes, stays unset) */
+    item->what = ITEM_EVENT;
+    item->ev = (wsev_event){.kind = WSEV_EV_MESSAGE, .id = id};
+    item->strings = NULL;
+    item->request = NULL;
+    item->data_cap = 0;
     item->small = small;
-    item->ev.kind = WSEV_EV_MESSAGE;
-    item->ev.id = id;
     item->ev.data = inside ? (uint8_t *)(item + 1) : handoff_get(t->io, len, &item->data_cap);
   }
   if (!item || !item->ev.data) {
@@ -440,14 +523,14 @@ static void inner_message(wsev_ctx *inner, uint64_t id, const void *data, size_t
   if (len) memcpy(item->ev.data, data, len);
   item->ev.len = len;
   item->ev.msg_type = (uint8_t)type;
-  item->link = wsev_get_conn_data(inner, id);
-  push_taking(t->io, item, &t->items);
+  item->link = link_of(inner, id);
+  push(t, item);
 }
 
 static void inner_closed(wsev_ctx *inner, uint64_t id) {
-  wsev_io_thread *t = wsev_get_ctx_data(inner);
+  wsev_io_thread *t = thread_here(inner);
   wsev_close_info info;
-  conn_link *link = wsev_get_conn_data(inner, id); /* kept since it was told */
+  conn_link *link = link_of(inner, id); /* kept since it was told */
   if (!link) return;                               /* never told to the application */
   busy_unlist(t, link);                            /* from now on the link is the application's */
   doom_unlist(t, link);
@@ -462,7 +545,7 @@ static void inner_closed(wsev_ctx *inner, uint64_t id) {
       item->ev.len = len;
     }
   }
-  push(t->io, item);
+  push(t, item);
 }
 
 /* Copy a request for the application's thread: one allocation. */
@@ -503,19 +586,19 @@ static wsev_request_copy *copy_request(const wsev_request *req) {
 
 /* Both answer later: the application's thread decides, then posts the answer here. */
 static int inner_upgrade(wsev_ctx *inner, wsev_request *req) {
-  wsev_io_thread *t = wsev_get_ctx_data(inner);
+  wsev_io_thread *t = thread_here(inner);
   inbox_item *item = new_item(WSEV_EV_ACCEPTED, wsev_request_id(req));
   if (!item || !(item->request = copy_request(req))) {
     wsev__free(item);
     return 503;
   }
   item->what = ITEM_UPGRADE;
-  push(t->io, item);
+  push(t, item);
   return WSEV_DEFER;
 }
 
 static void inner_http(wsev_ctx *inner, wsev_request *req) {
-  wsev_io_thread *t = wsev_get_ctx_data(inner);
+  wsev_io_thread *t = thread_here(inner);
   inbox_item *item = NULL;
   if (wsev__conn_take_id(req->conn) != 0 || !(item = new_item(0, req->conn->id)) ||
       !(item->request = copy_request(req))) {
@@ -525,15 +608,15 @@ static void inner_http(wsev_ctx *inner, wsev_request *req) {
   }
   item->what = ITEM_HTTP;
   wsev__server_http_wait(req->conn);
-  push(t->io, item);
+  push(t, item);
 }
 
 static void inner_id_dropped(wsev_ctx *inner, uint64_t id) {
-  wsev_io_thread *t = wsev_get_ctx_data(inner);
+  wsev_io_thread *t = thread_here(inner);
   inbox_item *item = new_item(0, id);
   if (!item) return; /* the application's copy of a deferred upgrade stays until the end */
   item->what = ITEM_DROPPED;
-  push(t->io, item);
+  push(t, item);
 }
 
 static void on_stop(uv_async_t *a) { uv_stop(a->loop); }
@@ -565,8 +648,19 @@ static void thread_main(void *arg) {
       wsev_allow_origin(inner, ctx->origins[i]);
     inner->next_id = (uint64_t)t->index + 1;
     inner->id_stride = (uint64_t)t->io->count;
-    t->start_rc = uv_async_init(wsev_get_loop(inner), &t->stop, on_stop);
-    if (t->start_rc) wsev_ctx_free(inner);
+    uv_loop_t *loop = wsev_get_loop(inner);
+    t->start_rc = uv_async_init(loop, &t->stop, on_stop);
+    if (t->start_rc) {
+      wsev_ctx_free(inner);
+    } else { /* neither keeps the loop running; libuv's init cannot fail */
+      uv_prepare_init(loop, &t->before_poll);
+      uv_check_init(loop, &t->after_poll);
+      t->before_poll.data = t->after_poll.data = t;
+      uv_prepare_start(&t->before_poll, on_before_poll);
+      uv_check_start(&t->after_poll, on_after_poll);
+      uv_unref((uv_handle_t *)&t->before_poll);
+      uv_unref((uv_handle_t *)&t->after_poll);
+    }
     /* `stop` keeps the loop running until wsev_shutdown (which unrefs it: the loop then
      * ends with the last connection) or wsev_ctx_free (which sends it). */
   }
@@ -578,6 +672,8 @@ static void thread_main(void *arg) {
   t->exited = 1; /* no stop request comes after this */
   uv_mutex_unlock(&t->io->lock);
   uv_close((uv_handle_t *)&t->stop, NULL);
+  uv_close((uv_handle_t *)&t->before_poll, NULL);
+  uv_close((uv_handle_t *)&t->after_poll, NULL);
   /* Connections still here are dropped without callbacks: their closed events too
    * (those whose conn_closed was emitted, id 0, sent theirs on: they only linger). */
   for (wsev_conn *c = t->inner->all_head; c; c = c->all_next) {
@@ -588,11 +684,25 @@ static void thread_main(void *arg) {
   inbox_item *done = wsev__calloc(1, sizeof *done);
   if (done) { /* without memory the application's loop is not told, only freed */
     done->what = ITEM_DONE;
-    push(t->io, done);
+    push(t, done);
   }
+  flush_outbox(t);
 }
 
 /* ---- calls into a thread -------------------------------------------------------------- */
+
+/* The application's calls to thread t's context (fn runs there; fn(NULL, arg) if it is
+ * dropped). While a batch of events is dispatched they wait and go together at its
+ * end: one lock and wakeup per thread and batch, where a wakeup per reply let the
+ * thread preempt the application after each one on a shared core. The order of the
+ * calls to one thread is kept whichever way they go: everything else that reaches a
+ * thread sends what waits first (send_waiting). */
+static int post_to(wsev_io_thread *t, wsev_post_fn fn, void *arg) {
+  if (t->io->corked) return wsev__post_batch_add(&t->outgoing, fn, arg);
+  return wsev__post_internal(t->inner, fn, arg);
+}
+
+static void send_waiting(wsev_io_thread *t) { wsev__post_batch_send(t->inner, &t->outgoing); }
 
 /* Run fn on thread t's context and wait for it (setup calls that return a result:
  * listen, dial, adopt). */
@@ -612,6 +722,7 @@ static void run_sync(wsev_ctx *inner, void *arg) {
 static int call_sync(wsev_io_thread *t, int (*fn)(wsev_ctx *, void *), void *arg) {
   sync_call call = {.fn = fn, .arg = arg};
   if (uv_sem_init(&call.done, 0) != 0) return UV_ENOMEM;
+  send_waiting(t);
   int rc = wsev__post_internal(t->inner, run_sync, &call);
   if (rc == 0) {
     uv_sem_wait(&call.done);
@@ -668,7 +779,7 @@ static int post_upgrade_answer(wsev_io *io, uint64_t id, int status, const char 
   a->id = id;
   a->status = status;
   if (protocol) a->protocol = memcpy(a + 1, protocol, len);
-  int rc = wsev__post_internal(thread_of(io, id)->inner, upgrade_answer_on_thread, a);
+  int rc = post_to(thread_of(io, id), upgrade_answer_on_thread, a);
   if (rc) wsev__free(a);
   return rc;
 }
@@ -690,7 +801,7 @@ static void ask_application(wsev_io *io, inbox_item *item) {
     a->id = id;
     a->response = req.response;
     a->len = req.response_len;
-    if (wsev__post_internal(thread_of(io, id)->inner, http_answer_on_thread, a) != 0) {
+    if (post_to(thread_of(io, id), http_answer_on_thread, a) != 0) {
       wsev__free(a->response);
       wsev__free(a);
     }
@@ -724,6 +835,7 @@ int wsev__io_decide(wsev_ctx *ctx, uint64_t id, int status, const char *protocol
  * closes it with `code` after what was posted before. */
 static void doom(wsev_io *io, uint64_t id, conn_link *link, unsigned code) {
   wsev_io_thread *t = thread_of(io, id);
+  send_waiting(t); /* the close comes after them */
   uv_mutex_lock(&t->doom_lock);
   if (!link->doomed) {
     link->doomed = 1;
@@ -733,7 +845,7 @@ static void doom(wsev_io *io, uint64_t id, conn_link *link, unsigned code) {
     atomic_store(&t->doomed, 1);
   }
   uv_mutex_unlock(&t->doom_lock);
-  uv_async_send(&t->inner->post_async);
+  wsev__wakeup_send(&t->inner->post_wakeup);
 }
 
 /* ---- the application's side of the send accounting ----------------------------------- */
@@ -818,36 +930,56 @@ static void deliver(wsev_io *io, inbox_item *item) {
     break;
   default:
     if (r && r->open) wsev__deliver(ctx, &item->ev);
-    if (item->link) { /* a message: done with, its replies posted */
-      atomic_fetch_add(&item->link->acked, 1);
-      if (atomic_load(&item->link->busy))
-        uv_async_send(&thread_of(io, item->ev.id)->inner->post_async);
-    }
   }
 }
 
-static void on_inbox(uv_async_t *a) {
-  wsev_io *io = a->data;
+/* A message the application is done with, its replies on their way to the thread (see
+ * conn_link): the thread may go on with a reaction that waits for it. */
+static void acknowledge(wsev_io *io, inbox_item *item) {
+  if (item->what != ITEM_EVENT || item->ev.kind != WSEV_EV_MESSAGE || !item->link) return;
+  atomic_fetch_add(&item->link->acked, 1);
+  if (atomic_load(&item->link->busy))
+    wsev__wakeup_send(&thread_of(io, item->ev.id)->inner->post_wakeup);
+}
+
+static void on_inbox(wsev_wakeup *w) {
+  wsev_io *io = w->poll.data;
   for (;;) {
     uv_mutex_lock(&io->lock);
     inbox_item *batch = io->head;
     io->head = io->tail = NULL;
     if (io->returned && io->n_spare_items < SPARE_ITEMS_MAX) { /* the last batch's */
-      inbox_item *last = io->returned;
-      while (last->next)
-        last = last->next;
-      last->next = io->spare_items;
+      io->returned_last->next = io->spare_items;
       io->spare_items = io->returned;
       io->n_spare_items += io->n_returned;
       io->returned = NULL;
       io->n_returned = 0;
     }
+    write_args *writes = io->returned_writes, *writes_last = io->returned_writes_last;
+    size_t n_writes = io->n_returned_writes;
+    io->returned_writes = NULL;
+    io->n_returned_writes = 0;
     uv_mutex_unlock(&io->lock);
+    if (writes && io->n_spare_writes + n_writes <= SPARE_ITEMS_MAX) {
+      writes_last->post.next = (wsev_post_item *)io->spare_writes;
+      io->spare_writes = writes;
+      io->n_spare_writes += n_writes;
+    } else {
+      free_writes(writes); /* enough spare */
+    }
     if (!batch) return;
     wsev__dispatch_begin(io->ctx); /* the batch's callbacks run one after another */
+    io->corked = 1;
+    for (inbox_item *item = batch; item && !io->ctx->freeing; item = item->next)
+      deliver(io, item);
+    io->corked = 0;
+    if (!io->ctx->freeing) /* (else wsev_ctx_free dropped them) */
+      for (int i = 0; i < io->count; i++)
+        send_waiting(&io->threads[i]);
+    /* Only now are the replies to the batch's messages on their way. */
     while (batch) {
       inbox_item *next = batch->next;
-      if (!io->ctx->freeing) deliver(io, batch);
+      if (!io->ctx->freeing) acknowledge(io, batch); /* (else the threads are gone) */
       item_free(io, batch);
       batch = next;
     }
@@ -888,12 +1020,16 @@ static void io_free(wsev_io *io) {
       wsev__free(item);
       item = next;
     }
-  for (int i = 0; i < io->count; i++) /* the threads are gone */
+  for (int i = 0; i < io->count; i++) { /* the threads are gone */
     for (item = io->threads[i].items; item;) {
       inbox_item *next = item->next;
       wsev__free(item);
       item = next;
     }
+    free_writes(io->threads[i].spent_writes);
+  }
+  free_writes(io->spare_writes);
+  free_writes(io->returned_writes);
   while (io->handoff.count)
     wsev__free(io->handoff.bufs[--io->handoff.count].data);
   uv_mutex_destroy(&io->handoff.lock);
@@ -934,7 +1070,7 @@ int wsev_set_io_threads(wsev_ctx *ctx, unsigned count) {
     wsev__free(io);
     return UV_ENOMEM;
   }
-  int rc = uv_async_init(ctx->loop, &io->inbox, on_inbox);
+  int rc = wsev__wakeup_init(ctx->loop, &io->inbox, on_inbox);
   if (rc) {
     uv_mutex_destroy(&io->handoff.lock);
     uv_mutex_destroy(&io->lock);
@@ -942,7 +1078,7 @@ int wsev_set_io_threads(wsev_ctx *ctx, unsigned count) {
     wsev__free(io);
     return rc;
   }
-  io->inbox.data = io;
+  io->inbox.poll.data = io;
   io->client_sessions = wsev__tls_sessions_new(); /* without it, sessions per thread */
   wsev__handle_opened(ctx);
   ctx->io = io;
@@ -966,7 +1102,7 @@ int wsev_set_io_threads(wsev_ctx *ctx, unsigned count) {
   if (rc) {
     stop_threads(io);
     ctx->io = NULL;
-    uv_close((uv_handle_t *)&io->inbox, on_inbox_closed);
+    wsev__wakeup_close(&io->inbox, on_inbox_closed);
   }
   return rc;
 }
@@ -979,7 +1115,9 @@ unsigned wsev_get_io_threads(const wsev_ctx *ctx) {
 void wsev__io_free(wsev_ctx *ctx) {
   wsev_io *io = ctx->io;
   stop_threads(io); /* no thread touches the inbox after this */
-  uv_close((uv_handle_t *)&io->inbox, on_inbox_closed);
+  for (int i = 0; i < io->count; i++) /* freed during a batch: its calls never leave */
+    wsev__post_batch_drop(&io->threads[i].outgoing);
+  wsev__wakeup_close(&io->inbox, on_inbox_closed);
 }
 
 /* ---- listening and dialing: setup calls, run on the threads and waited for -------------- */
@@ -1102,17 +1240,6 @@ static remote *find(wsev_io *io, uint64_t id) {
 
 int wsev__io_known(const wsev_ctx *ctx, uint64_t id) { return find(ctx->io, id) != NULL; }
 
-/* A write on its way to the connection's thread. */
-typedef struct {
-  wsev_io *io;
-  uint64_t id;
-  uint8_t *data;
-  size_t payload, cap;
-  size_t len; /* framed: as counted on its way */
-  int text;
-  unsigned flags; /* wsev_send's */
-} write_args;
-
 static void refuse_on_thread(wsev_ctx *inner, void *arg) {
   wsev_conn *c = inner ? wsev__conn_find(inner, *(uint64_t *)arg) : NULL;
   if (c && wsev__conn_opening(c))
@@ -1132,6 +1259,14 @@ static void write_on_thread(wsev_ctx *inner, void *arg) {
     /* The application was told it went: one it cannot queue (no memory to frame or
      * compress it) fails the connection, as a write lost on its way does. */
     if (rc == UV_ENOMEM) wsev_close_with(inner, w->id, 1011, "out of memory");
+  }
+  if (w->small && inner) { /* back with the thread's next events */
+    wsev_io_thread *t = thread_here(inner);
+    w->post.next = (wsev_post_item *)t->spent_writes;
+    if (!t->spent_writes) t->spent_last = w;
+    t->spent_writes = w;
+    t->n_spent_writes++;
+    return;
   }
   if (w->data != (uint8_t *)(w + 1)) handoff_put(w->io, w->data, w->cap);
   wsev__free(w);
@@ -1158,7 +1293,7 @@ static int refused_for_backpressure(wsev_io *io, remote *r, uint64_t id, size_t 
   if (max && (waiting || !r->open) && (len > max || waiting > max - len)) {
     uint64_t *arg = wsev__malloc(sizeof *arg);
     if (arg) *arg = id;
-    if (!arg || wsev__post_internal(thread_of(io, id)->inner, refuse_on_thread, arg) != 0) {
+    if (!arg || post_to(thread_of(io, id), refuse_on_thread, arg) != 0) {
       wsev__free(arg);
       doom(io, id, link, 1008);
     }
@@ -1214,8 +1349,14 @@ int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int
    * (Framing a large one here into a shared frame that joins the thread's queue as it
    * is saves the thread a copy, but the frames then come from malloc on one thread and
    * go back to it on another: measured 57 against 36 us per 64 KiB echo.) */
-  int inside = len < HANDOFF_MIN;
-  write_args *w = wsev__malloc(sizeof *w + (inside ? len : 0));
+  int inside = len < HANDOFF_MIN, small = len <= SMALL_WRITE;
+  write_args *w = small ? io->spare_writes : NULL;
+  if (w) {
+    io->spare_writes = next_write(w);
+    io->n_spare_writes--;
+  } else {
+    w = wsev__malloc(sizeof *w + (small ? SMALL_WRITE : inside ? len : 0));
+  }
   if (w && inside) {
     w->data = (uint8_t *)(w + 1);
     w->cap = 0;
@@ -1230,14 +1371,15 @@ int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int
   w->payload = len;
   w->len = framed(r, len);
   w->text = text;
+  w->small = small;
   w->flags = flags;
   count_sent(io, r, w->len);
-  if (wsev__post_internal(thread_of(io, id)->inner, write_on_thread, w) != 0) {
-    if (r->link) atomic_fetch_sub(&r->link->in_transit, w->len);
-    if (!inside) handoff_put(io, w->data, w->cap);
-    wsev__free(w);
-    return lost_write(io, r, id);
-  }
+  wsev__post_owned_init(&w->post, write_on_thread);
+  wsev_io_thread *t = thread_of(io, id);
+  if (io->corked)
+    wsev__post_batch_add_owned(&t->outgoing, &w->post);
+  else
+    wsev__post_owned(t->inner, &w->post);
   return 0;
 }
 
@@ -1280,7 +1422,7 @@ int wsev__io_broadcast(wsev_ctx *ctx, const uint64_t *ids, size_t count, const v
     b->header = header;
     size_t n = b->count; /* once posted, b is the thread's */
     atomic_fetch_add_explicit(&frame->refs, 1, memory_order_relaxed);
-    if ((rc = wsev__post_internal(io->threads[k].inner, broadcast_on_thread, b)) != 0) {
+    if ((rc = post_to(&io->threads[k], broadcast_on_thread, b)) != 0) {
       for (size_t i = 0; i < b->count; i++) { /* not on its way after all */
         remote *r = find(io, b->ids[i]);
         if (r && r->link) atomic_fetch_sub(&r->link->in_transit, framed(r, len));
@@ -1317,7 +1459,7 @@ int wsev__io_close(wsev_ctx *ctx, uint64_t id, unsigned code, const char *reason
     a->code = code;
     if (reason) snprintf(a->reason, sizeof a->reason, "%s", reason);
   }
-  if (!a || wsev__post_internal(thread_of(ctx->io, id)->inner, close_on_thread, a) != 0) {
+  if (!a || post_to(thread_of(ctx->io, id), close_on_thread, a) != 0) {
     wsev__free(a);
     if (!r->link) return UV_ENOMEM;
     doom(ctx->io, id, r->link, code); /* without the reason */
@@ -1347,7 +1489,7 @@ int wsev__io_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_info *info) {
 
 static void shutdown_on_thread(wsev_ctx *inner, void *arg) {
   if (inner) {
-    wsev_io_thread *t = wsev_get_ctx_data(inner);
+    wsev_io_thread *t = thread_here(inner);
     wsev_shutdown(inner, *(uint64_t *)arg);
     uv_unref((uv_handle_t *)&t->stop);
   }
@@ -1360,7 +1502,7 @@ void wsev__io_shutdown(wsev_ctx *ctx, uint64_t timeout_ms) {
     uint64_t *arg = wsev__malloc(sizeof *arg);
     if (!arg) continue; /* that thread keeps serving until wsev_ctx_free */
     *arg = timeout_ms;
-    if (wsev__post_internal(io->threads[i].inner, shutdown_on_thread, arg) != 0) wsev__free(arg);
+    if (post_to(&io->threads[i], shutdown_on_thread, arg) != 0) wsev__free(arg);
   }
 }
 
@@ -1401,7 +1543,7 @@ void wsev__io_origins(wsev_ctx *ctx) {
     char *at = (char *)(copy->origins + copy->count);
     for (size_t i = 0; i < copy->count; i++)
       copy->origins[i] = keep(&at, ctx->origins[i]);
-    if (wsev__post_internal(io->threads[k].inner, origins_on_thread, copy) != 0) wsev__free(copy);
+    if (post_to(&io->threads[k], origins_on_thread, copy) != 0) wsev__free(copy);
   }
 }
 
@@ -1423,6 +1565,6 @@ void wsev__io_settings(wsev_ctx *ctx) {
     wsev_settings *copy = wsev__malloc(sizeof *copy);
     if (!copy) continue;
     *copy = ctx->set;
-    if (wsev__post_internal(io->threads[i].inner, settings_on_thread, copy) != 0) wsev__free(copy);
+    if (post_to(&io->threads[i], settings_on_thread, copy) != 0) wsev__free(copy);
   }
 }
