@@ -510,9 +510,11 @@ static void inner_message(wsev_ctx *inner, uint64_t id, const void *data, size_t
   /* A small message travels inside its item, a large one in a hand-off buffer. */
   int inside = len < HANDOFF_MIN, small = len <= SMALL_ITEM;
   inbox_item *item = small ? t->items : NULL;
-  if (item)
-    t->items = item->next;
-  else
+  if (item) {
+    /* The spare items were last touched on the other thread, one cache miss each:
+     * the next one is fetched while this message is handed over. */
+    if ((t->items = item->next)) __builtin_prefetch(t->items, 1);
+  } else
     item = wsev__malloc(MESSAGE_ITEM + (small ? SMALL_ITEM : inside ? len : 0));
   if (item) { /* what a message's item has (not info) */
     item->what = ITEM_EVENT;
@@ -978,8 +980,10 @@ static void on_inbox(wsev_wakeup *w) {
     if (!batch) return;
     wsev__dispatch_begin(io->ctx); /* the batch's callbacks run one after another */
     io->corked = 1;
-    for (inbox_item *item = batch; item && !io->ctx->freeing; item = item->next)
+    for (inbox_item *item = batch; item && !io->ctx->freeing; item = item->next) {
+      if (item->next) __builtin_prefetch(item->next); /* written on the other thread */
       deliver(io, item);
+    }
     io->corked = 0;
     if (!io->ctx->freeing) /* (else wsev_ctx_free dropped them) */
       for (int i = 0; i < io->count; i++)
@@ -1360,7 +1364,7 @@ int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int
   int inside = len < HANDOFF_MIN, small = len <= SMALL_WRITE;
   write_args *w = small ? io->spare_writes : NULL;
   if (w) {
-    io->spare_writes = next_write(w);
+    if ((io->spare_writes = next_write(w))) __builtin_prefetch(io->spare_writes, 1); /* as items */
     io->n_spare_writes--;
   } else {
     w = wsev__malloc(sizeof *w + (small ? SMALL_WRITE : inside ? len : 0));
