@@ -4,7 +4,9 @@
 # the I/O threads, on ws 32 B echo, ws 64 KiB echo and wss 64 KiB echo (load from
 # wsev-client-load), and full TLS handshakes per second (openssl s_time). Then the
 # overhead of 1 I/O thread against inline at the same load, and a projection for more
-# cores from the measured costs. Release build in build-bench/.
+# cores from the measured costs. The thread counts run in turn in every repetition
+# (one server each, started first), and the median repetition of each is reported.
+# Release build in build-bench/.
 #
 #   scripts/bench-threads.sh [--threads "0 1"] [--server-cores 0] [--client-cores 1]
 #                            [--seconds S] [--reps N]
@@ -34,7 +36,8 @@ BUILD=build-bench
 release_build $BUILD sample/wsev-echo test/bench/wsev-client-load
 work=$(mktemp -d)
 server=""
-trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
+servers=""
+trap 'for p in $servers; do kill "$p" 2>/dev/null; done; rm -rf "$work"' EXIT
 scripts/make-cert.sh "$work" >/dev/null
 ticks=$(getconf CLK_TCK)
 
@@ -66,10 +69,10 @@ run() {
 }
 
 
-handshakes() { # full handshakes per second of wall-clock time
+handshakes() { # PORT: full handshakes per second of wall-clock time
   local t0 t1 n
   t0=$(date +%s.%N)
-  n=$(taskset -c "$client_cores" openssl s_time -connect "127.0.0.1:$wss_port" -new \
+  n=$(taskset -c "$client_cores" openssl s_time -connect "127.0.0.1:$1" -new \
     -time "$seconds" 2>/dev/null | sed -n 's/^\([0-9]*\) connections in [0-9.]*s;.*/\1/p')
   t1=$(date +%s.%N)
   awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "%d\n", n / (b - a) }'
@@ -78,35 +81,53 @@ handshakes() { # full handshakes per second of wall-clock time
 results="$work/results"
 : >"$results"
 printf "%-8s %-24s %12s %10s %12s %10s\n" threads workload "msg/s" "us/msg" "dispatcher" "I/O"
+# One server per thread count, all started first, so that each repetition runs every
+# thread count one after the other: this machine's speed drifts over minutes, and
+# interleaving keeps the ratios fair. An idle server costs nothing.
+declare -A pid ws_port wss_port
+servers=""
 for n in $threads; do
   taskset -c "$server_cores" $BUILD/sample/wsev-echo 0 --io-threads "$n" --tls-port 0 \
-    --cert "$work/localhost.crt" --key "$work/localhost.key" >"$work/out" &
-  server=$!
-  for _ in $(seq 50); do grep -q TLS "$work/out" 2>/dev/null && break; sleep 0.1; done
-  ws_port=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$work/out")
-  wss_port=$(sed -n 's/.*listening for TLS on port \([0-9]*\).*/\1/p' "$work/out")
-  for w in "ws 100 10 32" "ws 10 1 65536" "wss 10 1 65536"; do
-    set -- $w
-    : >"$work/reps"
-    for _ in $(seq "$reps"); do
-      port=$ws_port
-      [ "$1" = wss ] && port=$wss_port
-      run "$1://localhost:$port/" "$2" "$3" "$4" >>"$work/reps"
+    --cert "$work/localhost.crt" --key "$work/localhost.key" >"$work/out$n" &
+  pid[$n]=$!
+  servers="$servers $!"
+  for _ in $(seq 50); do grep -q TLS "$work/out$n" 2>/dev/null && break; sleep 0.1; done
+  ws_port[$n]=$(sed -n 's/.*listening on port \([0-9]*\).*/\1/p' "$work/out$n")
+  wss_port[$n]=$(sed -n 's/.*listening for TLS on port \([0-9]*\).*/\1/p' "$work/out$n")
+done
+for w in "ws 100 10 32" "ws 10 1 65536" "wss 10 1 65536"; do
+  set -- $w
+  for n in $threads; do : >"$work/reps$n"; done
+  for _ in $(seq "$reps"); do
+    for n in $threads; do
+      server=${pid[$n]}
+      port=${ws_port[$n]}
+      [ "$1" = wss ] && port=${wss_port[$n]}
+      run "$1://localhost:$port/" "$2" "$3" "$4" >>"$work/reps$n"
     done
+  done
+  for n in $threads; do
     # The repetition with the median rate, whole.
-    line=$(sort -n "$work/reps" | sed -n "$(((reps + 1) / 2))p")
+    line=$(sort -n "$work/reps$n" | sed -n "$(((reps + 1) / 2))p")
     name="$1 echo $2x$3x$4"
     read -r r t d i <<<"$line"
     printf "%-8s %-24s %12s %10s %12s %10s\n" "$n" "$name" "$r" "$t" "$d" "$i"
     echo "$n|$name|$r|$t|$d|$i" >>"$results"
   done
-  hs=$(for _ in $(seq "$reps"); do handshakes; done | median)
+done
+for n in $threads; do : >"$work/hs$n"; done
+for _ in $(seq "$reps"); do
+  for n in $threads; do
+    handshakes "${wss_port[$n]}" >>"$work/hs$n"
+  done
+done
+for n in $threads; do
+  hs=$(median <"$work/hs$n")
   printf "%-8s %-24s %12s\n" "$n" "TLS full handshakes/s" "$hs"
   echo "$n|handshakes|$hs|||" >>"$results"
-  kill -INT $server
-  wait $server 2>/dev/null || true
-  server=""
 done
+for p in $servers; do kill -INT "$p"; wait "$p" 2>/dev/null || true; done
+servers=""
 
 # Overhead of one I/O thread against inline, and a projection from the measured costs:
 # with C cores, one runs the dispatcher and C-1 run I/O threads, so messages/s is at
