@@ -84,8 +84,8 @@ enum { ITEM_EVENT, ITEM_UPGRADE, ITEM_HTTP, ITEM_DROPPED, ITEM_DONE };
 typedef struct inbox_item {
   struct inbox_item *next;
   int what;
-  wsev_event ev; /* data: the message's bytes or the close reason, owned */
-  char *strings; /* accepted: info's strings */
+  wsev_event ev;              /* data: the message's bytes or the close reason, owned */
+  char *strings;              /* accepted: info's strings */
   wsev_request_copy *request; /* upgrade, http: owned */
   size_t data_cap;            /* ev.data came from the hand-off cache */
   int small;                  /* a small message's item: reused (spare_items) */
@@ -514,8 +514,9 @@ static void inner_message(wsev_ctx *inner, uint64_t id, const void *data, size_t
     /* The spare items were last touched on the other thread, one cache miss each:
      * the next one is fetched while this message is handed over. */
     if ((t->items = item->next)) __builtin_prefetch(t->items, 1);
-  } else
+  } else {
     item = wsev__malloc(MESSAGE_ITEM + (small ? SMALL_ITEM : inside ? len : 0));
+  }
   if (item) { /* what a message's item has (not info) */
     item->what = ITEM_EVENT;
     item->ev = (wsev_event){.kind = WSEV_EV_MESSAGE, .id = id};
@@ -541,8 +542,8 @@ static void inner_closed(wsev_ctx *inner, uint64_t id) {
   wsev_io_thread *t = thread_here(inner);
   wsev_close_info info;
   conn_link *link = link_of(inner, id); /* kept since it was told */
-  if (!link) return;                               /* never told to the application */
-  busy_unlist(t, link);                            /* from now on the link is the application's */
+  if (!link) return;                    /* never told to the application */
+  busy_unlist(t, link);                 /* from now on the link is the application's */
   doom_unlist(t, link);
   inbox_item *item = &link->closed;
   if (wsev_get_close_info(inner, id, &info) == 0) {

@@ -94,8 +94,7 @@ static void drop(wsev_post_item *item) {
 }
 
 void wsev__post_free(wsev_ctx *ctx) {
-  wsev_post_item *item = ctx->post_head;
-  drop(item);
+  drop(ctx->post_head);
   ctx->post_head = ctx->post_tail = NULL;
   uv_mutex_destroy(&ctx->post_lock);
 }
