@@ -811,8 +811,9 @@ WSEV_EXPORT int wsev_get_conn_info(const wsev_ctx *ctx, uint64_t id, wsev_conn_i
  * upgrade, framing, UTF-8, pings, closes, deadlines, keepalive and corked writes. The
  * application's callbacks still run on the context's thread, one at a time, with every
  * guarantee at the top of this file; a message is copied once, from its thread to the
- * application. Writes, closes and broadcasts made from callbacks reach the owning
- * thread in one batch per iteration, and leave in one writev there. A connection's
+ * application. Writes, closes and broadcasts made from the callbacks of one batch of
+ * events reach the owning thread together at the batch's end, and leave in one writev
+ * there. A connection's
  * reaction to later input (a pong, the close handshake, a protocol failure, the peer's
  * EOF) waits until the application has finished the messages before it, so that its
  * replies to them go out first, as inline; max_connections counts the connections of
