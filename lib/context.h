@@ -297,5 +297,9 @@ void wsev__io_shutdown(wsev_ctx *ctx, uint64_t timeout_ms);
 int wsev__io_decide(wsev_ctx *ctx, uint64_t id, int status, const char *protocol);
 /* The settings changed: every thread gets a copy. */
 void wsev__io_settings(wsev_ctx *ctx);
+/* Around a batch of callbacks (events, posted work): the calls to the threads they make
+ * wait and go together, one hand-over per thread, at the outermost uncork. */
+void wsev__io_cork(wsev_ctx *ctx);
+void wsev__io_uncork(wsev_ctx *ctx);
 
 #endif

@@ -183,7 +183,7 @@ struct wsev_io {
    * left of its own. */
   inbox_item *spare_items, *returned, *returned_last;
   size_t n_spare_items, n_returned;
-  int corked; /* a batch of events is dispatched: calls to the threads wait (post_to) */
+  int corked; /* a batch is dispatched: calls to the threads wait (post_to; nests) */
   /* Small writes go back to the application for reuse, as small message items go to
    * the threads: allocated on one thread and freed on the other, each cost malloc's
    * slow path. The threads hand them back under `lock` (returned_writes) when they
@@ -715,6 +715,15 @@ static int post_to(wsev_io_thread *t, wsev_post_fn fn, void *arg) {
 
 static void send_waiting(wsev_io_thread *t) { wsev__post_batch_send(t->inner, &t->outgoing); }
 
+void wsev__io_cork(wsev_ctx *ctx) { ctx->io->corked++; }
+
+void wsev__io_uncork(wsev_ctx *ctx) {
+  wsev_io *io = ctx->io;
+  if (--io->corked || ctx->freeing) return; /* (freeing: wsev_ctx_free dropped them) */
+  for (int i = 0; i < io->count; i++)
+    send_waiting(&io->threads[i]);
+}
+
 /* Run fn on thread t's context and wait for it (setup calls that return a result:
  * listen, dial, adopt). */
 typedef struct {
@@ -980,15 +989,12 @@ static void on_inbox(wsev_wakeup *w) {
     }
     if (!batch) return;
     wsev__dispatch_begin(io->ctx); /* the batch's callbacks run one after another */
-    io->corked = 1;
+    wsev__io_cork(io->ctx);
     for (inbox_item *item = batch; item && !io->ctx->freeing; item = item->next) {
       if (item->next) __builtin_prefetch(item->next); /* written on the other thread */
       deliver(io, item);
     }
-    io->corked = 0;
-    if (!io->ctx->freeing) /* (else wsev_ctx_free dropped them) */
-      for (int i = 0; i < io->count; i++)
-        send_waiting(&io->threads[i]);
+    wsev__io_uncork(io->ctx);
     /* Only now are the replies to the batch's messages on their way. */
     while (batch) {
       inbox_item *next = batch->next;

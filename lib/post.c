@@ -10,6 +10,8 @@
 
 static void run_batch(wsev_ctx *ctx, wsev_post_item *item) {
   wsev__dispatch_begin(ctx);
+  wsev_io *io = ctx->io; /* threaded: the batch's writes go to each thread together */
+  if (io) wsev__io_cork(ctx);
   while (item) {
     wsev_post_item *next = item->next;
     if (item->kind == POST_OWNED) { /* the item is fn's to free */
@@ -37,6 +39,7 @@ static void run_batch(wsev_ctx *ctx, wsev_post_item *item) {
     wsev__free(item);
     item = next;
   }
+  if (io) wsev__io_uncork(ctx);
   wsev__dispatch_end(ctx);
 }
 
