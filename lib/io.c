@@ -703,8 +703,8 @@ static void thread_main(void *arg) {
 /* ---- calls into a thread -------------------------------------------------------------- */
 
 /* The application's calls to thread t's context (fn runs there; fn(NULL, arg) if it is
- * dropped). While a batch of events is dispatched they wait and go together at its
- * end: one lock and wakeup per thread and batch, where a wakeup per reply let the
+ * dropped). While a batch of events or of posted work is dispatched (corked) they wait
+ * and go together at its end: one lock and wakeup per thread and batch, where a wakeup per reply let the
  * thread preempt the application after each one on a shared core. The order of the
  * calls to one thread is kept whichever way they go: everything else that reaches a
  * thread sends what waits first (send_waiting). */
