@@ -647,10 +647,16 @@ def fail_reset_before_response():
                      close_stdin=False)
 
 
+# The limit counts from wsev_add_conn and covers the lookup (on libuv's thread pool) and,
+# for wss, the TLS setup: under valgrind those alone could take 500 ms, and the client then
+# timed out before it connected (the test waited 30 s for the connection).
+CONNECT_TIMEOUT_MS = str(int(500 * SLOW))
+
+
 def fail_connect_timeout():
     """TCP is accepted but nothing is ever answered: --connect-timeout ends it."""
     with RawServer() as srv:
-        with running(srv.url(), "--connect-timeout", "500") as c:
+        with running(srv.url(), "--connect-timeout", CONNECT_TIMEOUT_MS) as c:
             p = srv.accept()
             p.read_request()
             c.finish(1, "failed: ETIMEDOUT: timed out waiting for the 101", close_stdin=False,
@@ -662,7 +668,8 @@ def fail_connect_timeout():
 def fail_wss_connect_timeout():
     """wss: TCP is accepted but no TLS answer ever comes: ETIMEDOUT as well."""
     with RawServer() as srv:
-        with running(srv.url(scheme="wss"), "--insecure", "--connect-timeout", "500") as c:
+        with running(srv.url(scheme="wss"), "--insecure", "--connect-timeout",
+                     CONNECT_TIMEOUT_MS) as c:
             p = srv.accept()
             c.finish(1, "failed: ETIMEDOUT: timed out in the TLS handshake", close_stdin=False,
                      timeout=2.0 * SLOW + 1)
