@@ -133,7 +133,6 @@ struct write_args {
   size_t payload, cap;
   size_t len; /* framed: as counted on its way */
   int text;
-  int small;      /* room for SMALL_WRITE bytes behind it: reused (see spare_writes) */
   unsigned flags; /* wsev_send's */
 };
 
@@ -1279,7 +1278,7 @@ static void write_on_thread(wsev_ctx *inner, void *arg) {
      * compress it) fails the connection, as a write lost on its way does. */
     if (rc == UV_ENOMEM) wsev_close_with(inner, w->id, 1011, "out of memory");
   }
-  if (w->small && inner) { /* back with the thread's next events */
+  if (w->payload <= SMALL_WRITE && inner) { /* room for SMALL_WRITE: back for reuse */
     wsev_io_thread *t = thread_here(inner);
     w->post.next = (wsev_post_item *)t->spent_writes;
     if (!t->spent_writes) t->spent_last = w;
@@ -1390,7 +1389,6 @@ int wsev__io_write(wsev_ctx *ctx, uint64_t id, const void *data, size_t len, int
   w->payload = len;
   w->len = framed(r, len);
   w->text = text;
-  w->small = small;
   w->flags = flags;
   count_sent(io, r, w->len);
   wsev__post_owned_init(&w->post, write_on_thread);
